@@ -1,0 +1,30 @@
+"""Torch reference ops: plain, readable, computed in fp32. The conformance suite compares every
+platform against these; the CPU platform runs them."""
+
+from anyware.kernels.reference.activation import silu_and_mul
+from anyware.kernels.reference.attention import paged_attention, slots_for
+from anyware.kernels.reference.attention_backend import ReferenceAttentionBackend
+from anyware.kernels.reference.moe import LocalTokenDispatcher, ReferenceMoEExperts, moe_route
+from anyware.kernels.reference.norm import fused_add_rms_norm, rms_norm
+from anyware.kernels.reference.ops import ReferenceOps
+from anyware.kernels.reference.rotary import apply_rotary, rope_cos_sin
+from anyware.kernels.reference.sampling import sample, sampling_noise
+from anyware.kernels.reference.store import store_kv
+
+__all__ = [
+    "LocalTokenDispatcher",
+    "ReferenceAttentionBackend",
+    "ReferenceMoEExperts",
+    "ReferenceOps",
+    "apply_rotary",
+    "fused_add_rms_norm",
+    "moe_route",
+    "paged_attention",
+    "rms_norm",
+    "rope_cos_sin",
+    "sample",
+    "sampling_noise",
+    "silu_and_mul",
+    "slots_for",
+    "store_kv",
+]

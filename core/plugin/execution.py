@@ -1,0 +1,60 @@
+"""Execution strategies: how the core's step runs on a platform (rule 10).
+
+The core owns the step loop and the model; a strategy only decides *how* a forward runs:
+eagerly, by replaying graphs captured per batch-size bucket, or as compiled programs over
+padded shape buckets. Platforms return one from ``Platform.execution_strategy``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Protocol
+
+import torch
+
+from anyware.plugin.forward import ForwardBatch
+from anyware.plugin.ops.attention import AttentionBackend
+
+
+class StepProgram(Protocol):
+    """What the core hands a strategy: the model forward and helpers to pad batches."""
+
+    attention: AttentionBackend
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        """Run the model; returns logits ``[len(batch.logits_indices), vocab]`` (fp32)."""
+
+    def dummy_decode_batch(self, batch_size: int) -> ForwardBatch:
+        """A DECODE batch of ``batch_size`` rows writing only to the scratch page."""
+
+    def pad_decode_batch(self, batch: ForwardBatch, batch_size: int) -> ForwardBatch:
+        """``batch`` padded with dummy rows to ``batch_size`` rows."""
+
+
+class ExecutionStrategy(ABC):
+    """Runs forwards for the core. ``kind`` is "eager", "graphs" or "compiled"."""
+
+    kind: ClassVar[str]
+
+    def setup(self, program: StepProgram) -> None:
+        """Called once after the model and KV cache exist (capture/compile here)."""
+        self.program = program
+
+    @abstractmethod
+    def run(self, batch: ForwardBatch) -> torch.Tensor:
+        """Run one forward; returns what ``program.forward`` would."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release captured graphs / compiled programs."""
+
+
+class EagerExecution(ExecutionStrategy):
+    """Prepare the attention metadata and call the model forward directly."""
+
+    kind = "eager"
+
+    def run(self, batch: ForwardBatch) -> torch.Tensor:
+        attn = self.program.attention
+        attn.prepare(batch)
+        attn.update(batch)
+        return self.program.forward(batch)

@@ -1,0 +1,161 @@
+"""`ForwardBatch`: the one description of a forward pass that crosses the plugin boundary.
+
+Token layout. The new tokens of all requests are concatenated in request order: request
+``i`` contributes ``extend_lens[i]`` tokens starting at row ``extend_start[i]``. Before this
+step request ``i`` already has ``prefix_lens[i]`` tokens in the KV cache; after it,
+``seq_lens[i] = prefix_lens[i] + extend_lens[i]``. The ``j``-th new token of request ``i``
+sits at position ``prefix_lens[i] + j`` and, with a causal mask, attends to KV positions
+``0 .. prefix_lens[i] + j``.
+
+Paging. The KV cache of a layer is addressed by *slot*: ``slot = page * page_size + offset``.
+``page_table[i, p]`` is the page holding positions ``p*page_size .. (p+1)*page_size - 1`` of
+request ``i`` (entries past the request's pages are unspecified). ``out_slots[t]`` is the
+slot where the KV of new token ``t`` is written.
+
+Modes. DECODE: every ``extend_len`` is 1. EXTEND: prefill (any prefix). VERIFY: each request
+carries ``spec.num_draft_tokens + 1`` tokens and needs logits for all of them. MIXED: prefill
+and decode requests in one batch. IDLE: no tokens (a rank with nothing to do).
+
+Device tensors are on the platform's device; the ``*_cpu`` lists are host copies for the
+host-side ``prepare`` step of attention backends (dynamic shapes allowed there, never in the
+graph-safe ``update``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+
+
+class ForwardMode(enum.Enum):
+    EXTEND = "extend"
+    DECODE = "decode"
+    VERIFY = "verify"
+    MIXED = "mixed"
+    IDLE = "idle"
+
+    @property
+    def is_decode(self) -> bool:
+        return self is ForwardMode.DECODE
+
+
+@dataclass
+class SpecInfo:
+    """Speculative-verify metadata (mode VERIFY).
+
+    num_draft_tokens: draft tokens per request (each request verifies that many + 1).
+    tree_mask: optional bool ``[B, n, n]`` with ``n = num_draft_tokens + 1``: ``tree_mask[i, a, b]``
+        says whether new token ``a`` of request ``i`` may attend to new token ``b``. The
+        prefix is always visible. ``None`` means a chain (causal) draft.
+    """
+
+    num_draft_tokens: int
+    tree_mask: torch.Tensor | None = None
+
+
+@dataclass
+class ForwardBatch:
+    """Everything a model forward and an attention backend need for one step.
+
+    Shapes: ``T`` new tokens, ``B`` requests, ``P`` page-table columns, ``L`` logit rows.
+
+    input_ids: int64 ``[T]``.
+    positions: int64 ``[T]``.
+    seq_lens: int32 ``[B]`` KV length after this step.
+    prefix_lens: int32 ``[B]`` KV length already cached before this step.
+    extend_lens: int32 ``[B]`` new tokens per request.
+    extend_start: int32 ``[B]`` first row of each request in the token dimension.
+    page_table: int32 ``[B, P]``.
+    out_slots: int64 ``[T]`` KV slot of each new token.
+    logits_indices: int64 ``[L]`` token rows whose hidden state goes to the LM head
+        (the last new token of each request; every new token in VERIFY mode).
+    page_size: tokens per KV page.
+    seq_lens_cpu / prefix_lens_cpu / extend_lens_cpu: host copies of the same.
+    spec: verify metadata (VERIFY only).
+    padded_batch_size: when a graph strategy pads the batch, the padded ``B`` (rows past the
+        real batch have ``extend_len`` 1, ``seq_len`` 1 and write to a scratch slot).
+    """
+
+    mode: ForwardMode
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    seq_lens: torch.Tensor
+    prefix_lens: torch.Tensor
+    extend_lens: torch.Tensor
+    extend_start: torch.Tensor
+    page_table: torch.Tensor
+    out_slots: torch.Tensor
+    logits_indices: torch.Tensor
+    page_size: int
+    seq_lens_cpu: list[int] = field(default_factory=list)
+    prefix_lens_cpu: list[int] = field(default_factory=list)
+    extend_lens_cpu: list[int] = field(default_factory=list)
+    spec: SpecInfo | None = None
+    padded_batch_size: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.seq_lens.shape[0])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def max_seq_len(self) -> int:
+        return max(self.seq_lens_cpu, default=0)
+
+    @property
+    def max_extend_len(self) -> int:
+        return max(self.extend_lens_cpu, default=0)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        mode: ForwardMode,
+        input_ids: list[int],
+        prefix_lens: list[int],
+        extend_lens: list[int],
+        page_table: torch.Tensor,
+        out_slots: list[int],
+        page_size: int,
+        device: torch.device | str,
+        logits_all: bool = False,
+        spec: SpecInfo | None = None,
+    ) -> ForwardBatch:
+        """Build a batch from host lists (the engine's and the conformance suite's helper)."""
+        if not (len(prefix_lens) == len(extend_lens) == page_table.shape[0]):
+            raise ValueError("prefix_lens, extend_lens and page_table rows must agree")
+        if sum(extend_lens) != len(input_ids) or len(out_slots) != len(input_ids):
+            raise ValueError("input_ids / out_slots length must equal sum(extend_lens)")
+        seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
+        starts, positions, logit_rows, row = [], [], [], 0
+        for p, e in zip(prefix_lens, extend_lens):
+            starts.append(row)
+            positions.extend(range(p, p + e))
+            logit_rows.extend(range(row, row + e) if logits_all else [row + e - 1])
+            row += e
+
+        def t(x: list[int], dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor(x, dtype=dtype).to(device, non_blocking=True)
+
+        return cls(
+            mode=mode,
+            input_ids=t(input_ids, torch.int64),
+            positions=t(positions, torch.int64),
+            seq_lens=t(seq_lens, torch.int32),
+            prefix_lens=t(prefix_lens, torch.int32),
+            extend_lens=t(extend_lens, torch.int32),
+            extend_start=t(starts, torch.int32),
+            page_table=page_table.to(device=device, dtype=torch.int32),
+            out_slots=t(out_slots, torch.int64),
+            logits_indices=t(logit_rows, torch.int64),
+            page_size=page_size,
+            seq_lens_cpu=seq_lens,
+            prefix_lens_cpu=list(prefix_lens),
+            extend_lens_cpu=list(extend_lens),
+            spec=spec,
+        )

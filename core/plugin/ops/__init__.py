@@ -1,0 +1,1 @@
+"""Op interfaces: what model layers call and platforms implement."""

@@ -1,0 +1,166 @@
+"""The attention-backend interface and the KV-cache layout it declares.
+
+A backend owns the layout of the KV cache (rule 8: the layout is data). The core's KV pool
+asks the backend for a :class:`KVLayout`, allocates one K and one V tensor per layer through
+the platform, and hands the backend a :class:`KVCache` plus page tables in every
+:class:`~anyware.plugin.forward.ForwardBatch`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from anyware.plugin.capabilities import AttentionFeatures
+from anyware.plugin.forward import ForwardBatch
+
+if TYPE_CHECKING:
+    from anyware.plugin.platform import Platform
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """The model-level attention shape a backend is built for."""
+
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int
+    dtype: torch.dtype
+    max_batch_size: int
+    max_context_len: int
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """Static per-layer attention parameters.
+
+    scale: softmax scale (usually ``head_dim ** -0.5``).
+    sliding_window: attend only to the last ``sliding_window`` positions (``None``: all).
+    logit_softcap: apply ``cap * tanh(s / cap)`` to scores (``None``: off).
+    """
+
+    layer_id: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int
+    scale: float
+    sliding_window: int | None = None
+    logit_softcap: float | None = None
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """How one layer's KV cache is laid out in device memory.
+
+    order "NHD": K is ``[num_slots, num_kv_heads, head_dim]`` and V is
+    ``[num_slots, num_kv_heads, v_head_dim]`` with ``num_slots = num_pages * page_size`` and
+    ``slot = page * page_size + offset``. Page 0 is reserved by the pool as a scratch page
+    (padded rows of captured graphs write there), so usable pages are ``1 .. num_pages-1``.
+    alignment: ``num_pages`` is rounded up to a multiple of this.
+    """
+
+    page_size: int
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int
+    dtype: torch.dtype
+    order: str = "NHD"
+    alignment: int = 1
+
+    def k_shape(self, num_pages: int) -> tuple[int, ...]:
+        return (num_pages * self.page_size, self.num_kv_heads, self.head_dim)
+
+    def v_shape(self, num_pages: int) -> tuple[int, ...]:
+        return (num_pages * self.page_size, self.num_kv_heads, self.v_head_dim)
+
+    def bytes_per_page(self) -> int:
+        per_token = self.num_kv_heads * (self.head_dim + self.v_head_dim)
+        return per_token * self.page_size * torch.empty((), dtype=self.dtype).element_size()
+
+
+@dataclass
+class KVCache:
+    """Per-layer K and V tensors allocated by the pool according to ``layout``."""
+
+    layout: KVLayout
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    num_pages: int
+
+
+class AttentionBackend(ABC):
+    """Paged attention for extend, decode and verify batches.
+
+    Class attributes declare what the backend offers; the platform lists backends (its own and
+    those contributed by extension plugins) and the engine selects one by name or priority.
+
+    Call order per step: ``prepare(batch)`` once on the host (dynamic shapes allowed; may
+    allocate), then ``update(batch)`` (graph-safe: only device copies into buffers allocated
+    in ``prepare``/``init_graph_buffers``, no host sync, no allocation), then ``forward`` for
+    every layer. An eager strategy calls both; a graph strategy calls ``prepare`` when it
+    captures and ``update`` before each replay.
+    """
+
+    name: ClassVar[str]
+    features: ClassVar[AttentionFeatures] = AttentionFeatures()
+    page_sizes: ClassVar[tuple[int, ...]] = (1, 16, 64)
+    kv_dtypes: ClassVar[tuple[torch.dtype, ...]] = (torch.float32, torch.bfloat16, torch.float16)
+    priority: ClassVar[int] = 0
+
+    def __init__(self, platform: Platform, spec: AttentionSpec) -> None:
+        self.platform = platform
+        self.spec = spec
+        self.calls = 0  # forward calls: the conformance suite's proof that this kernel ran
+
+    @classmethod
+    def is_available(cls, platform: Platform) -> tuple[bool, str]:
+        """Cheap check that this backend can run here; ``(False, reason)`` otherwise."""
+        return True, ""
+
+    def kv_layout(self, page_size: int, kv_dtype: torch.dtype) -> KVLayout:
+        """The layout for one layer. Raise ``ValueError`` for an unsupported page size/dtype."""
+        if page_size not in self.page_sizes:
+            raise ValueError(
+                f"attention backend {self.name!r} supports page sizes {self.page_sizes}, "
+                f"not {page_size}"
+            )
+        if kv_dtype not in self.kv_dtypes:
+            raise ValueError(f"attention backend {self.name!r} does not store KV as {kv_dtype}")
+        s = self.spec
+        return KVLayout(page_size, s.num_kv_heads, s.head_dim, s.v_head_dim, kv_dtype)
+
+    def prepare(self, batch: ForwardBatch) -> None:  # noqa: B027 - optional hook
+        """Host-side preparation for ``batch`` (may inspect ``*_cpu`` lists, allocate)."""
+
+    def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:  # noqa: B027
+        """Allocate persistent metadata buffers for graph capture of decode batches."""
+
+    def update(self, batch: ForwardBatch) -> None:  # noqa: B027 - optional hook
+        """Graph-safe update of device metadata for ``batch`` (no host sync, no allocation)."""
+
+    @abstractmethod
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layer: AttentionLayer,
+        cache: KVCache,
+        batch: ForwardBatch,
+    ) -> torch.Tensor:
+        """Store the new K/V and attend.
+
+        q: ``[T, num_heads, head_dim]``; k: ``[T, num_kv_heads, head_dim]``;
+        v: ``[T, num_kv_heads, v_head_dim]`` (rotary already applied), in the model dtype.
+        First write ``k``/``v`` into ``cache.k[layer.layer_id]``/``cache.v[...]`` at
+        ``batch.out_slots``; then every new token attends (causally, or by
+        ``batch.spec.tree_mask`` in VERIFY mode) over its request's cached prefix and the new
+        tokens. GQA: query head ``h`` reads KV head ``h // (num_heads // num_kv_heads)``.
+        Returns ``[T, num_heads, v_head_dim]`` in the model dtype.
+        """

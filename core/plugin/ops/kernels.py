@@ -1,0 +1,104 @@
+"""Elementwise and sampling ops (`KernelOps`) that model layers and the sampler call.
+
+The reference implementation (``anyware.kernels.reference.ReferenceOps``) is the numerics
+oracle; a platform subclasses it or implements every method. Each method increments
+``self.calls[<method name>]`` so the conformance suite can check the plugin's own kernel ran.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplingTensors:
+    """Per-row sampling parameters, all ``[B]`` on the device.
+
+    temperatures: float32, > 0 (greedy rows are handled by ``greedy``).
+    top_ks: int32, ``vocab_size`` (or more) disables.
+    top_ps: float32 in (0, 1]; 1 disables.
+    min_ps: float32 in [0, 1); 0 disables.
+    seeds: int64 per-request seed; ``steps``: int64 index of the token being sampled. The
+        random draw for a row depends only on (seed, step, token id), never on the batch.
+    greedy: bool, rows that take the argmax.
+    """
+
+    temperatures: torch.Tensor
+    top_ks: torch.Tensor
+    top_ps: torch.Tensor
+    min_ps: torch.Tensor
+    seeds: torch.Tensor
+    steps: torch.Tensor
+    greedy: torch.Tensor
+
+
+class KernelOps(ABC):
+    """Norm, rotary, activation, KV store and sampling kernels."""
+
+    provider: str = "abstract"
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    @abstractmethod
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """``x * rsqrt(mean(x^2) + eps) * weight`` over the last dim, computed in fp32,
+        returned in ``x.dtype``. x: ``[T, H]``."""
+
+    @abstractmethod
+    def fused_add_rms_norm(
+        self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``r = x + residual`` (in ``x.dtype``); returns ``(rms_norm(r), r)``."""
+
+    @abstractmethod
+    def rotary(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        positions: torch.Tensor,
+        cos_sin: torch.Tensor,
+        is_neox: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary embedding. q ``[T, Hq, D]``, k ``[T, Hk, D]``, positions int64 ``[T]``,
+        cos_sin fp32 ``[max_pos, rot_dim]`` (cos in the first half, sin in the second; the
+        first ``rot_dim`` dims rotate). Neox style pairs ``i`` with ``i + rot_dim/2``;
+        GPT-J style pairs ``2i`` with ``2i+1``. Returns new ``(q, k)`` in their dtype."""
+
+    @abstractmethod
+    def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``[T, 2I]`` -> ``silu(x[:, :I]) * x[:, I:]`` ``[T, I]``."""
+
+    @abstractmethod
+    def store_kv(
+        self,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        slots: torch.Tensor,
+    ) -> None:
+        """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype)."""
+
+    @abstractmethod
+    def sample(self, logits: torch.Tensor, params: SamplingTensors) -> torch.Tensor:
+        """Sample one token per row of fp32 ``logits`` ``[B, V]`` (penalties already applied).
+
+        Greedy rows: argmax (lowest index on ties). Other rows: divide by temperature,
+        softmax, keep the ``top_k`` most likely tokens, then the smallest set whose
+        probability reaches ``top_p`` (the token that crosses ``top_p`` is kept), then tokens
+        with ``p >= min_p * max(p)``; renormalise and draw with the counter-based noise of
+        ``anyware.kernels.reference.sampling_noise`` (so a seeded request is reproducible on
+        any platform and in any batch). Returns int64 ``[B]``.
+        """
+
+    @abstractmethod
+    def moe_route(
+        self, router_logits: torch.Tensor, top_k: int, renormalize: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax routing: returns ``(topk_weights fp32 [T, k], topk_ids int32 [T, k])``;
+        with ``renormalize`` the k weights of each token sum to 1."""
