@@ -124,19 +124,28 @@ class ForwardBatch:
         page_size: int,
         device: torch.device | str,
         logits_all: bool = False,
+        logit_requests: list[bool] | None = None,
         spec: SpecInfo | None = None,
     ) -> ForwardBatch:
-        """Build a batch from host lists (the engine's and the conformance suite's helper)."""
+        """Build a batch from host lists (the engine's and the conformance suite's helper).
+
+        Logit rows: every new token with ``logits_all``; otherwise the last new token of each
+        request, or of the requests flagged in ``logit_requests``.
+        """
         if not (len(prefix_lens) == len(extend_lens) == page_table.shape[0]):
             raise ValueError("prefix_lens, extend_lens and page_table rows must agree")
         if sum(extend_lens) != len(input_ids) or len(out_slots) != len(input_ids):
             raise ValueError("input_ids / out_slots length must equal sum(extend_lens)")
         seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
         starts, positions, logit_rows, row = [], [], [], 0
-        for p, e in zip(prefix_lens, extend_lens):
+        wants = logit_requests or [True] * len(extend_lens)
+        for p, e, w in zip(prefix_lens, extend_lens, wants):
             starts.append(row)
             positions.extend(range(p, p + e))
-            logit_rows.extend(range(row, row + e) if logits_all else [row + e - 1])
+            if logits_all:
+                logit_rows.extend(range(row, row + e))
+            elif w:
+                logit_rows.append(row + e - 1)
             row += e
 
         def t(x: list[int], dtype: torch.dtype) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""The engine: request state, scheduling loop thread, and the offline API."""

@@ -1,0 +1,60 @@
+"""`EngineConfig`: every knob of the engine, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from anyware.engine.errors import InvalidRequestError
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def parse_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    if value == "auto":
+        return None
+    try:
+        return _DTYPES[value]
+    except KeyError:
+        raise InvalidRequestError(f"dtype {value!r}; choose from {sorted(_DTYPES)}", "dtype") from None
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str
+    platform: str | None = None
+    dtype: str | torch.dtype | None = None
+    kv_cache_dtype: str | torch.dtype | None = None
+    load_format: str = "auto"
+    page_size: int | None = None
+    max_running_requests: int = 256
+    chunked_prefill_size: int = 2048
+    mixed_batches: bool = True
+    kv_cache_bytes: int | None = None
+    mem_fraction: float = 0.85
+    context_len: int | None = None
+    disable_radix_cache: bool = False
+    schedule_policy: str = "lpm"
+    attention_backend: str | None = None
+    execution: str = "auto"
+    seed: int = 0
+    tokenizer: str | None = None
+    debug_invariants: bool = False
+    show_progress: bool = True
+
+    @classmethod
+    def from_kwargs(cls, model: str, **kwargs) -> EngineConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise InvalidRequestError(f"unknown engine option(s) {unknown}; known: {sorted(known)}")
+        cfg = cls(model=str(model), **kwargs)
+        if not 0 < cfg.mem_fraction <= 1:
+            raise InvalidRequestError("mem_fraction must be in (0, 1]", "mem_fraction")
+        if cfg.max_running_requests < 1:
+            raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
+        return cfg

@@ -1,0 +1,188 @@
+"""`Engine`: the offline Python API (sync, streaming, asyncio) over an `EngineLoop`."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+from anyware.engine.config import EngineConfig
+from anyware.engine.core import EngineCore
+from anyware.engine.detokenizer import OutputAssembler
+from anyware.engine.errors import EngineDeadError, InvalidRequestError
+from anyware.engine.loop import EngineLoop
+from anyware.engine.outputs import EngineStats, RequestOutput, TokenDelta
+from anyware.engine.request import Request
+from anyware.engine.sampling_params import SamplingParams
+
+Prompt = str | Sequence[int]
+
+
+def _load_tokenizer(path: Path | None):
+    if path is None:
+        return None
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+class Engine:
+    """See docs/engine-api.md."""
+
+    def __init__(self, model: str, **options) -> None:
+        self.config = EngineConfig.from_kwargs(model, **options)
+        self.core = EngineCore(self.config)
+        self.model_config = self.core.model_config
+        tok_path = Path(self.config.tokenizer) if self.config.tokenizer else self.core.model_path
+        self.tokenizer = _load_tokenizer(tok_path)
+        self.model_name = Path(model).name if self.core.model_path else model
+        self._rng = random.Random(self.config.seed)
+        self._ids = itertools.count()
+        self._loop = EngineLoop(self.core, self.config.debug_invariants)
+
+    # ------------------------------------------------------------ request building
+    def _prompt_ids(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise InvalidRequestError("this model has no tokenizer; pass token ids", "prompt")
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = [int(t) for t in prompt]
+        if not ids:
+            raise InvalidRequestError("the prompt is empty", "prompt")
+        vocab = self.model_config.vocab_size
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise InvalidRequestError(f"token ids {bad[:5]} are outside the vocabulary [0, {vocab})", "prompt")
+        ctx = self.model_config.context_len
+        if len(ids) >= ctx:
+            raise InvalidRequestError(
+                f"the prompt has {len(ids)} tokens; the context length is {ctx} "
+                f"(the prompt must leave room for at least one new token)", "prompt")
+        return ids
+
+    def _requests(self, prompt: Prompt, params: SamplingParams, request_id: str | None, sink):
+        if not isinstance(params, SamplingParams):
+            raise InvalidRequestError("params must be a SamplingParams", "params")
+        ids = self._prompt_ids(prompt)
+        rid = request_id or f"req-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+        base = params.seed if params.seed is not None else self._rng.getrandbits(63)
+        children = [rid] if params.n == 1 else [f"{rid}#{i}" for i in range(params.n)]
+        reqs = [Request(cid, list(ids), params, (base + 0x9E3779B97F4A7C15 * i) % (1 << 63), sink)
+                for i, cid in enumerate(children)]
+        assembler = OutputAssembler(rid, ids, params, self.tokenizer, children)
+        return reqs, assembler
+
+    def _abort_children(self, assembler: OutputAssembler) -> None:
+        for cid, i in assembler.index.items():
+            if not assembler.seqs[i].finished:
+                self._loop.abort(cid)
+
+    def _apply(self, assembler: OutputAssembler, delta: TokenDelta) -> None:
+        for cid in assembler.add(delta):
+            self._loop.abort(cid)
+        if assembler.error:
+            raise EngineDeadError(f"the engine loop failed: {assembler.error}")
+
+    # ------------------------------------------------------------ sync API
+    def generate(self, prompts: Prompt | Sequence[Prompt],
+                 params: SamplingParams | Sequence[SamplingParams] | None = None) -> list[RequestOutput]:
+        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        params = params or SamplingParams()
+        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise InvalidRequestError("give one SamplingParams or one per prompt", "params")
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        assemblers, owner, reqs = [], {}, []
+        for prompt, p in zip(prompts, plist):
+            rs, asm = self._requests(prompt, p, None, inbox.put)
+            assemblers.append(asm)
+            owner.update({r.rid: asm for r in rs})
+            reqs.extend(rs)
+        self._loop.submit(reqs)
+        pending = len(assemblers)
+        while pending:
+            delta = self._get(inbox)
+            asm = owner[delta.request_id]
+            was = asm.finished
+            self._apply(asm, delta)
+            pending -= int(asm.finished and not was)
+        return [a.final_output() for a in assemblers]
+
+    def _get(self, inbox: queue.SimpleQueue) -> TokenDelta:
+        while True:
+            try:
+                return inbox.get(timeout=1.0)
+            except queue.Empty:
+                self._loop._check_alive()
+
+    def stream(self, prompt: Prompt, params: SamplingParams | None = None,
+               request_id: str | None = None) -> Iterator[RequestOutput]:
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        reqs, asm = self._requests(prompt, params or SamplingParams(), request_id, inbox.put)
+        self._loop.submit(reqs)
+        sent = [(0, 0)] * len(reqs)
+        try:
+            while not asm.finished:
+                self._apply(asm, self._get(inbox))
+                yield asm.delta_output(sent)
+        finally:
+            if not asm.finished:
+                self._abort_children(asm)
+
+    # ------------------------------------------------------------ asyncio API
+    async def generate_async(self, prompt: Prompt, params: SamplingParams | None = None,
+                             request_id: str | None = None) -> AsyncIterator[RequestOutput]:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        def sink(delta: TokenDelta) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, delta)
+
+        reqs, asm = self._requests(prompt, params or SamplingParams(), request_id, sink)
+        self._loop.submit(reqs)
+        sent = [(0, 0)] * len(reqs)
+        try:
+            while not asm.finished:
+                try:
+                    delta = await asyncio.wait_for(inbox.get(), timeout=5.0)
+                except TimeoutError:
+                    self._loop._check_alive()
+                    continue
+                self._apply(asm, delta)
+                while not inbox.empty() and not asm.finished:  # coalesce what is ready
+                    self._apply(asm, inbox.get_nowait())
+                yield asm.delta_output(sent)
+        finally:
+            if not asm.finished:
+                self._abort_children(asm)
+
+    # ------------------------------------------------------------ control
+    def abort(self, request_id: str) -> None:
+        """Abort a request (all of its ``n`` completions)."""
+        self._loop.abort(request_id)
+        for i in range(128):
+            self._loop.abort(f"{request_id}#{i}")
+
+    def stats(self) -> EngineStats:
+        return self._loop.call(lambda core: core.stats())
+
+    def check_invariants(self) -> None:
+        self._loop.call(lambda core: core.check_invariants())
+
+    def shutdown(self) -> None:
+        self._loop.stop()
+        self.core.shutdown()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()

@@ -1,0 +1,116 @@
+"""`EngineLoop`: runs `EngineCore.step` in a background thread, fed through a queue, so
+tokenization, detokenization and HTTP never wait on the device and vice versa."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from anyware.engine.core import EngineCore
+from anyware.engine.errors import EngineDeadError
+from anyware.engine.outputs import TokenDelta
+from anyware.engine.request import Request
+
+log = logging.getLogger("anyware")
+
+
+class EngineLoop:
+    def __init__(self, core: EngineCore, debug_invariants: bool = False) -> None:
+        self.core = core
+        self.debug = debug_invariants
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sinks: dict[str, Callable[[TokenDelta], None]] = {}
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="anyware-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ called from any thread
+    def submit(self, reqs: list[Request]) -> None:
+        """Add requests atomically (they are scheduled together)."""
+        self._check_alive()
+        self._inbox.put(("add", reqs))
+
+    def abort(self, rid: str) -> None:
+        if self.error is None:
+            self._inbox.put(("abort", rid))
+
+    def call(self, fn: Callable[[EngineCore], object], timeout: float = 60.0):
+        """Run ``fn(core)`` on the engine thread between steps and return its result."""
+        self._check_alive()
+        box: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox.put(("call", (fn, box)))
+        ok, value = box.get(timeout=timeout)
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._inbox.put(("stop", None))
+            self._thread.join(timeout=30)
+
+    def _check_alive(self) -> None:
+        if self.error is not None:
+            raise EngineDeadError(f"the engine loop stopped: {self.error!r}") from self.error
+        if not self._thread.is_alive():
+            raise EngineDeadError("the engine has been shut down")
+
+    # ------------------------------------------------------------ engine thread
+    def _handle(self, kind: str, payload) -> bool:
+        core = self.core
+        if kind == "add":
+            for req in payload:
+                core.add(req)
+        elif kind == "abort":
+            core.abort(payload)
+        elif kind == "call":
+            fn, box = payload
+            try:
+                box.put((True, fn(core)))
+            except Exception as exc:
+                box.put((False, exc))
+        elif kind == "stop":
+            return False
+        return True
+
+    def _run(self) -> None:
+        running = True
+        try:
+            while running:
+                busy = self.core.scheduler.has_work()
+                if not busy and self.debug:
+                    self.core.check_invariants()
+                try:  # block only when idle
+                    item = self._inbox.get(block=not busy)
+                    while True:
+                        running = self._handle(*item) and running
+                        item = self._inbox.get_nowait()
+                except queue.Empty:
+                    pass
+                if not running:
+                    break
+                self.core.step()
+        except BaseException as exc:  # noqa: BLE001 - report to every waiting request
+            log.exception("engine loop crashed")
+            self.error = exc
+            self._fail_all(exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        sched = self.core.scheduler
+        for req in list(sched.waiting) + list(sched.running):
+            try:
+                req.sink(TokenDelta(req.rid, [], None, True, "abort", error=repr(exc)))
+            except Exception:  # noqa: BLE001
+                pass
+        while True:  # requests still in the inbox
+            try:
+                kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "add":
+                for req in payload:
+                    req.sink(TokenDelta(req.rid, [], None, True, "abort", error=repr(exc)))
+            elif kind == "call":
+                payload[1].put((False, EngineDeadError(repr(exc))))

@@ -1,0 +1,78 @@
+"""What the engine returns: `RequestOutput`, `CompletionOutput`, `TokenLogprob`, `Usage`,
+`EngineStats`; and the core's per-step `TokenDelta`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool
+    usage: Usage
+
+
+@dataclass
+class EngineStats:
+    running: int
+    waiting: int
+    kv_pages_used: int
+    kv_pages_total: int
+    prompt_tokens: int
+    generated_tokens: int
+    cached_prompt_tokens: int
+    evicted_pages: int
+    cached_pages: int = 0
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_pages_used / max(self.kv_pages_total, 1)
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        return self.cached_prompt_tokens / max(self.prompt_tokens, 1)
+
+
+@dataclass
+class TokenDelta:
+    """One request's new tokens from one engine step (core -> front end)."""
+
+    request_id: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None
+    finished: bool
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+    cached_tokens: int = 0
+    error: str | None = None

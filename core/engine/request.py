@@ -1,0 +1,55 @@
+"""`Request`: the core's per-request state (tokens, KV pages, progress)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyware.engine.outputs import TokenDelta
+from anyware.engine.sampling_params import SamplingParams
+
+
+@dataclass(eq=False)
+class Request:
+    """One sequence being generated (``n > 1`` becomes ``n`` of these).
+
+    KV state: ``pages[i]`` holds positions ``i*page_size ..``; ``num_computed`` tokens of
+    ``all_ids`` have KV in those pages. The first ``len(cache_pages)`` pages are shared with
+    the prefix cache (locked through ``cache_node``), the rest are owned by the request.
+    """
+
+    rid: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    seed: int
+    sink: Callable[[TokenDelta], None]
+    arrival: float = field(default_factory=time.monotonic)
+    output_ids: list[int] = field(default_factory=list)
+    pages: list[int] = field(default_factory=list)
+    num_computed: int = 0
+    cache_node: Any = None
+    num_cache_pages: int = 0
+    cached_tokens: int = 0
+    row: int | None = None
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+    retractions: int = 0
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+    @property
+    def in_prefill(self) -> bool:
+        """True while more than the last token still needs its KV computed."""
+        return self.num_computed < self.seq_len - 1
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None

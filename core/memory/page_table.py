@@ -1,0 +1,50 @@
+"""The request -> page table, resident on the device.
+
+Each running request owns a row; the batch's ``page_table`` is a gather of rows, so a step
+copies only the page ids that changed (batched into one scatter), never whole tables.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class PageTable:
+    def __init__(self, max_requests: int, max_pages_per_request: int, device: torch.device):
+        self.max_pages = max_pages_per_request
+        self.table = torch.zeros((max_requests, max_pages_per_request), dtype=torch.int32, device=device)
+        self._free_rows = list(range(max_requests - 1, -1, -1))
+        self._pending: list[tuple[int, int, int]] = []
+        self.device = device
+
+    @property
+    def num_free_rows(self) -> int:
+        return len(self._free_rows)
+
+    def acquire_row(self) -> int:
+        if not self._free_rows:
+            raise RuntimeError("page table has no free row (max running requests reached)")
+        return self._free_rows.pop()
+
+    def release_row(self, row: int) -> None:
+        self._free_rows.append(row)
+
+    def set_pages(self, row: int, start: int, pages: list[int]) -> None:
+        """Record that ``pages`` hold page indices ``start..`` of the request in ``row``."""
+        if start + len(pages) > self.max_pages:
+            raise ValueError("request exceeds the page table width (context length)")
+        self._pending.extend((row, start + i, p) for i, p in enumerate(pages))
+
+    def flush(self) -> None:
+        """Apply pending updates with one scatter."""
+        if not self._pending:
+            return
+        upd = torch.tensor(self._pending, dtype=torch.int64).to(self.device, non_blocking=True)
+        self.table[upd[:, 0], upd[:, 1]] = upd[:, 2].to(torch.int32)
+        self._pending.clear()
+
+    def rows(self, rows: list[int], num_cols: int) -> torch.Tensor:
+        """``[len(rows), num_cols]`` page table for a batch (after ``flush``)."""
+        self.flush()
+        idx = torch.tensor(rows, dtype=torch.int64).to(self.device, non_blocking=True)
+        return self.table[idx, :num_cols]

@@ -1,0 +1,135 @@
+"""The Llama family: Llama 2/3/3.1 (llama3 rope scaling), Mistral, Qwen2/2.5 (QKV bias, tied
+embeddings), Qwen3 (per-head q/k RMSNorm). One implementation; the config flags differ."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from anyware.kernels.reference import rope_cos_sin
+from anyware.model.config import ModelConfig
+from anyware.model.context import ModelContext
+from anyware.model.layers import Linear, RMSNorm
+from anyware.plugin import AttentionLayer, ForwardBatch, KVCache
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> None:
+        super().__init__()
+        h, d = cfg.num_heads, cfg.head_dim
+        hk = cfg.num_kv_heads
+        self.q_size, self.kv_size = h * d, hk * d
+        self.qkv_proj = Linear(
+            cfg.hidden_size, (h + 2 * hk) * d, cfg.attention_bias, ctx.dtype,
+            shards={"q": (0, h * d), "k": (h * d, hk * d), "v": ((h + hk) * d, hk * d)},
+        )
+        self.o_proj = Linear(h * d, cfg.hidden_size, False, ctx.dtype)
+        self.q_norm = RMSNorm(d, cfg.rms_norm_eps, ctx) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(d, cfg.rms_norm_eps, ctx) if cfg.qk_norm else None
+        self.layer = AttentionLayer(layer_id, h, hk, d, d, d**-0.5, sliding_window=cfg.sliding_window)
+        self.ctx = ctx
+
+    def forward(self, positions, x, cos_sin, batch: ForwardBatch, cache: KVCache):
+        t = x.shape[0]
+        lay = self.layer
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = q.reshape(t, lay.num_heads, lay.head_dim)
+        k = k.reshape(t, lay.num_kv_heads, lay.head_dim)
+        v = v.reshape(t, lay.num_kv_heads, lay.head_dim)
+        if self.q_norm is not None:
+            q = self.q_norm(q.reshape(-1, lay.head_dim)).view_as(q)
+            k = self.k_norm(k.reshape(-1, lay.head_dim)).view_as(k)
+        q, k = self.ctx.ops.rotary(q, k, positions, cos_sin, True)
+        out = self.ctx.attention.forward(q, k, v, lay, cache, batch)
+        return self.o_proj(out.reshape(t, lay.num_heads * lay.v_head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig, ctx: ModelContext) -> None:
+        super().__init__()
+        i = cfg.intermediate_size
+        self.gate_up_proj = Linear(cfg.hidden_size, 2 * i, False, ctx.dtype,
+                                   shards={"gate": (0, i), "up": (i, i)})
+        self.down_proj = Linear(i, cfg.hidden_size, False, ctx.dtype)
+        self.ops = ctx.ops
+
+    def forward(self, x):
+        return self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg, layer_id, ctx)
+        self.mlp = MLP(cfg, ctx)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
+
+    def forward(self, positions, x, residual, cos_sin, batch, cache):
+        if residual is None:
+            residual = x
+            x = self.input_layernorm(x)
+        else:
+            x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(positions, x, cos_sin, batch, cache)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x), residual
+
+
+class LlamaForCausalLM(nn.Module):
+    """``forward(batch, cache)`` returns fp32 logits for ``batch.logits_indices``."""
+
+    # HF checkpoint name -> (our module path suffix, shard)
+    SHARDS = {
+        "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
+        "gate_proj": ("gate_up_proj", "gate"), "up_proj": ("gate_up_proj", "up"),
+    }
+
+    def __init__(self, cfg: ModelConfig, ctx: ModelContext) -> None:
+        super().__init__()
+        self.config = cfg
+        self.ctx = ctx
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, dtype=ctx.dtype)
+        self.embed_tokens.weight.requires_grad_(False)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, ctx) for i in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, ctx.dtype)
+        self.register_buffer("cos_sin", torch.empty(0), persistent=False)
+
+    def init_rope(self) -> None:
+        cfg = self.config
+        self.cos_sin = rope_cos_sin(cfg.head_dim, cfg.context_len, cfg.rope_theta, cfg.rope_scaling).to(
+            self.embed_tokens.weight.device
+        )
+
+    def forward(self, batch: ForwardBatch, cache: KVCache) -> torch.Tensor:
+        x = self.embed_tokens(batch.input_ids)
+        residual = None
+        for layer in self.layers:
+            x, residual = layer(batch.positions, x, residual, self.cos_sin, batch, cache)
+        x, _ = self.norm(x, residual)
+        x = x[batch.logits_indices]
+        w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return torch.nn.functional.linear(x, w).float()
+
+    def load_weight(self, name: str, tensor: torch.Tensor) -> bool:
+        """Load one checkpoint tensor; returns False for names this model ignores."""
+        name = name.removeprefix("model.")
+        if name.startswith("lm_head.") and self.lm_head is None:
+            return False  # tied: the embedding is the head
+        if "rotary_emb.inv_freq" in name:
+            return False
+        parts = name.split(".")
+        param = parts[-1]
+        module_path, shard = parts[:-1], None
+        if module_path and module_path[-1] in self.SHARDS:
+            module_path[-1], shard = self.SHARDS[module_path[-1]]
+        module = self.get_submodule(".".join(module_path))
+        if isinstance(module, Linear):
+            module.load(param, tensor, shard)
+        else:
+            target = getattr(module, param)
+            if target.shape != tensor.shape:
+                raise ValueError(f"{name}: shape {tuple(tensor.shape)} != {tuple(target.shape)}")
+            target.copy_(tensor)
+        return True

@@ -1,0 +1,93 @@
+"""Building a model on the platform's device and filling its weights: from safetensors
+(single file or sharded with an index), or random "dummy" weights of the same shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from anyware.model.config import ModelConfig, ModelConfigError
+from anyware.model.context import ModelContext
+from anyware.model.registry import model_class
+
+LOAD_FORMATS = ("auto", "safetensors", "dummy")
+
+
+def _safetensor_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / s for s in shards]
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise ModelConfigError(
+            f"no *.safetensors weights in {path}; convert the checkpoint to safetensors or use "
+            f"--load-format dummy for random weights"
+        )
+    return files
+
+
+def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+    files = _safetensor_files(path)
+    with tqdm(total=len(files), desc="Loading weights", unit="file", disable=not show_progress) as bar:
+        for f in files:
+            with safe_open(str(f), framework="pt") as fh:
+                for name in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                    yield name, fh.get_tensor(name)
+            bar.update(1)
+
+
+@torch.no_grad()
+def _dummy_init(model: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight"):
+            p.fill_(1.0)
+            continue
+        # draw on the CPU in chunks (reproducible on every platform), then copy
+        flat = p.view(-1)
+        for start in range(0, flat.numel(), 1 << 24):
+            chunk = flat[start : start + (1 << 24)]
+            chunk.copy_(torch.randn(chunk.numel(), generator=gen) * 0.02)
+
+
+@torch.no_grad()
+def build_model(
+    cfg: ModelConfig,
+    ctx: ModelContext,
+    path: Path | None,
+    load_format: str = "auto",
+    seed: int = 0,
+    show_progress: bool = True,
+) -> torch.nn.Module:
+    if load_format not in LOAD_FORMATS:
+        raise ModelConfigError(f"load format {load_format!r}; choose from {LOAD_FORMATS}")
+    cls = model_class(cfg.architecture)
+    with torch.device("meta"):
+        model = cls(cfg, ctx)
+    model = model.to_empty(device=ctx.device)
+    if load_format == "dummy" or path is None:
+        _dummy_init(model, seed)
+    else:
+        missing = {n for n, _ in model.named_parameters()}
+        for name, tensor in iter_weights(path, show_progress):
+            if model.load_weight(name, tensor.to(ctx.dtype)):
+                missing.discard(_param_name(model, name))
+        if missing:
+            raise ModelConfigError(f"checkpoint in {path} lacks weights: {sorted(missing)[:8]}")
+    model.init_rope()
+    model.eval()
+    return model
+
+
+def _param_name(model, hf_name: str) -> str:
+    name = hf_name.removeprefix("model.")
+    for src, (dst, _) in model.SHARDS.items():
+        name = name.replace(f".{src}.", f".{dst}.")
+    return name
+

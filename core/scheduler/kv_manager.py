@@ -1,0 +1,143 @@
+"""`KVManager`: a request's KV pages across the allocator, the page table and the optional
+radix prefix cache. The scheduler decides *who* runs; this decides *where* their KV lives.
+
+Invariant (``check``): free + evictable + locked-in-cache + owned-by-requests == capacity.
+"""
+
+from __future__ import annotations
+
+from anyware.engine.request import Request
+from anyware.memory import OutOfPagesError, PageAllocator, PageTable
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class KVManager:
+    def __init__(self, allocator: PageAllocator, page_table: PageTable, page_size: int,
+                 prefix_cache=None) -> None:
+        self.allocator = allocator
+        self.page_table = page_table
+        self.page_size = page_size
+        self.cache = prefix_cache  # a RadixCache or None
+        self.owned_pages = 0  # pages held by requests, not by the cache
+
+    # ------------------------------------------------------------ capacity
+    @property
+    def available_pages(self) -> int:
+        """Pages obtainable now: free plus evictable cache pages."""
+        return self.allocator.num_free + (self.cache.evictable_pages if self.cache else 0)
+
+    def pages_needed(self, req: Request, upto_tokens: int) -> int:
+        return max(0, _cdiv(upto_tokens, self.page_size) - len(req.pages))
+
+    # ------------------------------------------------------------ admission
+    def cached_prefix_len(self, req: Request) -> int:
+        if self.cache is None:
+            return 0
+        return self.cache.match_prefix(req.all_ids, salt=req.params.cache_salt,
+                                       max_tokens=req.seq_len - 1).num_tokens
+
+    def admit(self, req: Request) -> None:
+        """Give ``req`` a page-table row and its cached prefix (locked)."""
+        req.row = self.page_table.acquire_row()
+        req.pages, req.num_computed, req.num_cache_pages = [], 0, 0
+        if self.cache is not None:
+            m = self.cache.match_prefix(req.all_ids, salt=req.params.cache_salt,
+                                        max_tokens=req.seq_len - 1)
+            if m.num_tokens:
+                self.cache.lock(m.node)
+                req.cache_node = m.node
+                req.pages = list(m.pages)
+                req.num_computed = m.num_tokens
+                req.num_cache_pages = len(m.pages)
+                self.page_table.set_pages(req.row, 0, req.pages)
+
+    def reserve(self, req: Request, upto_tokens: int) -> bool:
+        """Make sure pages exist for positions ``< upto_tokens``; evict cache pages if needed.
+        Returns False (taking nothing) when memory is short."""
+        need = self.pages_needed(req, upto_tokens)
+        if need == 0:
+            return True
+        if need > self.available_pages:
+            return False
+        short = need - self.allocator.num_free
+        if short > 0:
+            self.cache.evict(short)
+        try:
+            pages = self.allocator.alloc(need)
+        except OutOfPagesError:
+            return False
+        self.page_table.set_pages(req.row, len(req.pages), pages)
+        req.pages.extend(pages)
+        self.owned_pages += need
+        return True
+
+    # ------------------------------------------------------------ caching progress
+    def _insert(self, req: Request):
+        """Insert ``req``'s computed full pages into the cache; free pages the cache already
+        had from another request and switch ``req`` to the cache's copies."""
+        n_full = req.num_computed // self.page_size
+        if n_full <= req.num_cache_pages:
+            return None, n_full
+        tokens = req.all_ids[: n_full * self.page_size]
+        res = self.cache.insert(tokens, req.pages[:n_full], salt=req.params.cache_salt)
+        n_existing = res.num_existing_tokens // self.page_size
+        dup = [p for i, p in enumerate(req.pages[:n_existing]) if i >= req.num_cache_pages]
+        return (res, dup), n_full
+
+    def cache_progress(self, req: Request) -> None:
+        """After a prefill chunk: share the computed prefix through the cache right away."""
+        if self.cache is None:
+            return
+        out, n_full = self._insert(req)
+        if out is None:
+            return
+        res, dup = out
+        if dup:
+            canonical = self.cache.match_prefix(req.all_ids[: n_full * self.page_size],
+                                                salt=req.params.cache_salt).pages
+            start = req.num_cache_pages
+            req.pages[start:n_full] = canonical[start:n_full]
+            self.page_table.set_pages(req.row, start, req.pages[start:n_full])
+            self.allocator.free(dup)
+        self.owned_pages -= n_full - req.num_cache_pages
+        self.cache.lock(res.node)
+        if req.cache_node is not None:
+            self.cache.unlock(req.cache_node)
+        req.cache_node, req.num_cache_pages = res.node, n_full
+
+    # ------------------------------------------------------------ release
+    def release(self, req: Request, cache_it: bool = True) -> None:
+        """Return ``req``'s pages: full computed pages go to the cache (when enabled and
+        ``cache_it``), everything else to the allocator. Resets the request's KV state."""
+        own_from = req.num_cache_pages
+        if self.cache is not None and cache_it:
+            out, n_full = self._insert(req)
+            if out is not None:
+                _, dup = out
+                self.allocator.free(dup + req.pages[n_full:])
+                self.owned_pages -= len(req.pages) - own_from
+                own_from = len(req.pages)
+        if own_from < len(req.pages):
+            self.allocator.free(req.pages[own_from:])
+            self.owned_pages -= len(req.pages) - own_from
+        if req.cache_node is not None:
+            self.cache.unlock(req.cache_node)
+        if req.row is not None:
+            self.page_table.release_row(req.row)
+        req.pages, req.num_computed, req.num_cache_pages = [], 0, 0
+        req.cache_node, req.row = None, None
+
+    # ------------------------------------------------------------ invariant
+    def check(self) -> None:
+        free = self.allocator.num_free
+        evictable = self.cache.evictable_pages if self.cache else 0
+        locked = self.cache.locked_pages if self.cache else 0
+        total = free + evictable + locked + self.owned_pages
+        if total != self.allocator.capacity:
+            raise AssertionError(
+                f"KV accounting broken: free {free} + evictable {evictable} + locked {locked} "
+                f"+ owned {self.owned_pages} = {total} != capacity {self.allocator.capacity}"
+            )

@@ -1,0 +1,222 @@
+"""The continuous-batching scheduler.
+
+Each step: running requests in decode get one token each (retracting the newest running
+requests back to the queue when pages run out); the rest of the token budget goes to
+prefill chunks, first of requests already mid-prefill, then of waiting requests in policy
+order. Prefill and decode share one batch when ``mixed`` is on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from anyware.engine.outputs import TokenDelta
+from anyware.engine.request import Request
+from anyware.plugin import ForwardMode
+from anyware.scheduler.kv_manager import KVManager
+from anyware.scheduler.policy import FCFSPolicy, SchedulePolicy
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_running_requests: int = 256
+    chunked_prefill_size: int = 2048  # prefill tokens per step; <= 0 disables chunking
+    mixed: bool = True
+    context_len: int = 4096
+
+
+@dataclass
+class ScheduledBatch:
+    mode: ForwardMode
+    reqs: list[Request]
+    extend_lens: list[int]
+    prefix_lens: list[int]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.extend_lens)
+
+    def sampling_rows(self) -> list[bool]:
+        """Which requests produce a token this step (a partial prefill chunk does not)."""
+        return [p + e == r.seq_len for r, p, e in zip(self.reqs, self.prefix_lens, self.extend_lens)]
+
+
+@dataclass
+class SchedulerCounters:
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    retractions: int = 0
+    finished: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Scheduler:
+    def __init__(self, cfg: SchedulerConfig, kv: KVManager, policy: SchedulePolicy | None = None,
+                 eos_token_ids: tuple[int, ...] = ()) -> None:
+        self.cfg = cfg
+        self.kv = kv
+        self.policy = policy or FCFSPolicy()
+        self.eos = frozenset(eos_token_ids)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.counters = SchedulerCounters()
+
+    # ------------------------------------------------------------ queue management
+    def add(self, req: Request) -> None:
+        self.waiting.append(req)
+        self.counters.prompt_tokens += len(req.prompt_ids)
+
+    def abort(self, rid: str) -> bool:
+        for req in list(self.waiting):
+            if req.rid == rid:
+                self.waiting.remove(req)
+                self._finish(req, "abort")
+                return True
+        for req in self.running:
+            if req.rid == rid:
+                self.running.remove(req)
+                self.kv.release(req, cache_it=False)
+                self._finish(req, "abort")
+                return True
+        return False
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # ------------------------------------------------------------ scheduling
+    def schedule(self) -> ScheduledBatch | None:
+        decodes = self._schedule_decodes()
+        budget = self.cfg.chunked_prefill_size if self.cfg.chunked_prefill_size > 0 else 1 << 62
+        if decodes and not self.cfg.mixed:
+            budget = 0
+        prefills: list[tuple[Request, int, int]] = []
+        # requests mid-prefill (chunked) continue first
+        for req in self.running:
+            if budget <= 0:
+                break
+            if req.in_prefill:
+                n = self._reserve_chunk(req, budget)
+                if n:
+                    prefills.append((req, req.num_computed, n))
+                    budget -= n
+        budget = self._admit(prefills, budget, len(decodes))
+        items = prefills + decodes
+        if not items:
+            return None
+        mode = ForwardMode.DECODE if not prefills else (
+            ForwardMode.EXTEND if not decodes else ForwardMode.MIXED)
+        return ScheduledBatch(mode, [r for r, _, _ in items], [n for _, _, n in items],
+                              [p for _, p, _ in items])
+
+    def _schedule_decodes(self) -> list[tuple[Request, int, int]]:
+        out = []
+        candidates = [r for r in self.running if not r.in_prefill]
+        for req in candidates:
+            while req in self.running and not self.kv.reserve(req, req.num_computed + 1):
+                victim = self._retract_one(exclude=req)
+                if victim is None:  # nothing left to take from: retract this one itself
+                    self._retract(req)
+                    break
+            if req in self.running:
+                out.append((req, req.num_computed, 1))
+        return [(r, p, n) for r, p, n in out if r in self.running]
+
+    def _retract_one(self, exclude: Request) -> Request | None:
+        for victim in reversed(self.running):
+            if victim is not exclude:
+                self._retract(victim)
+                return victim
+        return None
+
+    def _retract(self, req: Request) -> None:
+        """Preempt: release KV (kept in the prefix cache when enabled) and requeue first."""
+        self.running.remove(req)
+        self.kv.release(req, cache_it=True)
+        req.retractions += 1
+        self.counters.retractions += 1
+        self.waiting.appendleft(req)
+
+    def _reserve_chunk(self, req: Request, budget: int) -> int:
+        n = min(req.seq_len - req.num_computed, budget)
+        while n > 0 and not self.kv.reserve(req, req.num_computed + n):
+            # shrink to what the free pages allow (whole pages)
+            fit = (len(req.pages) + self.kv.available_pages) * self.kv.page_size - req.num_computed
+            n = min(n - 1, fit)
+        return max(n, 0)
+
+    def _admit(self, prefills: list, budget: int, num_decodes: int) -> int:
+        if budget <= 0 or not self.waiting:
+            return budget
+        ordered = self.policy.order(list(self.waiting), self.kv.cached_prefix_len)
+        for req in ordered:
+            if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
+                break
+            if self.kv.page_table.num_free_rows == 0:
+                break
+            self.kv.admit(req)
+            # keep a page of headroom per running request so decodes don't thrash
+            headroom = len(self.running)
+            n = min(req.seq_len - req.num_computed, budget)
+            pages = self.kv.pages_needed(req, req.num_computed + n)
+            if pages + headroom > self.kv.available_pages:
+                fit = (len(req.pages) + self.kv.available_pages - headroom) * self.kv.page_size
+                n = min(n, fit - req.num_computed)
+            if n <= 0 or not self.kv.reserve(req, req.num_computed + n):
+                self.kv.release(req, cache_it=False)
+                break
+            self.waiting.remove(req)
+            if req.retractions == 0:  # report the prefix reused at first admission
+                req.cached_tokens = req.num_computed
+                self.counters.cached_prompt_tokens += req.num_computed
+            self.running.append(req)
+            prefills.append((req, req.num_computed, n))
+            budget -= n
+        return budget
+
+    # ------------------------------------------------------------ results
+    def process(self, batch: ScheduledBatch, tokens: list[int], logprobs: list | None) -> None:
+        """Advance each request by its computed tokens; append sampled tokens; stop checks."""
+        row = 0
+        for req, pre, ext, samples in zip(batch.reqs, batch.prefix_lens, batch.extend_lens,
+                                          batch.sampling_rows()):
+            if req.finished or req not in self.running:
+                if samples:
+                    row += 1
+                continue
+            req.num_computed = pre + ext
+            if not samples:
+                self.kv.cache_progress(req)
+                continue
+            tok = tokens[row]
+            lp = [logprobs[row]] if logprobs is not None and logprobs[row] is not None else None
+            row += 1
+            req.output_ids.append(tok)
+            self.counters.generated_tokens += 1
+            reason = self._stop_reason(req, tok)
+            if reason is None:
+                req.sink(TokenDelta(req.rid, [tok], lp, False, cached_tokens=req.cached_tokens))
+                continue
+            self.running.remove(req)
+            self.kv.release(req, cache_it=True)
+            req.finish_reason, req.stop_reason = reason
+            self.counters.finished += 1
+            req.sink(TokenDelta(req.rid, [tok], lp, True, req.finish_reason, req.stop_reason,
+                                cached_tokens=req.cached_tokens))
+
+    def _stop_reason(self, req: Request, tok: int) -> tuple[str, int | None] | None:
+        p = req.params
+        n_out = len(req.output_ids)
+        if n_out >= p.min_new_tokens:
+            if tok in p.stop_token_ids:
+                return "stop", tok
+            if not p.ignore_eos and tok in self.eos:
+                return "stop", None
+        if n_out >= p.max_new_tokens or req.seq_len >= self.cfg.context_len:
+            return "length", None
+        return None
+
+    def _finish(self, req: Request, reason: str) -> None:
+        req.finish_reason = reason
+        req.sink(TokenDelta(req.rid, [], None, True, reason, cached_tokens=req.cached_tokens))
