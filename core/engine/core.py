@@ -112,6 +112,10 @@ class EngineCore:
         self.scheduler.process(batch, tokens, logprobs)
         return True
 
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.allocator.capacity * self.kv.page_size
+
     def add(self, req: Request) -> None:
         self.scheduler.add(req)
 
@@ -133,6 +137,7 @@ class EngineCore:
             generated_tokens=c.generated_tokens, cached_prompt_tokens=c.cached_prompt_tokens,
             evicted_pages=cache.evicted_pages_total if cache else 0,
             cached_pages=cache.total_cached_pages if cache else 0,
+            retractions=c.retractions,
         )
 
     def shutdown(self) -> None:

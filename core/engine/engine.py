@@ -71,6 +71,12 @@ class Engine:
         if not isinstance(params, SamplingParams):
             raise InvalidRequestError("params must be a SamplingParams", "params")
         ids = self._prompt_ids(prompt)
+        need = min(len(ids) + params.max_new_tokens, self.model_config.context_len)
+        if need > self.core.kv_capacity_tokens:
+            raise InvalidRequestError(
+                f"the request needs up to {need} tokens of KV cache (prompt + max_new_tokens) but "
+                f"the pool holds {self.core.kv_capacity_tokens}; lower max_new_tokens or raise "
+                f"mem_fraction / kv_cache_bytes", "max_new_tokens")
         rid = request_id or f"req-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         base = params.seed if params.seed is not None else self._rng.getrandbits(63)
         children = [rid] if params.n == 1 else [f"{rid}#{i}" for i in range(params.n)]

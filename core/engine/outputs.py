@@ -54,6 +54,7 @@ class EngineStats:
     cached_prompt_tokens: int
     evicted_pages: int
     cached_pages: int = 0
+    retractions: int = 0
 
     @property
     def kv_usage(self) -> float:

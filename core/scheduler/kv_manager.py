@@ -36,8 +36,8 @@ class KVManager:
     def cached_prefix_len(self, req: Request) -> int:
         if self.cache is None:
             return 0
-        return self.cache.match_prefix(req.all_ids, salt=req.params.cache_salt,
-                                       max_tokens=req.seq_len - 1).num_tokens
+        return self.cache.peek_prefix_len(req.all_ids, salt=req.params.cache_salt,
+                                          max_tokens=req.seq_len - 1)
 
     def admit(self, req: Request) -> None:
         """Give ``req`` a page-table row and its cached prefix (locked)."""
@@ -83,9 +83,7 @@ class KVManager:
             return None, n_full
         tokens = req.all_ids[: n_full * self.page_size]
         res = self.cache.insert(tokens, req.pages[:n_full], salt=req.params.cache_salt)
-        n_existing = res.num_existing_tokens // self.page_size
-        dup = [p for i, p in enumerate(req.pages[:n_existing]) if i >= req.num_cache_pages]
-        return (res, dup), n_full
+        return (res, list(res.duplicate_pages)), n_full
 
     def cache_progress(self, req: Request) -> None:
         """After a prefill chunk: share the computed prefix through the cache right away."""

@@ -32,14 +32,21 @@ class ScheduledBatch:
     reqs: list[Request]
     extend_lens: list[int]
     prefix_lens: list[int]
+    samples: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # fixed at schedule time: a partial prefill chunk produces no token
+        if not self.samples:
+            self.samples = [p + e == r.seq_len for r, p, e in
+                            zip(self.reqs, self.prefix_lens, self.extend_lens)]
 
     @property
     def num_tokens(self) -> int:
         return sum(self.extend_lens)
 
     def sampling_rows(self) -> list[bool]:
-        """Which requests produce a token this step (a partial prefill chunk does not)."""
-        return [p + e == r.seq_len for r, p, e in zip(self.reqs, self.prefix_lens, self.extend_lens)]
+        """Which requests produce a token this step."""
+        return self.samples
 
 
 @dataclass
@@ -87,6 +94,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ scheduling
     def schedule(self) -> ScheduledBatch | None:
+        retracted_before = self.counters.retractions
         decodes = self._schedule_decodes()
         budget = self.cfg.chunked_prefill_size if self.cfg.chunked_prefill_size > 0 else 1 << 62
         if decodes and not self.cfg.mixed:
@@ -101,7 +109,8 @@ class Scheduler:
                 if n:
                     prefills.append((req, req.num_computed, n))
                     budget -= n
-        budget = self._admit(prefills, budget, len(decodes))
+        if self.counters.retractions == retracted_before:  # no admission while memory is short
+            budget = self._admit(prefills, budget, len(decodes))
         items = prefills + decodes
         if not items:
             return None
@@ -111,24 +120,12 @@ class Scheduler:
                               [p for _, p, _ in items])
 
     def _schedule_decodes(self) -> list[tuple[Request, int, int]]:
-        out = []
-        candidates = [r for r in self.running if not r.in_prefill]
-        for req in candidates:
+        """One token for each decoding request, oldest first; when pages run out, retract
+        the newest running request (possibly the one asking) until the rest fit."""
+        for req in [r for r in self.running if not r.in_prefill]:
             while req in self.running and not self.kv.reserve(req, req.num_computed + 1):
-                victim = self._retract_one(exclude=req)
-                if victim is None:  # nothing left to take from: retract this one itself
-                    self._retract(req)
-                    break
-            if req in self.running:
-                out.append((req, req.num_computed, 1))
-        return [(r, p, n) for r, p, n in out if r in self.running]
-
-    def _retract_one(self, exclude: Request) -> Request | None:
-        for victim in reversed(self.running):
-            if victim is not exclude:
-                self._retract(victim)
-                return victim
-        return None
+                self._retract(self.running[-1])
+        return [(r, r.num_computed, 1) for r in self.running if not r.in_prefill]
 
     def _retract(self, req: Request) -> None:
         """Preempt: release KV (kept in the prefix cache when enabled) and requeue first."""

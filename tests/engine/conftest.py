@@ -1,0 +1,19 @@
+import pytest
+
+from tests.engine.tiny_models import build_model
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A factory: ``model_dir(arch)`` builds (once per session) a tiny model directory."""
+    cache = {}
+
+    def make(arch: str = "llama"):
+        if arch not in cache:
+            cache[arch] = build_model(arch, tmp_path_factory.mktemp(arch))
+        return cache[arch]
+
+    return make
+
+
+ENGINE_DEFAULTS = dict(platform="cpu", debug_invariants=True, show_progress=False)
