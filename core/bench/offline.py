@@ -12,7 +12,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-
 from anyware.engine.engine import Engine
 from anyware.engine.sampling_params import SamplingParams
 

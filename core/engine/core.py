@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import torch
-
 from anyware.engine.config import EngineConfig, parse_dtype
 from anyware.engine.outputs import EngineStats
 from anyware.engine.request import Request
@@ -44,7 +43,7 @@ class EngineCore:
         pcfg = platform.configure(PlatformConfig(
             dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
             page_size=cfg.page_size, execution=cfg.execution,
-            attention_backend=cfg.attention_backend,
+            attention_backend=cfg.attention_backend, max_batch_size=cfg.max_running_requests,
         ))
         device = platform.init_device(0)
         platform.manual_seed(cfg.seed)

@@ -3,6 +3,7 @@ tokenization, detokenization and HTTP never wait on the device and vice versa.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -92,7 +93,7 @@ class EngineLoop:
                 if not running:
                     break
                 self.core.step()
-        except BaseException as exc:  # noqa: BLE001 - report to every waiting request
+        except BaseException as exc:
             log.exception("engine loop crashed")
             self.error = exc
             self._fail_all(exc)
@@ -100,10 +101,8 @@ class EngineLoop:
     def _fail_all(self, exc: BaseException) -> None:
         sched = self.core.scheduler
         for req in list(sched.waiting) + list(sched.running):
-            try:
+            with contextlib.suppress(Exception):
                 req.sink(TokenDelta(req.rid, [], None, True, "abort", error=repr(exc)))
-            except Exception:  # noqa: BLE001
-                pass
         while True:  # requests still in the inbox
             try:
                 kind, payload = self._inbox.get_nowait()

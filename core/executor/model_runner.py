@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import torch
-
 from anyware.memory import KVPool, PageTable
 from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode
 from anyware.scheduler import ScheduledBatch

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from anyware.plugin import AttentionBackend, KernelOps
 
 

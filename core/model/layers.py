@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from anyware.model.context import ModelContext
+from torch import nn
 
 
 class Linear(nn.Module):

@@ -3,14 +3,15 @@ embeddings), Qwen3 (per-head q/k RMSNorm). One implementation; the config flags 
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import ClassVar
 
+import torch
 from anyware.kernels.reference import rope_cos_sin
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext
 from anyware.model.layers import Linear, RMSNorm
 from anyware.plugin import AttentionLayer, ForwardBatch, KVCache
+from torch import nn
 
 
 class Attention(nn.Module):
@@ -80,7 +81,7 @@ class LlamaForCausalLM(nn.Module):
     """``forward(batch, cache)`` returns fp32 logits for ``batch.logits_indices``."""
 
     # HF checkpoint name -> (our module path suffix, shard)
-    SHARDS = {
+    SHARDS: ClassVar[dict[str, tuple[str, str]]] = {
         "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
         "gate_proj": ("gate_up_proj", "gate"), "up_proj": ("gate_up_proj", "up"),
     }

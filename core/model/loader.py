@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from tqdm.auto import tqdm
-
 from anyware.model.config import ModelConfig, ModelConfigError
 from anyware.model.context import ModelContext
 from anyware.model.registry import model_class
+from safetensors import safe_open
+from tqdm.auto import tqdm
 
 LOAD_FORMATS = ("auto", "safetensors", "dummy")
 
@@ -44,16 +43,15 @@ def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, 
 
 @torch.no_grad()
 def _dummy_init(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    """Random N(0, 0.02) weights drawn on the model's device (norms 1): the real shapes
+    without reading files. Reproducible for a given seed and device type."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
     for name, p in model.named_parameters():
         if name.endswith("norm.weight"):
             p.fill_(1.0)
-            continue
-        # draw on the CPU in chunks (reproducible on every platform), then copy
-        flat = p.view(-1)
-        for start in range(0, flat.numel(), 1 << 24):
-            chunk = flat[start : start + (1 << 24)]
-            chunk.copy_(torch.randn(chunk.numel(), generator=gen) * 0.02)
+        else:
+            p.normal_(0.0, 0.02, generator=gen)
 
 
 @torch.no_grad()

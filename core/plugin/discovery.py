@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from importlib import metadata
 
 import pluggy
-
 from anyware.plugin import hookspecs
 from anyware.plugin.errors import PlatformSelectionError, PluginError
 from anyware.plugin.platform import Platform, ProbeResult

@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from typing import ClassVar, Protocol
 
 import torch
-
 from anyware.plugin.forward import ForwardBatch
 from anyware.plugin.ops.attention import AttentionBackend
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
-
 from anyware.plugin.capabilities import AttentionFeatures, Capabilities
 from anyware.plugin.conformance import ConformanceMetadata
 from anyware.plugin.errors import CapabilityError, DeviceError, PluginError
@@ -58,6 +57,7 @@ class PlatformConfig:
     execution: "auto", "eager", "graphs" or "compiled".
     attention_backend: a backend name, or ``None`` for the highest-priority available one.
     attention_features: features the model/engine will use (sliding window, soft-cap, ...).
+    max_batch_size: the most requests one forward will carry (graph buckets stop there).
     """
 
     dtype: torch.dtype | None = None
@@ -69,6 +69,7 @@ class PlatformConfig:
     attention_features: AttentionFeatures = field(
         default_factory=lambda: AttentionFeatures(verify=False, tree_mask=False)
     )
+    max_batch_size: int = 256
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -7,7 +7,6 @@ Penalties are applied in torch (portable); the draw itself is the platform's
 from __future__ import annotations
 
 import torch
-
 from anyware.engine.outputs import TokenLogprob
 from anyware.engine.request import Request
 from anyware.plugin import KernelOps, SamplingTensors

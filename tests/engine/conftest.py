@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from tests.engine.tiny_models import build_model
@@ -16,4 +18,6 @@ def model_dir(tmp_path_factory):
     return make
 
 
-ENGINE_DEFAULTS = dict(platform="cpu", debug_invariants=True, show_progress=False)
+# ANYWARE_TEST_PLATFORM=cuda runs the same engine tests on another platform (default: cpu)
+PLATFORM = os.environ.get("ANYWARE_TEST_PLATFORM", "cpu")
+ENGINE_DEFAULTS = dict(platform=PLATFORM, debug_invariants=True, show_progress=False)

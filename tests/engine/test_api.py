@@ -3,15 +3,15 @@
 import asyncio
 
 import pytest
-
 from anyware import Engine, InvalidRequestError, SamplingParams
+
 from tests.engine.conftest import ENGINE_DEFAULTS
 from tests.engine.tiny_models import random_prompts
 
 
 @pytest.fixture(scope="module")
 def engine(model_dir):
-    with Engine(str(model_dir("llama")), page_size=4, **ENGINE_DEFAULTS) as e:
+    with Engine(str(model_dir("llama")), page_size=8, **ENGINE_DEFAULTS) as e:
         yield e
 
 
@@ -90,7 +90,7 @@ def test_text_prompt_and_stream_concatenate_to_generate(engine):
     deltas = list(engine.stream("def f(x):", p))
     assert deltas[-1].finished and not any(d.finished for d in deltas[:-1])
     assert "".join(d.outputs[0].text for d in deltas) == full.text
-    assert sum((d.outputs[0].token_ids for d in deltas), []) == full.token_ids
+    assert [t for d in deltas for t in d.outputs[0].token_ids] == full.token_ids
 
 
 def test_generate_async(engine):

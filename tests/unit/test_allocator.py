@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from anyware.memory import KVPool, OutOfPagesError, PageAllocator, PageTable, pages_for_budget
 from anyware.plugin import KVLayout, load_platform
 

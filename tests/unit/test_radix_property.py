@@ -8,6 +8,8 @@ for the rest, insert, free the returned duplicates, unlock.
 
 from __future__ import annotations
 
+from anyware.memory.eviction import make_policy
+from anyware.memory.radix_cache import MatchResult, RadixCache
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -17,9 +19,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-from anyware.memory.eviction import make_policy
-from anyware.memory.radix_cache import MatchResult, RadixCache
 
 POOL = 40
 STEMS = [(), (0, 0, 0, 0), (0, 0, 1, 1, 2, 2, 0, 0), (1, 2, 1, 2, 1, 2)]

@@ -2,7 +2,6 @@
 retraction order, abort, stop conditions, and the memory invariant."""
 
 import torch
-
 from anyware.engine.request import Request
 from anyware.engine.sampling_params import SamplingParams
 from anyware.memory import PageAllocator, PageTable

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from anyware.kernels.reference.attention import paged_attention
 from anyware.kernels.reference.store import store_kv
 from anyware.plugin import (

@@ -10,7 +10,6 @@ the kept tokens (no renormalisation needed).
 from __future__ import annotations
 
 import torch
-
 from anyware.plugin import SamplingTensors
 
 _M = 0xFFFFFFFF

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-
 from anyware.plugin.capabilities import AttentionFeatures
 from anyware.plugin.forward import ForwardBatch
 

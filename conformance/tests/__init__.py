@@ -1,0 +1,1 @@
+"""The conformance tests, one module per tier. Collected only with ``--anyware-platform``."""

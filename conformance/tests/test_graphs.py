@@ -1,0 +1,55 @@
+"""Tier graphs: the platform's graph-capture (or compiled) execution strategy replaying a tiny
+random model must equal eager execution, step after step, as batch sizes and contents change
+(a replay of stale inputs or stale metadata fails). Not applicable without the capability."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from anyware.plugin import EagerExecution, ForwardMode
+from anyware_conformance.inputs import DTYPES
+from anyware_conformance.tinymodel import TinyModel, make_batch
+
+KINDS = {"graphs": "graph_capture", "compiled": "compiled_execution"}
+
+
+PARAMS = [
+    pytest.param(kind, dtype, id=f"{kind}-{dtype}", marks=pytest.mark.anyware(
+        tier="graphs", capability=f"graphs.{kind}", needs=(need, "dtype")))
+    for kind, need in KINDS.items() for dtype in DTYPES
+]
+
+
+@pytest.mark.parametrize("kind,dtype", PARAMS)
+def test_graph_replay(platform, conf, gen, kind, dtype):
+    caps = platform.capabilities()
+    dt = getattr(torch, dtype)
+    page_size = caps.page_sizes[0]
+    per_req = -(-40 // page_size)
+    num_pages = 2 + 3 * per_req
+    eager_model = TinyModel(platform, dt, page_size, num_pages, seed=1)
+    graph_model = TinyModel(platform, dt, page_size, num_pages, seed=1)
+    eager, strategy = EagerExecution(), platform.execution_strategy(kind)
+    assert strategy.kind == kind, f"execution_strategy({kind!r}) returned kind {strategy.kind!r}"
+    eager.setup(eager_model)
+    strategy.setup(graph_model)
+    prompts = [torch.randint(1, eager_model.vocab, (n,), generator=gen).tolist() for n in (5, 9, 3)]
+    pages = [list(range(1 + i * per_req, 1 + (i + 1) * per_req)) for i in range(3)]
+    lens = [0, 0, 0]
+    steps = [(ForwardMode.EXTEND, [0, 1, 2])] + [(ForwardMode.DECODE, r) for r in
+                                                 ([0, 1, 2], [0, 2], [0, 1, 2], [1, 2], [0, 1, 2])]
+    feed = {i: p for i, p in enumerate(prompts)}
+    for step, (mode, reqs) in enumerate(steps):
+        def batch_for(model, reqs=reqs, mode=mode):
+            return make_batch(model, mode, [feed[i] for i in reqs], [lens[i] for i in reqs],
+                              [pages[i] for i in reqs])
+        want = eager.run(batch_for(eager_model))
+        got = strategy.run(batch_for(graph_model))
+        conf.on_device("logits", got)
+        conf.close(f"step {step} ({mode.value}, requests {reqs}) logits", got, want,
+                   op="model_logits", dtype=dtype, reduction=64)
+        nxt = want.argmax(dim=-1).tolist()
+        for j, i in enumerate(reqs):
+            lens[i] += len(feed[i])
+            feed[i] = [nxt[j]]
+    strategy.close()

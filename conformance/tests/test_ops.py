@@ -1,0 +1,100 @@
+"""Tier ops: norm, fused add + norm, rotary, gated activation and KV store against the torch
+reference (``anyware.kernels.reference``) run in fp32 on the same inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from anyware.kernels import reference as ref
+from anyware_conformance.inputs import DTYPES, randn, randperm, upcast
+
+pytestmark = pytest.mark.parametrize("dtype", DTYPES)
+
+
+def mark(capability: str, **kw):
+    return pytest.mark.anyware(tier="ops", capability=capability, needs=("dtype",), **kw)
+
+
+@mark("ops.rms_norm")
+@pytest.mark.parametrize(
+    "hidden,eps,scale", [(64, 1e-6, 1.0), (4096, 1e-5, 1.0), (128, 1e-2, 0.1)],
+    ids=["h64", "h4096", "h128-large-eps"],
+)
+def test_rms_norm(platform, conf, gen, dtype, hidden, eps, scale):
+    ops, dev = platform.ops(), platform.device
+    x = randn(gen, (7, hidden), dtype, dev, scale)
+    w = randn(gen, (hidden,), dtype, dev, 0.5) + 1
+    with conf.runs(ops, "rms_norm"):
+        out = ops.rms_norm(x, w, eps)
+    conf.on_device("rms_norm", out)
+    assert out.dtype == x.dtype, f"rms_norm returned {out.dtype}, expected {x.dtype}"
+    conf.close("rms_norm", out, ref.rms_norm(upcast(x), upcast(w), eps), op="rms_norm",
+               dtype=dtype, reduction=hidden)
+
+
+@mark("ops.fused_add_rms_norm")
+@pytest.mark.parametrize("hidden,eps", [(256, 1e-6), (64, 1e-2)], ids=["h256", "h64-large-eps"])
+def test_fused_add_rms_norm(platform, conf, gen, dtype, hidden, eps):
+    ops, dev = platform.ops(), platform.device
+    x = randn(gen, (9, hidden), dtype, dev, 0.3)
+    res = randn(gen, (9, hidden), dtype, dev, 0.3)
+    w = randn(gen, (hidden,), dtype, dev, 0.5) + 1
+    with conf.runs(ops, "fused_add_rms_norm"):
+        out, r = ops.fused_add_rms_norm(x.clone(), res.clone(), w, eps)
+    conf.on_device("fused_add_rms_norm", out, r)
+    # contract: r = x + residual rounded to x.dtype, then rms_norm(r) computed in fp32
+    r_ref = (upcast(x) + upcast(res)).to(getattr(torch, dtype)).float()
+    conf.close("residual", r, r_ref, op="add", dtype=dtype)
+    conf.close("normed", out, ref.rms_norm(r_ref, upcast(w), eps), op="rms_norm",
+               dtype=dtype, reduction=hidden)
+
+
+@mark("ops.rotary")
+@pytest.mark.parametrize("is_neox", [True, False], ids=["neox", "gptj"])
+@pytest.mark.parametrize(
+    "head_dim,rot_dim,base", [(64, 64, 10000.0), (128, 128, 1e6), (128, 64, 500000.0)],
+    ids=["d64-base1e4", "d128-base1e6", "d128-partial-base5e5"],
+)
+def test_rotary(platform, conf, gen, dtype, is_neox, head_dim, rot_dim, base):
+    ops, dev = platform.ops(), platform.device
+    t, hq, hk, max_pos = 11, 4, 2, 4096
+    q = randn(gen, (t, hq, head_dim), dtype, dev)
+    k = randn(gen, (t, hk, head_dim), dtype, dev)
+    positions = torch.randint(0, max_pos, (t,), generator=gen)
+    cos_sin = ref.rope_cos_sin(rot_dim, max_pos, base)
+    with conf.runs(ops, "rotary"):
+        q2, k2 = ops.rotary(q.clone(), k.clone(), positions.to(dev), cos_sin.to(dev), is_neox)
+    conf.on_device("rotary", q2, k2)
+    q_ref, k_ref = ref.apply_rotary(upcast(q), upcast(k), positions, cos_sin, is_neox)
+    conf.close("q", q2, q_ref, op="rotary", dtype=dtype, reduction=2)
+    conf.close("k", k2, k_ref, op="rotary", dtype=dtype, reduction=2)
+
+
+@mark("ops.silu_and_mul")
+@pytest.mark.parametrize("inter", [64, 1000])
+def test_silu_and_mul(platform, conf, gen, dtype, inter):
+    ops, dev = platform.ops(), platform.device
+    x = randn(gen, (13, 2 * inter), dtype, dev, 2.0)
+    with conf.runs(ops, "silu_and_mul"):
+        out = ops.silu_and_mul(x)
+    conf.on_device("silu_and_mul", out)
+    conf.close("silu_and_mul", out, ref.silu_and_mul(upcast(x)), op="silu_and_mul", dtype=dtype)
+
+
+@pytest.mark.anyware(tier="ops", capability="ops.store_kv", needs=("kv_dtype",))
+@pytest.mark.parametrize("heads,head_dim", [(2, 64), (8, 128)])
+def test_store_kv(platform, conf, gen, dtype, heads, head_dim):
+    ops, dev = platform.ops(), platform.device
+    num_slots, t = 96, 17
+    k_cache = randn(gen, (num_slots, heads, head_dim), dtype, dev)
+    v_cache = randn(gen, (num_slots, heads, head_dim), dtype, dev)
+    k = randn(gen, (t, heads, head_dim), dtype, dev)
+    v = randn(gen, (t, heads, head_dim), dtype, dev)
+    slots = randperm(gen, num_slots)[:t]
+    k_ref, v_ref = k_cache.cpu().clone(), v_cache.cpu().clone()
+    k_ref[slots], v_ref[slots] = k.cpu(), v.cpu()
+    with conf.runs(ops, "store_kv"):
+        ops.store_kv(k_cache, v_cache, k, v, slots.to(dev))
+    conf.on_device("store_kv", k_cache, v_cache)
+    conf.equal("k_cache", k_cache, k_ref, op="store_kv", dtype=dtype)
+    conf.equal("v_cache", v_cache, v_ref, op="store_kv", dtype=dtype)

@@ -1,0 +1,100 @@
+"""A tiny random decoder (a `StepProgram`) built only from the platform's ops and attention
+backend: embedding -> [rms_norm, qkv, rotary, paged attention, o-proj, fused add+norm,
+gated MLP] x layers -> norm -> LM head. The graphs tier runs it through the platform's
+execution strategy and eagerly, and compares logits."""
+
+from __future__ import annotations
+
+import torch
+from anyware.kernels.reference import rope_cos_sin
+from anyware.plugin import AttentionLayer, AttentionSpec, ForwardBatch, ForwardMode, KVCache
+
+
+class TinyModel:
+    def __init__(self, platform, dtype: torch.dtype, page_size: int, num_pages: int = 48,
+                 seed: int = 0, vocab: int = 97, hidden: int = 64, heads: int = 4,
+                 kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96) -> None:
+        self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
+        dev, g = platform.device, torch.Generator().manual_seed(seed)
+        self.vocab, self.eps = vocab, 1e-5
+
+        def w(*shape, scale=1.0):
+            return (torch.randn(shape, generator=g) * scale).to(dtype).to(dev)
+
+        self.embed = w(vocab, hidden)
+        self.layers = []
+        for i in range(layers):
+            self.layers.append({
+                "n1": w(hidden, scale=0.1) + 1, "n2": w(hidden, scale=0.1) + 1,
+                "qkv": w((heads + 2 * kv_heads) * head_dim, hidden, scale=hidden**-0.5),
+                "o": w(hidden, heads * head_dim, scale=(heads * head_dim) ** -0.5),
+                "gu": w(2 * inter, hidden, scale=hidden**-0.5),
+                "down": w(hidden, inter, scale=inter**-0.5),
+                "attn": AttentionLayer(i, heads, kv_heads, head_dim, head_dim, head_dim**-0.5),
+            })
+        self.norm = w(hidden, scale=0.1) + 1
+        self.lm_head = w(vocab, hidden, scale=hidden**-0.5)
+        self.shape = (heads, kv_heads, head_dim)
+        spec = AttentionSpec(layers, heads, kv_heads, head_dim, head_dim, dtype, 8,
+                             num_pages * page_size)
+        self.attention = platform.attention_backend(spec)
+        layout = self.attention.kv_layout(page_size, dtype)
+        self.cache = KVCache(layout, [platform.allocate(layout.k_shape(num_pages), dtype)
+                                      for _ in range(layers)],
+                             [platform.allocate(layout.v_shape(num_pages), dtype)
+                              for _ in range(layers)], num_pages)
+        self.cos_sin = rope_cos_sin(head_dim, 4096, 10000.0).to(dev)
+
+    # ------------------------------------------------------------------ StepProgram
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        ops, (hq, hkv, hd) = self.ops, self.shape
+        x, residual = self.embed[batch.input_ids], None
+        t = x.shape[0]
+        for lw in self.layers:
+            if residual is None:
+                residual, h = x, ops.rms_norm(x, lw["n1"], self.eps)
+            else:
+                h, residual = ops.fused_add_rms_norm(x, residual, lw["n1"], self.eps)
+            q, k, v = (h @ lw["qkv"].t()).split([hq * hd, hkv * hd, hkv * hd], dim=-1)
+            q, k = ops.rotary(q.reshape(t, hq, hd), k.reshape(t, hkv, hd), batch.positions,
+                              self.cos_sin)
+            a = self.attention.forward(q, k, v.reshape(t, hkv, hd), lw["attn"], self.cache, batch)
+            h, residual = ops.fused_add_rms_norm(a.reshape(t, -1) @ lw["o"].t(), residual,
+                                                 lw["n2"], self.eps)
+            x = ops.silu_and_mul(h @ lw["gu"].t()) @ lw["down"].t()
+        h, _ = ops.fused_add_rms_norm(x, residual, self.norm, self.eps)
+        return h[batch.logits_indices].float() @ self.lm_head.float().t()
+
+    def dummy_decode_batch(self, batch_size: int) -> ForwardBatch:
+        return ForwardBatch.build(
+            mode=ForwardMode.DECODE, input_ids=[0] * batch_size, prefix_lens=[0] * batch_size,
+            extend_lens=[1] * batch_size, page_table=torch.zeros((batch_size, 1), dtype=torch.int32),
+            out_slots=[0] * batch_size, page_size=self.page_size, device=self.platform.device)
+
+    def pad_decode_batch(self, batch: ForwardBatch, batch_size: int) -> ForwardBatch:
+        pad = batch_size - batch.batch_size
+        if pad <= 0:
+            return batch
+        table = torch.zeros((batch_size, batch.page_table.shape[1]), dtype=torch.int32)
+        table[: batch.batch_size] = batch.page_table.cpu()
+        return ForwardBatch.build(
+            mode=ForwardMode.DECODE, input_ids=batch.input_ids.tolist() + [0] * pad,
+            prefix_lens=batch.prefix_lens_cpu + [0] * pad, extend_lens=[1] * batch_size,
+            page_table=table, out_slots=batch.out_slots.tolist() + [0] * pad,
+            page_size=self.page_size, device=self.platform.device)
+
+
+def make_batch(model: TinyModel, mode: ForwardMode, tokens: list[list[int]], prefix_lens: list[int],
+               pages: list[list[int]]) -> ForwardBatch:
+    """A batch of requests with explicit pages (no allocator needed)."""
+    ps = model.page_size
+    width = max(len(p) for p in pages)
+    table = torch.zeros((len(pages), width), dtype=torch.int32)
+    slots = []
+    for i, (toks, pre, pg) in enumerate(zip(tokens, prefix_lens, pages)):
+        table[i, : len(pg)] = torch.tensor(pg, dtype=torch.int32)
+        slots += [pg[pos // ps] * ps + pos % ps for pos in range(pre, pre + len(toks))]
+    return ForwardBatch.build(
+        mode=mode, input_ids=[t for toks in tokens for t in toks], prefix_lens=prefix_lens,
+        extend_lens=[len(t) for t in tokens], page_table=table, out_slots=slots, page_size=ps,
+        device=model.platform.device)

@@ -1,0 +1,76 @@
+"""The one tolerance table of the suite, keyed by (op, dtype, reduction length).
+
+Every numeric comparison goes through :func:`tolerance`. A result passes when, elementwise,
+``|actual - expected| <= atol + rtol * |expected|`` against a reference computed in fp32 (or
+fp64) from the same (upcast) inputs. The reduction length is the length of the longest sum
+behind one output element (hidden size for a norm, keys per query for attention, ranks for a
+collective); longer reductions accumulate more rounding in low precision, so the table has a
+row per length bucket. A plugin loosens an entry only through a declared
+:class:`anyware.plugin.Waiver`, which every report lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    source: str = "table"  # "table" or "waiver: <reason>"
+
+
+# (op, dtype, max reduction length, atol, rtol); first match wins; "*" matches any op.
+TABLE: tuple[tuple[str, str, float, float, float], ...] = (
+    # exact data movement: stores, copies, collectives that only move data
+    ("store_kv", "*", INF, 0.0, 0.0),
+    ("kv_cache", "*", INF, 0.0, 0.0),
+    ("all_gather", "*", INF, 0.0, 0.0),
+    ("all_to_all", "*", INF, 0.0, 0.0),
+    ("broadcast", "*", INF, 0.0, 0.0),
+    ("add", "float32", INF, 1e-6, 1e-6),
+    ("add", "*", INF, 1e-2, 8e-3),
+    # routing weights are a softmax over experts, computed in fp32 by contract
+    ("moe_route", "*", INF, 1e-5, 1e-5),
+    # sums over ranks
+    ("all_reduce", "float32", 64, 1e-5, 1e-5),
+    ("reduce_scatter", "float32", 64, 1e-5, 1e-5),
+    ("all_reduce", "*", 64, 2e-2, 1.6e-2),
+    ("reduce_scatter", "*", 64, 2e-2, 1.6e-2),
+    # attention: softmax over keys, then a weighted sum of values
+    ("attention", "float32", 1024, 2e-5, 1e-4),
+    ("attention", "float32", INF, 5e-5, 2e-4),
+    ("attention", "bfloat16", 1024, 1.6e-2, 1.6e-2),
+    ("attention", "bfloat16", INF, 2.5e-2, 2e-2),
+    ("attention", "float16", 1024, 3e-3, 3e-3),
+    ("attention", "float16", INF, 5e-3, 5e-3),
+    # MoE experts: two matmuls (reduction = hidden + intermediate)
+    ("moe", "float32", INF, 1e-4, 1e-4),
+    ("moe", "bfloat16", INF, 3e-2, 3e-2),
+    ("moe", "float16", INF, 5e-3, 5e-3),
+    # whole tiny models (graphs tier): logits after a few layers
+    ("model_logits", "float32", INF, 1e-4, 1e-4),
+    ("model_logits", "bfloat16", INF, 1e-1, 5e-2),
+    ("model_logits", "float16", INF, 2e-2, 1e-2),
+    ("logprob", "float32", INF, 1e-3, 1e-3),
+    ("logprob", "*", INF, 5e-2, 5e-2),
+    # elementwise kernels and norms (rms_norm reduces over the hidden size)
+    ("*", "float32", 8192, 1e-5, 1e-5),
+    ("*", "float32", INF, 3e-5, 3e-5),
+    ("*", "bfloat16", 8192, 1e-2, 8e-3),
+    ("*", "bfloat16", INF, 1.6e-2, 1.6e-2),
+    ("*", "float16", 8192, 1.5e-3, 1.5e-3),
+    ("*", "float16", INF, 3e-3, 3e-3),
+    ("*", "float64", INF, 1e-10, 1e-10),
+)
+
+
+def tolerance(op: str, dtype: str, reduction: int = 1) -> Tolerance:
+    """The table's tolerance for ``op`` in ``dtype`` reducing over ``reduction`` elements."""
+    for t_op, t_dtype, max_len, atol, rtol in TABLE:
+        if t_op in (op, "*") and t_dtype in (dtype, "*") and reduction <= max_len:
+            return Tolerance(atol, rtol)
+    raise KeyError(f"no tolerance for op={op!r} dtype={dtype!r} reduction={reduction}")

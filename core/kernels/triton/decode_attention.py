@@ -1,0 +1,198 @@
+"""Paged decode attention (one query token per request): split-KV flash-decoding.
+
+Pass 1, grid ``(B, Hkv, num_splits)``: each program loads the query rows of the ``G`` query
+heads sharing one KV head (GQA: every K/V tile is read once per group), walks its share of the
+request's KV positions through the page table, and writes a partial output and log-sum-exp.
+Pass 2, grid ``(B, Hq)``: merges the splits. ``num_splits`` is a launch constant; each request
+divides its own ``seq_len`` (read on the device) among the splits, so a captured graph stays
+valid for any sequence lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decode_split_kernel(
+    q_ptr, kc_ptr, vc_ptr, pt_ptr, seq_ptr, po_ptr, plse_ptr,
+    stride_qt, stride_qh, stride_kcs, stride_kch, stride_vcs, stride_vch, stride_pt,
+    stride_pob, stride_poh, stride_pos, stride_lb, stride_lh,
+    scale, softcap, window,
+    G: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, PAGE: tl.constexpr,
+    NUM_SPLITS: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    hk = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(seq_ptr + b)
+    start = 0
+    if HAS_WINDOW:
+        start = tl.maximum(seq_len - window, 0)
+    span = seq_len - start
+    per = tl.cdiv(tl.cdiv(span, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    lo = start + split * per
+    hi = tl.minimum(lo + per, seq_len)
+
+    g = tl.arange(0, BLOCK_G)
+    gmask = g < G
+    heads = hk * G + g
+    d = tl.arange(0, BLOCK_D)
+    dv = tl.arange(0, BLOCK_DV)
+    q = tl.load(
+        q_ptr + b * stride_qt + heads[:, None] * stride_qh + d[None, :],
+        mask=gmask[:, None] & (d[None, :] < D), other=0.0,
+    )
+    if UPCAST:
+        q = q.to(tl.float32)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_DV], tl.float32)
+    qk_scale = scale * 1.4426950408889634  # log2(e): exp2 below
+    for n0 in range(lo, hi, BLOCK_N):
+        pos = n0 + tl.arange(0, BLOCK_N)
+        nmask = pos < hi
+        page = tl.load(pt_ptr + b * stride_pt + pos // PAGE, mask=nmask, other=0)
+        slot = page.to(tl.int64) * PAGE + pos % PAGE
+        k = tl.load(
+            kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
+            mask=nmask[None, :] & (d[:, None] < D), other=0.0,
+        )
+        if UPCAST:
+            k = k.to(tl.float32)
+        s = tl.dot(q, k, input_precision=PRECISION)
+        if HAS_SOFTCAP:
+            s = s * scale / softcap
+            s = softcap * (2.0 * tl.sigmoid(2.0 * s) - 1.0) * 1.4426950408889634
+        else:
+            s = s * qk_scale
+        s = tl.where(nmask[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(
+            vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
+            mask=nmask[:, None] & (dv[None, :] < DV), other=0.0,
+        )
+        if UPCAST:
+            v = v.to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    # empty split: l_i == 0 -> lse = -inf, output 0
+    safe_l = tl.where(l_i > 0, l_i, 1.0)
+    out = acc / safe_l[:, None]
+    lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
+    tl.store(
+        po_ptr + b * stride_pob + heads[:, None] * stride_poh + split * stride_pos + dv[None, :],
+        out, mask=gmask[:, None] & (dv[None, :] < DV),
+    )
+    tl.store(plse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=gmask)
+
+
+@triton.jit
+def _decode_reduce_kernel(
+    po_ptr, plse_ptr, o_ptr,
+    stride_pob, stride_poh, stride_pos, stride_lb, stride_lh, stride_ot, stride_oh,
+    DV: tl.constexpr, NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    s = tl.arange(0, BLOCK_S)
+    dv = tl.arange(0, BLOCK_DV)
+    smask = s < NUM_SPLITS
+    lse = tl.load(plse_ptr + b * stride_lb + h * stride_lh + s, mask=smask, other=float("-inf"))
+    m = tl.max(lse, 0)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp2(lse - m)
+    w = tl.where(smask, w, 0.0)
+    parts = tl.load(
+        po_ptr + b * stride_pob + h * stride_poh + s[:, None] * stride_pos + dv[None, :],
+        mask=smask[:, None] & (dv[None, :] < DV), other=0.0,
+    )
+    total = tl.sum(w, 0)
+    out = tl.sum(parts * w[:, None], 0) / tl.where(total > 0, total, 1.0)
+    tl.store(o_ptr + b * stride_ot + h * stride_oh + dv, out.to(o_ptr.dtype.element_ty),
+             mask=dv < DV)
+
+
+def decode_workspace(batch_size: int, num_heads: int, num_splits: int, v_head_dim: int,
+                     device) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 scratch for the partial outputs ``[B, Hq, S, Dv]`` and log-sum-exps ``[B, Hq, S]``."""
+    po = torch.empty((batch_size, num_heads, num_splits, v_head_dim), dtype=torch.float32,
+                     device=device)
+    lse = torch.empty((batch_size, num_heads, num_splits), dtype=torch.float32, device=device)
+    return po, lse
+
+
+def choose_num_splits(batch_size: int, num_kv_heads: int, max_seq_len: int,
+                      block_n: int = 64, target_programs: int = 512, max_splits: int = 32) -> int:
+    """Enough splits to give the device about ``target_programs`` programs, no split shorter
+    than ``block_n`` positions."""
+    want = triton.cdiv(target_programs, max(1, batch_size * num_kv_heads))
+    return max(1, min(max_splits, want, triton.cdiv(max(max_seq_len, 1), block_n)))
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    page_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    page_size: int,
+    scale: float,
+    num_splits: int,
+    *,
+    out: torch.Tensor | None = None,
+    workspace: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sliding_window: int | None = None,
+    logit_softcap: float | None = None,
+    block_n: int | None = None,
+) -> torch.Tensor:
+    """Attention of one new token per request over its whole KV (already stored).
+
+    q ``[B, Hq, D]`` (row ``i`` is request ``i``); caches ``[S, Hkv, D]`` NHD slots;
+    page_table int32 ``[B, P]``; seq_lens int32 ``[B]`` (KV length including the new token).
+    Returns ``[B, Hq, Dv]`` in ``q.dtype``. No host sync: safe inside a captured graph.
+    """
+    bsz, hq, d = q.shape
+    hkv, dv = v_cache.shape[1], v_cache.shape[2]
+    group = hq // hkv
+    if out is None:
+        out = torch.empty((bsz, hq, dv), dtype=q.dtype, device=q.device)
+    if bsz == 0:
+        return out
+    if workspace is None:
+        workspace = decode_workspace(bsz, hq, num_splits, dv, q.device)
+    po, lse = workspace
+    interp = q.device.type == "cpu"
+    if block_n is None:
+        block_n = 16 if interp else (32 if d > 128 else 64)
+    fp32 = q.dtype == torch.float32
+    _decode_split_kernel[(bsz, hkv, num_splits)](
+        q, k_cache, v_cache, page_table, seq_lens, po, lse,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
+        v_cache.stride(0), v_cache.stride(1), page_table.stride(0),
+        po.stride(0), po.stride(1), po.stride(2), lse.stride(0), lse.stride(1),
+        scale, logit_softcap or 1.0, sliding_window or 0,
+        G=group, D=d, DV=dv, PAGE=page_size, NUM_SPLITS=num_splits,
+        BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
+        BLOCK_D=triton.next_power_of_2(d), BLOCK_DV=triton.next_power_of_2(dv),
+        HAS_SOFTCAP=bool(logit_softcap), HAS_WINDOW=sliding_window is not None,
+        PRECISION="ieee" if fp32 else "tf32",
+        UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
+        num_warps=4, num_stages=2,
+    )
+    _decode_reduce_kernel[(bsz, hq)](
+        po, lse, out,
+        po.stride(0), po.stride(1), po.stride(2), lse.stride(0), lse.stride(1),
+        out.stride(0), out.stride(1),
+        DV=dv, NUM_SPLITS=num_splits, BLOCK_S=max(2, triton.next_power_of_2(num_splits)),
+        BLOCK_DV=triton.next_power_of_2(dv),
+    )
+    return out

@@ -1,0 +1,34 @@
+"""`TritonOps`: `KernelOps` backed by the portable Triton kernels.
+
+Norm, rotary, SiLU-and-mul and the KV store run as Triton kernels; sampling and MoE routing
+stay the torch reference (device-side tensor ops only, no host sync).
+"""
+
+from __future__ import annotations
+
+from anyware.kernels.reference import ReferenceOps
+from anyware.kernels.triton import activation, norm, rotary, store
+
+
+class TritonOps(ReferenceOps):
+    provider = "triton"
+
+    def rms_norm(self, x, weight, eps):
+        self.calls["rms_norm"] += 1
+        return norm.rms_norm(x, weight, eps)
+
+    def fused_add_rms_norm(self, x, residual, weight, eps):
+        self.calls["fused_add_rms_norm"] += 1
+        return norm.fused_add_rms_norm(x, residual, weight, eps)
+
+    def rotary(self, q, k, positions, cos_sin, is_neox=True):
+        self.calls["rotary"] += 1
+        return rotary.apply_rotary(q, k, positions, cos_sin, is_neox)
+
+    def silu_and_mul(self, x):
+        self.calls["silu_and_mul"] += 1
+        return activation.silu_and_mul(x)
+
+    def store_kv(self, k_cache, v_cache, k, v, slots):
+        self.calls["store_kv"] += 1
+        store.store_kv(k_cache, v_cache, k, v, slots)

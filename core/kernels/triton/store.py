@@ -1,0 +1,57 @@
+"""KV-cache store: scatter each new token's K and V rows to its slot (NHD flat cache)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _store_kv_kernel(
+    k_ptr, v_ptr, kc_ptr, vc_ptr, slots_ptr,
+    stride_kt, stride_kh, stride_vt, stride_vh,
+    stride_kcs, stride_kch, stride_vcs, stride_vch,
+    H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    t = tl.program_id(0)
+    slot = tl.load(slots_ptr + t).to(tl.int64)
+    h = tl.arange(0, BLOCK_H)[:, None]
+    dk = tl.arange(0, BLOCK_DK)[None, :]
+    dv = tl.arange(0, BLOCK_DV)[None, :]
+    mk = (h < H) & (dk < DK)
+    mv = (h < H) & (dv < DV)
+    k = tl.load(k_ptr + t * stride_kt + h * stride_kh + dk, mask=mk)
+    tl.store(kc_ptr + slot * stride_kcs + h * stride_kch + dk, k.to(kc_ptr.dtype.element_ty), mask=mk)
+    v = tl.load(v_ptr + t * stride_vt + h * stride_vh + dv, mask=mv)
+    tl.store(vc_ptr + slot * stride_vcs + h * stride_vch + dv, v.to(vc_ptr.dtype.element_ty), mask=mv)
+
+
+def store_kv(
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    slots: torch.Tensor,
+) -> None:
+    """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype).
+
+    k ``[T, H, Dk]``, v ``[T, H, Dv]`` (last dim contiguous; any token/head strides);
+    caches ``[S, H, D]`` with a contiguous last dim; slots int ``[T]``.
+    """
+    t, h, dk = k.shape
+    dv = v.shape[-1]
+    if t == 0:
+        return
+    if k.stride(-1) != 1 or v.stride(-1) != 1:
+        k, v = k.contiguous(), v.contiguous()
+    _store_kv_kernel[(t,)](
+        k, v, k_cache, v_cache, slots,
+        k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        k_cache.stride(0), k_cache.stride(1), v_cache.stride(0), v_cache.stride(1),
+        H=h, DK=dk, DV=dv,
+        BLOCK_H=triton.next_power_of_2(h),
+        BLOCK_DK=triton.next_power_of_2(dk),
+        BLOCK_DV=triton.next_power_of_2(dv),
+    )

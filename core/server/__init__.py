@@ -1,0 +1,20 @@
+"""The OpenAI-compatible HTTP server (``anyware serve``): ``create_app`` builds the FastAPI app
+around an ``anyware.Engine``; ``serve`` runs it under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app", "serve"]
+
+
+def create_app(engine: Any, served_model_name: str, api_key: str | None = None) -> Any:
+    from anyware.server.app import create_app as _create_app
+
+    return _create_app(engine, served_model_name, api_key)
+
+
+def serve(engine: Any, served_model_name: str, **kwargs: Any) -> None:
+    from anyware.server.launch import serve as _serve
+
+    _serve(engine, served_model_name, **kwargs)

@@ -1,0 +1,41 @@
+"""What every handler of one server needs, built once by ``create_app``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyware.server.logprobs import TokenText
+from anyware.server.metrics import ServerMetrics
+
+
+@dataclass
+class ServerState:
+    engine: Any
+    served_model_name: str
+    api_key: str | None
+    metrics: ServerMetrics
+    tokenizer: Any
+    text_of: TokenText
+    context_len: int
+    vocab_size: int
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def build(cls, engine: Any, served_model_name: str, api_key: str | None) -> ServerState:
+        cfg = engine.model_config
+        return cls(
+            engine=engine,
+            served_model_name=served_model_name,
+            api_key=api_key,
+            metrics=ServerMetrics(engine),
+            tokenizer=engine.tokenizer,
+            text_of=TokenText(engine.tokenizer),
+            context_len=int(cfg.context_len),
+            vocab_size=int(cfg.vocab_size),
+        )
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:24]}"

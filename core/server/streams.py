@@ -1,0 +1,126 @@
+"""Driving engine requests from the HTTP side: abort on cancellation (a client that went away),
+latency measurements, merging several requests' streams, and server-sent-event framing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from anyware.server.metrics import ServerMetrics
+from starlette.requests import Request
+
+T = TypeVar("T")
+
+
+async def engine_stream(
+    engine: Any, prompt: list[int], params: Any, request_id: str, metrics: ServerMetrics
+) -> AsyncIterator[Any]:
+    """``engine.generate_async`` with two additions: if the consumer stops early (cancelled
+    because the client disconnected, or an error), the engine request is aborted so that its KV
+    pages are freed; and time to first token and inter-token latency are recorded."""
+    start = time.monotonic()
+    last: float | None = None
+    finished = False
+    agen = engine.generate_async(prompt, params, request_id=request_id)
+    try:
+        async for out in agen:
+            now = time.monotonic()
+            steps = max((len(o.token_ids) for o in out.outputs), default=0)
+            if steps:
+                if last is None:
+                    metrics.ttft.observe(now - start)
+                else:
+                    per_token = (now - last) / steps
+                    for _ in range(steps):
+                        metrics.itl.observe(per_token)
+                last = now
+            if out.finished:
+                finished = True
+            yield out
+    finally:
+        if not finished:
+            with contextlib.suppress(Exception):
+                engine.abort(request_id)
+        with contextlib.suppress(BaseException):
+            await agen.aclose()
+        metrics.e2e.observe(time.monotonic() - start)
+
+
+async def merge(streams: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
+    """Items of several async iterators as ``(stream index, item)`` in arrival order. Leaving
+    early cancels (and so aborts) every stream still running."""
+    if len(streams) == 1:
+        async for item in streams[0]:
+            yield 0, item
+        return
+    queue: asyncio.Queue[tuple[int, Any, BaseException | None, bool]] = asyncio.Queue()
+
+    async def pump(i: int, it: AsyncIterator[T]) -> None:
+        try:
+            async for item in it:
+                await queue.put((i, item, None, False))
+        except Exception as exc:
+            await queue.put((i, None, exc, True))
+            return
+        await queue.put((i, None, None, True))
+
+    tasks = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            i, item, exc, done = await queue.get()
+            if exc is not None:
+                raise exc
+            if done:
+                remaining -= 1
+                continue
+            yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+async def _until_disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_disconnected(request: Request, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work()``; if the client disconnects first, cancel it (which aborts its engine
+    requests) and raise :class:`ClientGone`."""
+    task = asyncio.ensure_future(work())
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise ClientGone()
+
+
+def sse(payload: dict[str, Any] | str) -> str:
+    """One server-sent event carrying ``payload`` (JSON) or the literal ``[DONE]``."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n"
+
+
+SSE_DONE = "data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -1,0 +1,53 @@
+"""The CUDA plugin's host-side behaviour: discovery, a side-effect-free probe, declared
+capabilities, graph buckets. Runs anywhere (no GPU needed)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from anyware.plugin import discover
+from anyware_cuda.graphs import CudaGraphExecution, default_buckets
+from anyware_cuda.platform import CudaPlatform
+
+
+def test_registered_through_entry_point():
+    infos = {i.name: i for i in discover()}
+    assert "cuda" in infos and infos["cuda"].cls is CudaPlatform
+    assert CudaPlatform.priority == 100 and CudaPlatform.dist_backend == "nccl"
+
+
+def test_probe_has_no_side_effects():
+    had_triton = "triton" in sys.modules
+    had_flashinfer = "flashinfer" in sys.modules
+    result = CudaPlatform.probe()
+    assert result.reason  # available or not, it says why
+    assert not torch.cuda.is_initialized()
+    assert ("triton" in sys.modules) == had_triton
+    assert ("flashinfer" in sys.modules) == had_flashinfer
+    if torch.version.cuda is None:
+        assert not result.available and "pip install anyware[cuda]" in result.reason
+
+
+def test_capabilities_declared():
+    pytest.importorskip("triton")
+    caps = CudaPlatform().capabilities()
+    assert caps.graph_capture and torch.bfloat16 in caps.dtypes
+    assert {1, 16, 64} <= set(caps.page_sizes)
+    assert caps.attention.decode and caps.attention.extend_with_prefix and caps.attention.verify
+
+
+def test_backend_preference_order():
+    pytest.importorskip("triton")
+    names = [b.name for b in CudaPlatform().attention_backends()]
+    assert names == ["flashinfer", "triton"]
+
+
+def test_graph_buckets():
+    assert default_buckets(32) == (1, 2, 4, 8, 16, 24, 32)
+    assert default_buckets(20) == (1, 2, 4, 8, 16, 20)
+    strat = CudaGraphExecution(max_batch_size=64)
+    assert strat.bucket_for(3) == 4 and strat.bucket_for(64) == 64
+    assert strat.bucket_for(65) is None
+    assert CudaGraphExecution(batch_sizes=(8, 2)).batch_sizes == (2, 8)

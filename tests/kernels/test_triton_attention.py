@@ -1,0 +1,114 @@
+"""Triton decode / extend attention kernels vs the reference ``paged_attention``.
+
+CPU (interpreter): small shapes. GPU: Llama-like heads (32 q / 8 kv, head dim 128) and longer
+sequences. Every case draws fresh random caches, shuffled page tables and ragged lengths.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton", reason="triton is not installed (pip install anyware[cuda])")
+
+from _helpers import TOL, random_paged_kv, rel_err
+from anyware.kernels.reference import paged_attention
+from anyware.kernels.triton import decode_attention, extend_attention
+from conftest import HAS_GPU
+
+# (num q heads, num kv heads, head dim, length scale)
+SHAPE = (32, 8, 128, 40) if HAS_GPU else (4, 2, 32, 1)
+
+
+def _heads(ratio: int) -> tuple[int, int, int]:
+    hq, _hkv, d, _ = SHAPE
+    return hq, (hq if ratio == 1 else hq // ratio), d
+
+
+def _dtypes():
+    return [torch.float32, torch.bfloat16] + ([torch.float16] if HAS_GPU else [])
+
+
+@pytest.mark.parametrize("page_size", [1, 16, 64])
+@pytest.mark.parametrize("gqa", [1, 4])
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_decode_attention(device, page_size, gqa, num_splits):
+    hq, hkv, d = _heads(gqa)
+    scale_len = SHAPE[3]
+    seq_lens = [1, 9 * scale_len, 33 * scale_len, 70 * scale_len]
+    _check_decode(device, torch.float32, page_size, hq, hkv, d, seq_lens, num_splits)
+
+
+@pytest.mark.parametrize("dtype", _dtypes())
+def test_decode_attention_low_precision(device, dtype):
+    hq, hkv, d = _heads(4)
+    seq_lens = [5, 50 * SHAPE[3], 17]
+    _check_decode(device, dtype, 16, hq, hkv, d, seq_lens, 4)
+
+
+def test_decode_attention_window_softcap(device):
+    hq, hkv, d = _heads(4)
+    seq_lens = [3, 40 * SHAPE[3], 21]
+    _check_decode(device, torch.float32, 16, hq, hkv, d, seq_lens, 2, window=12, softcap=3.0)
+
+
+def _check_decode(device, dtype, page_size, hq, hkv, d, seq_lens, splits, window=None,
+                  softcap=None):
+    k_cache, v_cache, pt = random_paged_kv(seq_lens, page_size, hkv, d, dtype, device)
+    q = torch.randn(len(seq_lens), hq, d, dtype=dtype, device=device)
+    seq = torch.tensor(seq_lens, dtype=torch.int32, device=device)
+    out = torch.full((len(seq_lens), hq, d), float("nan"), dtype=dtype, device=device)
+    decode_attention(q, k_cache, v_cache, pt, seq, page_size, d**-0.5, splits, out=out,
+                     sliding_window=window, logit_softcap=softcap)
+    want = paged_attention(q, k_cache, v_cache, pt, page_size, [s - 1 for s in seq_lens],
+                           [1] * len(seq_lens), d**-0.5, sliding_window=window,
+                           logit_softcap=softcap)
+    assert rel_err(out, want) < TOL[dtype]
+
+
+@pytest.mark.parametrize("page_size", [1, 16, 64])
+@pytest.mark.parametrize("gqa", [1, 4])
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_extend_attention(device, page_size, gqa, with_prefix):
+    hq, hkv, d = _heads(gqa)
+    s = SHAPE[3]
+    ext = [7, 1, 20 * s, 3]
+    prefix = [0, 13 * s, 5, 30 * s] if with_prefix else [0, 0, 0, 0]
+    _check_extend(device, torch.float32, page_size, hq, hkv, d, prefix, ext)
+
+
+@pytest.mark.parametrize("dtype", _dtypes())
+def test_extend_attention_low_precision(device, dtype):
+    hq, hkv, d = _heads(4)
+    _check_extend(device, dtype, 16, hq, hkv, d, [4, 0], [9 * SHAPE[3], 18])
+
+
+def test_extend_as_verify(device):
+    # chain speculative verify: every request carries num_draft + 1 tokens over a prefix
+    hq, hkv, d = _heads(4)
+    _check_extend(device, torch.float32, 16, hq, hkv, d, [17, 40, 3], [4, 4, 4])
+
+
+def test_extend_window_softcap(device):
+    hq, hkv, d = _heads(1)
+    _check_extend(device, torch.float32, 16, hq, hkv, d, [10, 0], [25, 7], window=9,
+                  softcap=2.5)
+
+
+def _check_extend(device, dtype, page_size, hq, hkv, d, prefix, ext, window=None,
+                  softcap=None):
+    seq_lens = [p + e for p, e in zip(prefix, ext)]
+    k_cache, v_cache, pt = random_paged_kv(seq_lens, page_size, hkv, d, dtype, device)
+    t = sum(ext)
+    q = torch.randn(t, hq, d, dtype=dtype, device=device)
+    starts = [sum(ext[:i]) for i in range(len(ext))]
+
+    def i32(x):
+        return torch.tensor(x, dtype=torch.int32, device=device)
+
+    out = torch.full((t, hq, d), float("nan"), dtype=dtype, device=device)
+    extend_attention(q, k_cache, v_cache, pt, i32(prefix), i32(ext), i32(starts), max(ext),
+                     page_size, d**-0.5, out=out, sliding_window=window, logit_softcap=softcap)
+    want = paged_attention(q, k_cache, v_cache, pt, page_size, prefix, ext, d**-0.5,
+                           sliding_window=window, logit_softcap=softcap)
+    assert rel_err(out, want) < TOL[dtype]

@@ -1,0 +1,119 @@
+"""`TritonAttentionBackend` through the contract: prepare / update / forward vs the reference
+backend, in every mode, including the graph-buffer path (prepare on a dummy decode batch, then
+update with the real one, as a graph replay does)."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+pytest.importorskip("triton", reason="triton is not installed (pip install anyware[cuda])")
+
+from _helpers import TOL, new_token_slots, random_paged_kv, rel_err
+from anyware.kernels.reference import ReferenceAttentionBackend
+from anyware.kernels.triton.attention_backend import TritonAttentionBackend
+from anyware.plugin import (
+    AttentionLayer,
+    AttentionSpec,
+    CapabilityError,
+    ForwardBatch,
+    ForwardMode,
+    KVCache,
+    SpecInfo,
+)
+
+HQ, HKV, D, PAGE = 4, 2, 32, 16
+
+
+def _setup(device, prefix, ext, mode, page_size=PAGE, dtype=torch.float32, spec_info=None):
+    seq = [p + e for p, e in zip(prefix, ext)]
+    k_cache, v_cache, pt = random_paged_kv(seq, page_size, HKV, D, dtype, device)
+    slots = new_token_slots(pt, prefix, ext, page_size)
+    batch = ForwardBatch.build(
+        mode=mode, input_ids=[0] * sum(ext), prefix_lens=prefix, extend_lens=ext,
+        page_table=pt, out_slots=slots.tolist(), page_size=page_size, device=device,
+        logits_all=mode is ForwardMode.VERIFY, spec=spec_info,
+    )
+    t = sum(ext)
+    q = torch.randn(t, HQ, D, dtype=dtype, device=device)
+    k = torch.randn(t, HKV, D, dtype=dtype, device=device)
+    v = torch.randn(t, HKV, D, dtype=dtype, device=device)
+    return batch, (k_cache, v_cache), (q, k, v)
+
+
+def _backend(cls, device, max_ctx=256):
+    spec = AttentionSpec(num_layers=1, num_heads=HQ, num_kv_heads=HKV, head_dim=D,
+                         v_head_dim=D, dtype=torch.float32, max_batch_size=8,
+                         max_context_len=max_ctx)
+    return cls(types.SimpleNamespace(device=torch.device(device)), spec)
+
+
+def _run(backend, batch, caches, qkv, prepare_batch=None):
+    k_cache, v_cache = (c.clone() for c in caches)
+    layout = backend.kv_layout(batch.page_size, k_cache.dtype)
+    cache = KVCache(layout, [k_cache], [v_cache], k_cache.shape[0] // batch.page_size)
+    layer = AttentionLayer(0, HQ, HKV, D, D, scale=D**-0.5)
+    backend.prepare(prepare_batch or batch)
+    backend.update(batch)
+    out = backend.forward(*qkv, layer, cache, batch)
+    return out, k_cache, v_cache
+
+
+def _compare(device, batch, caches, qkv, triton_backend=None, prepare_batch=None):
+    tri = triton_backend or _backend(TritonAttentionBackend, device)
+    out, kc, vc = _run(tri, batch, caches, qkv, prepare_batch)
+    want, kc_ref, vc_ref = _run(_backend(ReferenceAttentionBackend, device), batch, caches, qkv)
+    assert torch.equal(kc, kc_ref) and torch.equal(vc, vc_ref)
+    assert rel_err(out, want) < TOL[out.dtype]
+    assert tri.calls == 1
+
+
+@pytest.mark.parametrize("page_size", [1, 16])
+def test_extend_mode(device, page_size):
+    batch, caches, qkv = _setup(device, [0, 19, 3], [11, 6, 1], ForwardMode.EXTEND, page_size)
+    _compare(device, batch, caches, qkv)
+
+
+def test_decode_mode_eager(device):
+    batch, caches, qkv = _setup(device, [0, 40, 7, 90], [1, 1, 1, 1], ForwardMode.DECODE)
+    _compare(device, batch, caches, qkv)
+
+
+def test_mixed_and_verify_modes(device):
+    batch, caches, qkv = _setup(device, [30, 0], [1, 12], ForwardMode.MIXED)
+    _compare(device, batch, caches, qkv)
+    batch, caches, qkv = _setup(device, [21, 50], [3, 3], ForwardMode.VERIFY,
+                                spec_info=SpecInfo(num_draft_tokens=2))
+    _compare(device, batch, caches, qkv)
+
+
+def test_verify_tree_mask_is_refused(device):
+    tree = torch.ones(1, 2, 2, dtype=torch.bool)
+    batch, _, _ = _setup(device, [5], [2], ForwardMode.VERIFY,
+                         spec_info=SpecInfo(num_draft_tokens=1, tree_mask=tree))
+    with pytest.raises(CapabilityError):
+        _backend(TritonAttentionBackend, device).prepare(batch)
+
+
+def test_decode_graph_buffers_replay_semantics(device):
+    """Launch constants come from a dummy batch (as at capture); data from update()."""
+    prefix = [60, 3, 100]
+    batch, caches, qkv = _setup(device, prefix, [1, 1, 1], ForwardMode.DECODE)
+    dummy, _, _ = _setup(device, [0, 0, 0], [1, 1, 1], ForwardMode.DECODE)
+    tri = _backend(TritonAttentionBackend, device)
+    tri.init_graph_buffers(max_batch_size=8, max_pages_per_req=16)
+    _compare(device, batch, caches, qkv, triton_backend=tri, prepare_batch=dummy)
+    # an eager extend step in between must not break the next decode update
+    ext, ecaches, eqkv = _setup(device, [0], [5], ForwardMode.EXTEND)
+    _run(tri, ext, ecaches, eqkv)
+    tri.update(batch)
+    assert torch.equal(tri._buf_seq[:3].cpu(), batch.seq_lens.cpu())
+
+
+def test_kv_layout_rejects_unsupported(device):
+    tri = _backend(TritonAttentionBackend, device)
+    with pytest.raises(ValueError):
+        tri.kv_layout(3, torch.float32)
+    assert tri.kv_layout(16, torch.bfloat16).k_shape(4) == (64, HKV, D)

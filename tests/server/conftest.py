@@ -1,0 +1,105 @@
+"""Fixtures: a tiny random Llama (built locally), one real engine for the session, and servers
+on free local ports running in background threads."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .tiny_model import build_tiny_llama
+
+MODEL_NAME = "tiny-llama"
+API_KEY = "sk-test-123"
+
+
+@dataclass
+class RunningServer:
+    base_url: str  # http://127.0.0.1:PORT
+    engine: Any
+    model: str
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base_url}/v1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(app: Any) -> tuple[Any, threading.Thread, int]:
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    return server, thread, port
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def engine(model_dir: Path) -> Iterator[Any]:
+    from anyware import Engine
+
+    eng = Engine(model=str(model_dir), show_progress=False)
+    yield eng
+    eng.shutdown()
+
+
+def _serve(engine: Any, api_key: str | None) -> Iterator[RunningServer]:
+    from anyware.server.app import create_app
+
+    server, thread, port = _start(create_app(engine, MODEL_NAME, api_key=api_key))
+    yield RunningServer(f"http://127.0.0.1:{port}", engine, MODEL_NAME)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(engine: Any) -> Iterator[RunningServer]:
+    yield from _serve(engine, None)
+
+
+@pytest.fixture(scope="session")
+def auth_server(engine: Any) -> Iterator[RunningServer]:
+    yield from _serve(engine, API_KEY)
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=server.v1, api_key="unused", max_retries=0, timeout=60)
+
+
+def wait_idle(engine: Any, timeout: float = 30.0) -> Any:
+    """Engine stats once nothing runs, waits or holds KV pages (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = engine.stats()
+        if s.running == 0 and s.waiting == 0 and s.kv_pages_used == 0:
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the engine did not return to idle: {s}")
+        time.sleep(0.05)
