@@ -112,8 +112,9 @@ def test_sampling_distribution(platform, conf, name):
     n = 8000  # one draw per row: every row has its own seed (a fixed seed set: reproducible)
     with conf.runs(ops, "sample"):
         toks = ops.sample(logits.expand(n, -1).contiguous().to(dev), params(
-            n, dev, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)).cpu()
+            n, dev, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p))
     conf.on_device("sample", toks)
+    toks = toks.cpu()
     want = exact_distribution(logits, temperature, top_k, top_p, min_p)
     counts = torch.bincount(toks, minlength=logits.numel()).double()
     outside = [int(i) for i in (counts > 0).nonzero() if want[i] == 0]
