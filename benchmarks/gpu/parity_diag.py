@@ -5,10 +5,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from anyware import Engine, SamplingParams
 from anyware.kernels import reference as ref
 from anyware.kernels.triton.ops import TritonOps
+
 from tests.engine.tiny_models import build_model, random_prompts
 
 print("allow_tf32", torch.backends.cuda.matmul.allow_tf32, "precision",
@@ -44,7 +44,7 @@ for name, kw in [("cpu", dict(platform="cpu")),
     try:
         with Engine(str(d), show_progress=False, **kw) as e:
             results[name] = e.generate(prompts, p)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(name, "failed:", repr(exc)[:300])
 base = results["cpu"]
 for name, outs in results.items():

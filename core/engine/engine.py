@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import queue
 import random
+import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -32,6 +35,32 @@ def _load_tokenizer(path: Path | None):
     return AutoTokenizer.from_pretrained(str(path))
 
 
+class _Mailbox:
+    """Delivers deltas from the engine thread to one asyncio event loop with a single
+    thread-safe wake-up per burst (an engine step finishes many requests' tokens at once)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: list[tuple[asyncio.Queue, TokenDelta]] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(self, inbox: asyncio.Queue, delta: TokenDelta) -> None:
+        with self._lock:
+            self._items.append((inbox, delta))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        with contextlib.suppress(RuntimeError):  # the consumer's loop closed: nobody listens
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items, self._scheduled = self._items, [], False
+        for inbox, delta in items:
+            inbox.put_nowait(delta)
+
+
 class Engine:
     """See docs/engine-api.md."""
 
@@ -45,6 +74,7 @@ class Engine:
         self._rng = random.Random(self.config.seed)
         self._ids = itertools.count()
         self._loop = EngineLoop(self.core, self.config.debug_invariants)
+        self._mailboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ request building
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
@@ -147,22 +177,22 @@ class Engine:
     async def generate_async(self, prompt: Prompt, params: SamplingParams | None = None,
                              request_id: str | None = None) -> AsyncIterator[RequestOutput]:
         loop = asyncio.get_running_loop()
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = _Mailbox(loop)
         inbox: asyncio.Queue = asyncio.Queue()
 
         def sink(delta: TokenDelta) -> None:
-            loop.call_soon_threadsafe(inbox.put_nowait, delta)
+            mailbox.post(inbox, delta)
 
         reqs, asm = self._requests(prompt, params or SamplingParams(), request_id, sink)
         self._loop.submit(reqs)
         sent = [(0, 0)] * len(reqs)
         try:
             while not asm.finished:
-                try:
-                    delta = await asyncio.wait_for(inbox.get(), timeout=5.0)
-                except TimeoutError:
-                    self._loop._check_alive()
-                    continue
-                self._apply(asm, delta)
+                # a crashed loop sends every request a final delta with the error, so a plain
+                # wait never hangs (EngineLoop._fail_all)
+                self._apply(asm, await inbox.get())
                 while not inbox.empty() and not asm.finished:  # coalesce what is ready
                     self._apply(asm, inbox.get_nowait())
                 yield asm.delta_output(sent)

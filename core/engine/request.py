@@ -36,6 +36,7 @@ class Request:
     finish_reason: str | None = None
     stop_reason: str | int | None = None
     retractions: int = 0
+    is_running: bool = False  # maintained by the scheduler (O(1) membership)
 
     @property
     def seq_len(self) -> int:
@@ -44,6 +45,15 @@ class Request:
     @property
     def all_ids(self) -> list[int]:
         return self.prompt_ids + self.output_ids
+
+    def tokens(self, start: int, end: int) -> list[int]:
+        """``all_ids[start:end]`` without concatenating prompt and output."""
+        n = len(self.prompt_ids)
+        if start >= n:
+            return self.output_ids[start - n : end - n]
+        if end <= n:
+            return self.prompt_ids[start:end]
+        return self.prompt_ids[start:] + self.output_ids[: end - n]
 
     @property
     def in_prefill(self) -> bool:

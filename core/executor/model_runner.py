@@ -27,10 +27,12 @@ class ModelRunner:
         ps = self.page_size
         input_ids, out_slots = [], []
         for req, pre, ext in zip(sb.reqs, sb.prefix_lens, sb.extend_lens):
-            ids = req.all_ids
-            input_ids.extend(ids[pre : pre + ext])
+            input_ids.extend(req.tokens(pre, pre + ext))
             pages = req.pages
-            out_slots.extend(pages[pos // ps] * ps + pos % ps for pos in range(pre, pre + ext))
+            if ext == 1:
+                out_slots.append(pages[pre // ps] * ps + pre % ps)
+            else:
+                out_slots.extend(pages[pos // ps] * ps + pos % ps for pos in range(pre, pre + ext))
         width = max(-(-(p + e) // ps) for p, e in zip(sb.prefix_lens, sb.extend_lens))
         table = self.page_table.rows([r.row for r in sb.reqs], width)
         return ForwardBatch.build(

@@ -148,20 +148,25 @@ class ForwardBatch:
                 logit_rows.append(row + e - 1)
             row += e
 
-        def t(x: list[int], dtype: torch.dtype) -> torch.Tensor:
-            return torch.tensor(x, dtype=dtype).to(device, non_blocking=True)
-
+        # one host->device copy for all index vectors, then views (int32 ones converted there)
+        b, n = len(seq_lens), len(input_ids)
+        packed = torch.tensor(input_ids + positions + out_slots + logit_rows + seq_lens
+                              + list(prefix_lens) + list(extend_lens) + starts, dtype=torch.int64)
+        packed = packed.to(device, non_blocking=True)
+        sizes = [n, n, n, len(logit_rows), b, b, b, b]
+        ids_t, pos_t, slots_t, logit_t, seq_t, pre_t, ext_t, start_t = packed.split(sizes)
+        i32 = torch.int32
         return cls(
             mode=mode,
-            input_ids=t(input_ids, torch.int64),
-            positions=t(positions, torch.int64),
-            seq_lens=t(seq_lens, torch.int32),
-            prefix_lens=t(prefix_lens, torch.int32),
-            extend_lens=t(extend_lens, torch.int32),
-            extend_start=t(starts, torch.int32),
+            input_ids=ids_t,
+            positions=pos_t,
+            seq_lens=seq_t.to(i32),
+            prefix_lens=pre_t.to(i32),
+            extend_lens=ext_t.to(i32),
+            extend_start=start_t.to(i32),
             page_table=page_table.to(device=device, dtype=torch.int32),
-            out_slots=t(out_slots, torch.int64),
-            logits_indices=t(logit_rows, torch.int64),
+            out_slots=slots_t,
+            logits_indices=logit_t,
             page_size=page_size,
             seq_lens_cpu=seq_lens,
             prefix_lens_cpu=list(prefix_lens),

@@ -84,6 +84,7 @@ class Scheduler:
         for req in self.running:
             if req.rid == rid:
                 self.running.remove(req)
+                req.is_running = False
                 self.kv.release(req, cache_it=False)
                 self._finish(req, "abort")
                 return True
@@ -123,13 +124,14 @@ class Scheduler:
         """One token for each decoding request, oldest first; when pages run out, retract
         the newest running request (possibly the one asking) until the rest fit."""
         for req in [r for r in self.running if not r.in_prefill]:
-            while req in self.running and not self.kv.reserve(req, req.num_computed + 1):
+            while req.is_running and not self.kv.reserve(req, req.num_computed + 1):
                 self._retract(self.running[-1])
         return [(r, r.num_computed, 1) for r in self.running if not r.in_prefill]
 
     def _retract(self, req: Request) -> None:
         """Preempt: release KV (kept in the prefix cache when enabled) and requeue first."""
         self.running.remove(req)
+        req.is_running = False
         self.kv.release(req, cache_it=True)
         req.retractions += 1
         self.counters.retractions += 1
@@ -168,6 +170,7 @@ class Scheduler:
                 req.cached_tokens = req.num_computed
                 self.counters.cached_prompt_tokens += req.num_computed
             self.running.append(req)
+            req.is_running = True
             prefills.append((req, req.num_computed, n))
             budget -= n
         return budget
@@ -178,7 +181,7 @@ class Scheduler:
         row = 0
         for req, pre, ext, samples in zip(batch.reqs, batch.prefix_lens, batch.extend_lens,
                                           batch.sampling_rows()):
-            if req.finished or req not in self.running:
+            if req.finished or not req.is_running:
                 if samples:
                     row += 1
                 continue
@@ -196,6 +199,7 @@ class Scheduler:
                 req.sink(TokenDelta(req.rid, [tok], lp, False, cached_tokens=req.cached_tokens))
                 continue
             self.running.remove(req)
+            req.is_running = False
             self.kv.release(req, cache_it=True)
             req.finish_reason, req.stop_reason = reason
             self.counters.finished += 1
