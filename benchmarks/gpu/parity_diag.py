@@ -42,7 +42,7 @@ for name, kw in [("cpu", dict(platform="cpu")),
                  ("cuda-torchattn", dict(platform="cuda", execution="eager", page_size=16,
                                          attention_backend="torch-reference"))]:
     try:
-        with Engine(str(d), show_progress=False, **kw) as e:
+        with Engine(str(d), show_progress=False, dtype="float32", **kw) as e:
             results[name] = e.generate(prompts, p)
     except Exception as exc:
         print(name, "failed:", repr(exc)[:300])

@@ -67,6 +67,13 @@ class Capabilities:
     moe: bool = True
 
     def __post_init__(self) -> None:
+        # accept any iterables, store hashable immutable values
+        object.__setattr__(self, "dtypes", frozenset(self.dtypes))
+        object.__setattr__(self, "kv_cache_dtypes", frozenset(self.kv_cache_dtypes))
+        object.__setattr__(self, "collectives", frozenset(self.collectives))
+        object.__setattr__(self, "page_sizes", tuple(self.page_sizes))
+        if self.max_world_size < 1:
+            raise ValueError("max_world_size must be >= 1")
         if not self.dtypes or not self.kv_cache_dtypes or not self.page_sizes:
             raise ValueError("Capabilities need at least one dtype, KV dtype and page size")
         unknown = set(self.collectives) - set(COLLECTIVES)

@@ -62,9 +62,18 @@ def _plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def _check_hooks(pm: pluggy.PluginManager, name: str) -> None:
+    """A misspelled ``anyware_*`` hook would be silently ignored: make it an error."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r} implements an unknown hook: {exc}") from exc
+
+
 def _platform_from(module: object, ep_name: str) -> type[Platform]:
     pm = _plugin_manager()
     pm.register(module, name=ep_name)
+    _check_hooks(pm, ep_name)
     results = [r for r in pm.hook.anyware_platform() if r is not None]
     if len(results) != 1:
         raise PluginError(f"entry point {ep_name!r} must provide exactly one platform, got {len(results)}")
@@ -141,6 +150,7 @@ def load_platform(name: str | None = None, infos: list[PlatformInfo] | None = No
     for ep in metadata.entry_points(group=EXTENSION_GROUP):
         try:
             pm.register(ep.load(), name=f"ext:{ep.name}")
+            _check_hooks(pm, ep.name)
         except Exception as exc:
             raise PluginError(f"extension plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
     platform.hooks = pm.hook

@@ -143,7 +143,12 @@ class Platform(ABC):
         if dtype not in caps.dtypes:
             problems.append(f"dtype {dtype} (supported: {sorted(map(str, caps.dtypes))})")
         if kv_dtype not in caps.kv_cache_dtypes:
-            problems.append(f"KV-cache dtype {kv_dtype}")
+            problems.append(f"KV-cache dtype {kv_dtype} "
+                            f"(supported: {sorted(map(str, caps.kv_cache_dtypes))})")
+        if config.attention_backend is not None:
+            names = [b.name for b in self.attention_backends()]
+            if config.attention_backend not in names:
+                problems.append(f"attention backend {config.attention_backend!r} (known: {names})")
         if config.page_size is not None and config.page_size not in caps.page_sizes:
             problems.append(f"page size {config.page_size} (supported: {caps.page_sizes})")
         if config.world_size > caps.max_world_size:
@@ -281,29 +286,42 @@ class Platform(ABC):
         raise CapabilityError(f"no usable attention backend on {self.name!r}: {'; '.join(reasons) or known}")
 
     def moe_experts(self) -> MoEExperts:
-        """The platform's MoE expert compute (extensions may contribute faster ones)."""
-        contributed = []
-        if self.hooks is not None:
-            for items in self.hooks.anyware_moe_backends(platform=self):
-                contributed.extend(items or ())
+        """The highest-priority contributed MoE experts, else the platform's own."""
+        contributed = self._contributed("anyware_moe_backends")
         if contributed:
-            return sorted(contributed, key=lambda c: -getattr(c, "priority", 0))[0]()
+            return contributed[0]()
         return self._moe_experts()
 
     def _moe_experts(self) -> MoEExperts:
         raise CapabilityError(f"platform {self.name!r} provides no MoE experts")
 
+    def _contributed(self, hook_name: str) -> list:
+        """Classes contributed by extension plugins through ``hook_name``, best first."""
+        found: list = []
+        if self.hooks is not None:
+            for items in getattr(self.hooks, hook_name)(platform=self):
+                found.extend(items or ())
+        return sorted(found, key=lambda c: -getattr(c, "priority", 0))
+
     def token_dispatcher(self, num_experts: int, ep_rank: int = 0, ep_size: int = 1) -> TokenDispatcher:
+        """The highest-priority contributed dispatcher, else the platform's own."""
+        contributed = self._contributed("anyware_token_dispatchers")
+        if contributed:
+            return contributed[0](num_experts, ep_rank, ep_size)
         return self._token_dispatcher(num_experts, ep_rank, ep_size)
 
     def _token_dispatcher(self, num_experts: int, ep_rank: int, ep_size: int) -> TokenDispatcher:
         raise CapabilityError(f"platform {self.name!r} provides no token dispatcher")
 
     def communicator(self, rank: int, world_size: int) -> Communicator:
-        """A communicator over the initialised default process group."""
+        """A communicator over the initialised default process group (the highest-priority
+        contributed one, else the platform's own)."""
         if world_size > self.capabilities().max_world_size:
             raise CapabilityError(f"platform {self.name!r} supports world size <= "
                                   f"{self.capabilities().max_world_size}, not {world_size}")
+        contributed = self._contributed("anyware_communicators")
+        if contributed:
+            return contributed[0](rank, world_size)
         return self._communicator(rank, world_size)
 
     @abstractmethod

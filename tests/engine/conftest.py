@@ -20,4 +20,6 @@ def model_dir(tmp_path_factory):
 
 # ANYWARE_TEST_PLATFORM=cuda runs the same engine tests on another platform (default: cpu)
 PLATFORM = os.environ.get("ANYWARE_TEST_PLATFORM", "cpu")
-ENGINE_DEFAULTS = dict(platform=PLATFORM, debug_invariants=True, show_progress=False)
+# fp32: the transformers reference runs in fp32 (a GPU platform would default to bf16)
+ENGINE_DEFAULTS = dict(platform=PLATFORM, dtype="float32", debug_invariants=True,
+                       show_progress=False)

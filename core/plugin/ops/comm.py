@@ -16,6 +16,7 @@ class Communicator(ABC):
     """
 
     name: ClassVar[str] = "abstract"
+    priority: ClassVar[int] = 0  # among contributed communicators, highest wins
 
     def __init__(self, rank: int, world_size: int) -> None:
         self.rank = rank

@@ -36,6 +36,7 @@ class TokenDispatcher(ABC):
     """Moves routed tokens to their experts and back."""
 
     name: ClassVar[str]
+    priority: ClassVar[int] = 0  # among contributed dispatchers, highest wins
 
     def __init__(self, num_experts: int, ep_rank: int = 0, ep_size: int = 1) -> None:
         if num_experts % ep_size:
@@ -61,6 +62,7 @@ class MoEExperts(ABC):
     """Gated-MLP experts. w13: ``[E_local, 2I, H]`` (gate rows then up rows), w2: ``[E_local, H, I]``."""
 
     name: ClassVar[str]
+    priority: ClassVar[int] = 0  # among contributed experts, highest wins
 
     def __init__(self) -> None:
         self.calls = 0
