@@ -18,7 +18,7 @@ def git_commit() -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.CalledProcessError):  # no .git (the device copy)
         return os.environ.get("ANYWARE_COMMIT", "unknown")
 
 
