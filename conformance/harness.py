@@ -88,7 +88,7 @@ class Harness:
             record["runtime_versions"] = dict(p.runtime_versions())
             record["device_count"] = p.device_count()
             record["dist_backend"] = p.dist_backend
-            record["capabilities"] = capabilities_record(p.capabilities())
+            record["capabilities"] = p.capabilities().to_dict()
         except Exception as exc:  # reported, never fatal to the report
             record["error"] = f"{type(exc).__name__}: {exc}"
         return record
@@ -182,18 +182,3 @@ def _matches(pattern: str, item) -> bool:
     return fnmatch.fnmatch(item.nodeid, pattern) or fnmatch.fnmatch(item.name, pattern)
 
 
-def capabilities_record(caps) -> dict[str, Any]:
-    def names(dtypes):
-        return sorted(str(d).removeprefix("torch.") for d in dtypes)
-
-    return {
-        "dtypes": names(caps.dtypes),
-        "kv_cache_dtypes": names(caps.kv_cache_dtypes),
-        "page_sizes": list(caps.page_sizes),
-        "attention": list(caps.attention.names()),
-        "graph_capture": caps.graph_capture,
-        "compiled_execution": caps.compiled_execution,
-        "collectives": sorted(caps.collectives),
-        "max_world_size": caps.max_world_size,
-        "moe": caps.moe,
-    }

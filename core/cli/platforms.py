@@ -39,20 +39,7 @@ def _capabilities(info: Any) -> dict[str, Any] | None:
     except Exception:
         return None
 
-    def dtypes(ds: Any) -> list[str]:
-        return sorted(str(d).removeprefix("torch.") for d in ds)
-
-    return {
-        "dtypes": dtypes(caps.dtypes),
-        "kv_cache_dtypes": dtypes(caps.kv_cache_dtypes),
-        "page_sizes": list(caps.page_sizes),
-        "attention": list(caps.attention.names()),
-        "graph_capture": caps.graph_capture,
-        "compiled_execution": caps.compiled_execution,
-        "collectives": sorted(caps.collectives),
-        "max_world_size": caps.max_world_size,
-        "moe": caps.moe,
-    }
+    return caps.to_dict()
 
 
 def _selection(infos: list[Any], explicit: str | None) -> tuple[Any, str, str | None]:

@@ -82,6 +82,24 @@ class Capabilities:
         if any(p < 1 for p in self.page_sizes):
             raise ValueError("page sizes must be positive")
 
+    def to_dict(self) -> dict:
+        """JSON-ready form (reports, ``anyware platforms --json``)."""
+
+        def names(dtypes) -> list[str]:
+            return sorted(str(d).removeprefix("torch.") for d in dtypes)
+
+        return {
+            "dtypes": names(self.dtypes),
+            "kv_cache_dtypes": names(self.kv_cache_dtypes),
+            "page_sizes": list(self.page_sizes),
+            "attention": list(self.attention.names()),
+            "graph_capture": self.graph_capture,
+            "compiled_execution": self.compiled_execution,
+            "collectives": sorted(self.collectives),
+            "max_world_size": self.max_world_size,
+            "moe": self.moe,
+        }
+
     def summary(self) -> str:
         """One line for ``anyware platforms``."""
         dt = ",".join(sorted(str(d).removeprefix("torch.") for d in self.dtypes))
