@@ -31,12 +31,14 @@ import platform
 import random
 import sys
 import sysconfig
+import textwrap
 import time
 import tokenize
 import zlib
 from pathlib import Path
 
 import torch
+import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -81,6 +83,17 @@ def collect_sources(root: Path, val_percent: int) -> tuple[list[tuple[str, str]]
     return train, val
 
 
+def definitions(tree: ast.Module):
+    """Yield (qualified name, node) for public top-level functions/classes and their methods."""
+    kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+    for node in tree.body:
+        if isinstance(node, kinds) and not node.name.startswith("_"):
+            yield node.name, node
+            for child in node.body if isinstance(node, ast.ClassDef) else []:
+                if isinstance(child, kinds) and not child.name.startswith("_"):
+                    yield f"{node.name}.{child.name}", child
+
+
 def chat_examples(sources: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
     """Question/answer conversations about documented functions and classes in `sources`."""
     conversations = []
@@ -90,20 +103,19 @@ def chat_examples(sources: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
             tree = ast.parse(text)
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.FunctionDef | ast.ClassDef) or node.name.startswith("_"):
-                continue
+        lines = text.splitlines(keepends=True)
+        for name, node in definitions(tree):
             doc = ast.get_docstring(node)
-            source = ast.get_source_segment(text, node)
+            source = textwrap.dedent("".join(lines[node.lineno - 1:node.end_lineno])).strip()
             if doc:
                 summary = doc.split("\n\n")[0].strip()[:400]
                 conversations.append([
-                    {"role": "user", "content": f"What does `{module}.{node.name}` do?"},
+                    {"role": "user", "content": f"What does `{module}.{name}` do?"},
                     {"role": "assistant", "content": summary},
                 ])
-            if source and len(source) < 800:
+            if len(source) < 800:
                 conversations.append([
-                    {"role": "user", "content": f"Show me the code of `{module}.{node.name}`."},
+                    {"role": "user", "content": f"Show me the code of `{module}.{name}`."},
                     {"role": "assistant", "content": f"```python\n{source}\n```"},
                 ])
     return conversations
@@ -135,7 +147,8 @@ def encode(tok: PreTrainedTokenizerFast, docs: list[str], add_bos: bool) -> torc
 
 
 def batch_at(stream: torch.Tensor, starts: torch.Tensor, seq_len: int) -> torch.Tensor:
-    return torch.stack([stream[s:s + seq_len] for s in starts.tolist()])
+    """Windows stream[s:s + seq_len] for each s in starts, as a (len(starts), seq_len) batch."""
+    return stream[starts.to(stream.device)[:, None] + torch.arange(seq_len, device=stream.device)]
 
 
 @torch.no_grad()
@@ -150,16 +163,18 @@ def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, seq_len: int, n: int
 
 
 def train_model(name: str, tok: PreTrainedTokenizerFast, train_ids: torch.Tensor,
-                val_ids: torch.Tensor, minutes: float, args: argparse.Namespace) -> tuple:
+                val_ids: torch.Tensor, minutes: float, steps: int | None,
+                args: argparse.Namespace) -> tuple:
+    """Train until `steps` (if given) or the wall-clock budget, whichever comes first."""
     overrides, peak_lr = MODELS[name]
     torch.manual_seed(args.seed)
     config = LlamaConfig(
         vocab_size=len(tok), max_position_embeddings=2048, rope_theta=10000.0,
         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, **overrides)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{name}: {n_params / 1e6:.2f}M parameters, budget {minutes:g} min")
+    print(f"{name}: {n_params / 1e6:.2f}M parameters, budget {minutes:g} min, {steps} steps")
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -167,15 +182,18 @@ def train_model(name: str, tok: PreTrainedTokenizerFast, train_ids: torch.Tensor
                             lr=peak_lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(args.seed)
     budget, warmup, start = minutes * 60.0, 0.05, time.time()
-    step, smooth = 0, None
-    bar = tqdm(total=round(budget), unit="s", desc=name, bar_format="{l_bar}{bar}| {n:.0f}/"
-               "{total}s [{postfix}]")
-    while (progress := (time.time() - start) / budget) < 1.0:
-        # Cosine schedule over wall-clock progress, with linear warmup, decaying to 10% of peak.
+    step, smooth, val_curve = 0, None, []
+    bar = tqdm(total=100, desc=name, bar_format="{l_bar}{bar}| {n:.0f}%{postfix}")
+    while (progress := max((time.time() - start) / budget, step / (steps or math.inf))) < 1.0:
+        if progress * 10 >= len(val_curve):  # validation loss at every 10% of progress
+            val_curve.append([step, round(evaluate(model, val_ids, args.seq_len, 32), 4)])
+            tqdm.write(f"{name}: step {step} val loss {val_curve[-1][1]:.3f}")
+        # Cosine schedule over progress (steps or wall clock), with linear warmup, to 10% of peak.
         if progress < warmup:
             lr = peak_lr * progress / warmup
         else:
-            lr = peak_lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup))))
+            cosine = math.cos(math.pi * (progress - warmup) / (1 - warmup))
+            lr = peak_lr * (0.1 + 0.45 * (1 + cosine))
         for group in opt.param_groups:
             group["lr"] = lr
         starts = torch.randint(0, len(train_ids) - args.seq_len - 1, (args.batch_size,),
@@ -189,7 +207,7 @@ def train_model(name: str, tok: PreTrainedTokenizerFast, train_ids: torch.Tensor
         step += 1
         smooth = loss.item() if smooth is None else 0.95 * smooth + 0.05 * loss.item()
         bar.set_postfix_str(f"step {step} loss {smooth:.3f} lr {lr:.2e}")
-        bar.update(min(time.time() - start, budget) - bar.n)
+        bar.update(min(100 * progress, 100) - bar.n)
     bar.close()
     wall = time.time() - start
     train_loss = evaluate(model, train_ids, args.seq_len, args.eval_windows)
@@ -198,7 +216,8 @@ def train_model(name: str, tok: PreTrainedTokenizerFast, train_ids: torch.Tensor
           f"val loss {val_loss:.3f}")
     stats = {"parameters": n_params, "steps": step, "wall_time_s": round(wall, 1),
              "tokens_seen": step * args.batch_size * args.seq_len, "peak_lr": peak_lr,
-             "final_train_loss": round(train_loss, 4), "final_val_loss": round(val_loss, 4)}
+             "final_train_loss": round(train_loss, 4), "final_val_loss": round(val_loss, 4),
+             "val_loss_curve": val_curve}
     return model, stats
 
 
@@ -222,6 +241,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--minutes", type=float, default=10.0, help="main model budget")
     parser.add_argument("--draft-minutes", type=float, default=3.0, help="draft model budget")
+    parser.add_argument("--steps", type=int, help="main model steps (default: time budget only)")
+    parser.add_argument("--draft-steps", type=int, help="draft model steps")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--stdlib", type=Path, default=Path(sysconfig.get_paths()["stdlib"]),
+                        help="directory of Python sources (default: this interpreter's stdlib)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--seq-len", type=int, default=256)
@@ -232,9 +256,9 @@ def main() -> None:
     parser.add_argument("--eval-windows", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    random.seed(args.seed)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls where the device has them
 
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = args.stdlib.resolve()
     train_src, val_src = collect_sources(root, args.val_percent)
     conversations = chat_examples(train_src)
     random.Random(args.seed).shuffle(conversations)
@@ -252,10 +276,11 @@ def main() -> None:
     random.Random(args.seed).shuffle(code_docs)
     train_ids = torch.cat([encode(tok, code_docs, True), encode(tok, chats, False)])
     val_ids = encode(tok, [text for _, text in val_src], True)
+    train_ids, val_ids = train_ids.to(args.device), val_ids.to(args.device)
     print(f"{len(train_ids):,} train tokens ({len(chats)} chats), {len(val_ids):,} val tokens")
 
     data = {
-        "source": f"Python {platform.python_version()} standard library .py files ({root}), "
+        "source": f"Python standard library .py files under {root}, "
                   f"excluding {sorted(EXCLUDED_DIRS)} and files over {MAX_FILE_BYTES} bytes",
         "train_files": len(train_src), "val_files": len(val_src),
         "train_bytes": sum(len(t.encode()) for _, t in train_src),
@@ -263,13 +288,18 @@ def main() -> None:
         "chat_examples": len(chats), "train_tokens": len(train_ids), "val_tokens": len(val_ids),
         "vocab_size": len(tok),
     }
-    for name, minutes in [("demo-llama", args.minutes), ("demo-llama-draft", args.draft_minutes)]:
-        model, stats = train_model(name, tok, train_ids, val_ids, minutes, args)
+    on_cuda = args.device.startswith("cuda")
+    device = torch.cuda.get_device_name() if on_cuda else f"{torch.get_num_threads()} CPU threads"
+    for name, minutes, steps in [("demo-llama", args.minutes, args.steps),
+                                 ("demo-llama-draft", args.draft_minutes, args.draft_steps)]:
+        model, stats = train_model(name, tok, train_ids, val_ids, minutes, steps, args)
         record = {
             "model": name, "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "torch_version": torch.__version__, "seed": args.seed, "threads": torch.get_num_threads(),
-            "seq_len": args.seq_len, "batch_size": args.batch_size, "data": data, **stats,
+            "python_version": platform.python_version(), "device": f"{args.device} ({device})",
+            "torch_version": torch.__version__, "transformers_version": transformers.__version__,
+            "seed": args.seed, "threads": torch.get_num_threads(), "seq_len": args.seq_len,
+            "batch_size": args.batch_size, "data": data, **stats,
         }
         save(model, tok, args.out / name, record)
         print(f"saved {args.out / name}")
