@@ -186,8 +186,9 @@ class Scheduler:
                     row += 1
                 continue
             req.num_computed = pre + ext
-            if not samples:
+            if ext > 1:  # a prefill chunk, complete or not: share its pages right away
                 self.kv.cache_progress(req)
+            if not samples:
                 continue
             tok = tokens[row]
             lp = [logprobs[row]] if logprobs is not None and logprobs[row] is not None else None

@@ -141,3 +141,17 @@ def test_prefix_cache_reuse_and_invariant():
         step(s)
     s.kv.check()
     s.kv.cache.check_invariants()
+
+
+def test_prefix_is_shared_as_soon_as_its_prefill_completes():
+    s = make(cache=True)
+    a = req("a", 10, max_new=20)
+    s.add(a)
+    step(s)  # a's prefill completes; a keeps decoding
+    assert a.is_running and a.num_cache_pages == 2
+    b = req("b", 10, max_new=2)
+    s.add(b)
+    batch = step(s)
+    assert b.cached_tokens == 8 and batch.prefix_lens[batch.reqs.index(b)] == 8
+    assert b.pages[:2] == a.pages[:2]  # the same physical pages
+    s.kv.check()
