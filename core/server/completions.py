@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyware.server.choices import ChoiceAccumulator, UsageCounter, primed
-from anyware.server.errors import APIError, from_engine_error
+from anyware.server.errors import from_engine_error
 from anyware.server.logprobs import completion_logprobs
 from anyware.server.openai_requests import CompletionRequest
 from anyware.server.openai_responses import CompletionChoice, CompletionResponse, UsageInfo
@@ -26,9 +26,11 @@ from anyware.server.streams import (
     SSE_DONE,
     SSE_HEADERS,
     engine_stream,
+    error_event,
     merge,
     sse,
     unless_disconnected,
+    usage_event,
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -189,19 +191,9 @@ async def _stream(
                     )
                 )
         if include_usage:
-            body = CompletionResponse(
-                id=rid,
-                created=created,
-                model=state.served_model_name,
-                choices=[],
-                usage=UsageInfo.of(usage.prompt, usage.completion, usage.cached_tokens),
-            )
-            yield sse(body.model_dump())
+            yield usage_event(CompletionResponse, rid, created, state.served_model_name, usage)
     except Exception as exc:
-        err = from_engine_error(exc) or APIError(
-            f"Internal error while generating: {exc}", status=500, type="server_error"
-        )
-        yield sse(err.body())
+        yield error_event(exc)
     finally:
         state.metrics.request_generation_tokens.inc(usage.completion)
     yield SSE_DONE

@@ -123,4 +123,23 @@ def sse(payload: dict[str, Any] | str) -> str:
 
 
 SSE_DONE = "data: [DONE]\n\n"
+
+
+def usage_event(response_cls: Any, rid: str, created: int, model: str, usage: Any) -> str:
+    """The final ``stream_options.include_usage`` chunk: no choices, only usage."""
+    from anyware.server.openai_responses import UsageInfo
+
+    body = response_cls(id=rid, created=created, model=model, choices=[],
+                        usage=UsageInfo.of(usage.prompt, usage.completion, usage.cached_tokens))
+    return sse(body.model_dump())
+
+
+def error_event(exc: Exception) -> str:
+    """An OpenAI error body as an SSE event (headers are already sent: no status change)."""
+    from anyware.server.errors import APIError, from_engine_error
+
+    err = from_engine_error(exc) or APIError(
+        f"Internal error while generating: {exc}", status=500, type="server_error"
+    )
+    return sse(err.body())
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
