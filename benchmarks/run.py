@@ -64,9 +64,23 @@ class StepTimer:
         return sum(s.elapsed_time(e) for s, e in self.events)
 
 
+ENGINE_OPTS: dict = {}  # from --engine-opt, applied to every engine this run builds
+
+
+def parse_opt(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    for conv in (int, float):
+        try:
+            return key, conv(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
 def engine_for(preset: str, platform: str | None, **kw) -> Engine:
     opts = dict(load_format="dummy", platform=platform, context_len=8192, show_progress=False)
     opts.update(kw)
+    opts.update(ENGINE_OPTS)
     return Engine(preset, **opts)
 
 
@@ -173,7 +187,10 @@ def main() -> None:
     ap.add_argument("--w4-groups", type=int, default=64)
     ap.add_argument("--cpu-prompts", type=int, default=32)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="engine option for every engine built (e.g. attention_backend=triton)")
     args = ap.parse_args()
+    ENGINE_OPTS.update(parse_opt(o) for o in args.engine_opt)
     info = env_info()
     t0 = time.perf_counter()
     if args.workload == "W1":
@@ -194,7 +211,7 @@ def main() -> None:
         args.platform = args.platform or "cpu"
         res = offline(args, "qwen2.5-0.5b", Workload(args.cpu_prompts, 128, 64), "float32",
                       args.cpu_prompts, max_running_requests=64)
-    result = {"workload": args.workload, "env": info, "elapsed_s": round(time.perf_counter() - t0, 1),
+    result = {"workload": args.workload, "env": info, "engine_opts": ENGINE_OPTS, "elapsed_s": round(time.perf_counter() - t0, 1),
               **res}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
