@@ -85,6 +85,8 @@ def engine_for(preset: str, platform: str | None, **kw) -> Engine:
 
 
 def free(engine: Engine | None) -> None:
+    """Shut ``engine`` down and return device memory. The caller must drop its own reference
+    (``e = None``) before building the next engine, or the old one stays alive."""
     if engine is not None:
         engine.shutdown()
     gc.collect()
@@ -101,6 +103,7 @@ def w1(args) -> dict:
                     "tok_s": round(1000 / best["itl_ms_median"], 2), "all_runs": runs}}
     prompt = wl.prompts(e.model_config.vocab_size)[0]
     free(e)
+    e = None
     if args.peer:
         model = hf.dummy_model(hf_config("llama-3.1-8b"), torch.bfloat16, "cuda")
         res["transformers_static_cache"] = hf.generate_static(model, prompt, 256, "cuda")
@@ -128,6 +131,7 @@ def w3(args) -> dict:
         out[f"ttft_{n}_ms"] = round(ttft * 1e3, 2)
         out[f"tflops_{n}"] = round(flops / ttft / 1e12, 1)
     free(e)
+    e = None
     return {"ours": out}
 
 
@@ -142,6 +146,8 @@ def offline(args, preset: str, wl: Workload, dtype: str, peer_slice: int | None,
         res["ours"]["forwards"] = len(timer.events)
         res["ours"]["graph_replays"] = getattr(e.core.strategy, "replays", None)
     free(e)
+    e = timer = None
+    free(None)
     if args.peer and peer_slice:
         sl = Workload(peer_slice, wl.input_len, wl.output_len)
         if peer_slice == wl.num_prompts:
@@ -150,6 +156,8 @@ def offline(args, preset: str, wl: Workload, dtype: str, peer_slice: int | None,
             e = engine_for(preset, args.platform, dtype=dtype, **kw)
             res["ours_on_peer_slice"] = run_offline(e, sl).summary()
             free(e)
+            e = None
+            free(None)
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         model = hf.dummy_model(hf_config(preset), getattr(torch, dtype), dev)
         prompts = sl.prompts(PRESETS[preset].vocab_size)
@@ -173,6 +181,8 @@ def w4(args, zero_hits: bool) -> dict:
         e = engine_for("llama-3.1-8b", args.platform, dtype="bfloat16", disable_radix_cache=disable)
         out[name] = run_offline(e, wl).summary()
         free(e)
+        e = None  # drop the last reference before the next engine is built
+        free(None)
     out["speedup_output_tok_s"] = round(out["cache_on"]["output_tok_s"] / out["cache_off"]["output_tok_s"], 3)
     return {"ours": out}
 

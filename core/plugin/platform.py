@@ -269,12 +269,17 @@ class Platform(ABC):
         """Plugin hook: the platform's own attention backends."""
 
     def attention_backend(self, spec: AttentionSpec, name: str | None = None) -> AttentionBackend:
-        """Instantiate the named backend, or the highest-priority available one."""
+        """Instantiate the named backend, or the highest-priority available one that supports
+        ``spec.dtype`` (a named backend is never skipped: its own checks explain a mismatch)."""
         name = name or (self.config.attention_backend if self.config else None)
         backends = self.attention_backends()
         reasons = []
         for cls in backends:
             if name is not None and cls.name != name:
+                continue
+            if name is None and spec.dtype not in cls.kv_dtypes:
+                # priority picks among the backends that compute in the model's dtype
+                reasons.append(f"{cls.name}: no {spec.dtype} support")
                 continue
             ok, why = cls.is_available(self)
             if ok:
