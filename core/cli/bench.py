@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disable-radix-cache", action="store_true")
     p.add_argument("--execution", default="auto")
     p.add_argument("--attention-backend", default=None)
+    p.add_argument("--overlap-schedule", action=argparse.BooleanOptionalAction, default=None,
+                   help="schedule step N+1 while step N runs (default: the platform's choice)")
     p.add_argument("--mem-fraction", type=float, default=0.85)
     p.add_argument("--context-len", type=int, default=None)
     p.add_argument("--json", default=None, help="write the result as JSON to this path")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         chunked_prefill_size=args.chunked_prefill_size,
         disable_radix_cache=args.disable_radix_cache, execution=args.execution,
         attention_backend=args.attention_backend, mem_fraction=args.mem_fraction,
-        context_len=args.context_len,
+        context_len=args.context_len, overlap_schedule=args.overlap_schedule,
     )
     try:
         wl = Workload(args.num_prompts, args.input_len, args.output_len, args.temperature,

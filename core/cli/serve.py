@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fraction of device memory for weights + KV cache (default 0.85)")
     parser.add_argument("--disable-radix-cache", action="store_true",
                         help="turn off prefix caching")
+    parser.add_argument("--attention-backend", default=None, metavar="NAME",
+                        help="attention backend by name (default: the platform's best)")
+    parser.add_argument("--execution", default="auto", choices=("auto", "eager", "graphs", "compiled"),
+                        help="execution strategy (default: the platform's)")
+    parser.add_argument("--overlap-schedule", action=argparse.BooleanOptionalAction, default=None,
+                        help="schedule step N+1 while step N runs (default: on where the device "
+                             "runs asynchronously)")
     parser.add_argument("--seed", type=int, default=0, help="engine random seed (default 0)")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
@@ -89,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         context_len=args.context_len,
         mem_fraction=args.mem_fraction,
         disable_radix_cache=args.disable_radix_cache,
+        attention_backend=args.attention_backend,
+        execution=args.execution,
+        overlap_schedule=args.overlap_schedule,
         seed=args.seed,
     )
     print(f"anyware: serving '{name}' on http://{args.host}:{args.port}/v1", file=sys.stderr,

@@ -40,6 +40,9 @@ class EngineConfig:
     schedule_policy: str = "lpm"
     attention_backend: str | None = None
     execution: str = "auto"
+    # overlap the scheduling of step N+1 with step N on the device; None: when the platform
+    # executes asynchronously (Capabilities.async_execution)
+    overlap_schedule: bool | None = None
     seed: int = 0
     tokenizer: str | None = None
     debug_invariants: bool = False

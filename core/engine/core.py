@@ -6,6 +6,7 @@ Built once per process for one platform; ``step()`` is the whole engine loop bod
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,14 +18,24 @@ from anyware.memory import KVPool, PageAllocator, PageTable, pages_for_budget
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
 from anyware.model.context import ModelContext
 from anyware.model.loader import build_model
-from anyware.plugin import AttentionSpec, PlatformConfig, load_platform
+from anyware.plugin import AttentionSpec, DeviceEvent, PlatformConfig, load_platform
 from anyware.sampling import Sampler
-from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
+from anyware.sampling.output import SampleOutput
+from anyware.scheduler import ScheduledBatch, Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
 
 log = logging.getLogger("anyware")
 
 CPU_DEFAULT_KV_BYTES = 1 << 30
+
+
+@dataclass
+class InFlightStep:
+    """A launched batch whose sampled tokens are on their way to the host."""
+
+    batch: ScheduledBatch
+    output: SampleOutput
+    event: DeviceEvent
 
 
 def resolve_model(model: str) -> tuple[ModelConfig, Path | None]:
@@ -76,8 +87,12 @@ class EngineCore:
         self.strategy = platform.execution_strategy()
         self.strategy.setup(self.runner)
         self.sampler = Sampler(platform.ops(), model_cfg.vocab_size, device)
-        log.info("engine ready: platform=%s dtype=%s page_size=%d kv_pages=%d (%.1f MiB)",
-                 platform.name, pcfg.dtype, pcfg.page_size, num_pages, self.pool.bytes / 2**20)
+        overlap = cfg.overlap_schedule
+        self.overlap = platform.capabilities().async_execution if overlap is None else overlap
+        self._inflight: InFlightStep | None = None
+        log.info("engine ready: platform=%s dtype=%s page_size=%d kv_pages=%d (%.1f MiB) "
+                 "overlap=%s", platform.name, pcfg.dtype, pcfg.page_size, num_pages,
+                 self.pool.bytes / 2**20, self.overlap)
 
     def _num_pages(self, layout, max_pages_per_req: int) -> int:
         cfg, mcfg = self.cfg, self.model_config
@@ -102,14 +117,39 @@ class EngineCore:
     # ------------------------------------------------------------ the step
     @torch.inference_mode()
     def step(self) -> bool:
+        """Schedule and launch one batch; then complete the batch launched before it
+        (overlap) or this one (synchronous). Returns whether anything happened."""
         batch = self.scheduler.schedule()
-        if batch is None:
-            return False
-        logits = self.strategy.run(self.runner.build_batch(batch))
-        sampling = [r for r, s in zip(batch.reqs, batch.sampling_rows()) if s]
-        tokens, logprobs = self.sampler.sample(logits, sampling)
-        self.scheduler.process(batch, tokens, logprobs)
-        return True
+        launched = self._launch(batch) if batch is not None else None
+        if self.overlap:
+            done, self._inflight = self._inflight, launched
+        else:
+            done = launched
+        if done is not None:
+            self._complete(done)
+        return batch is not None or done is not None
+
+    def _launch(self, batch: ScheduledBatch) -> InFlightStep:
+        """Queue the forward, the sampling and the copy of the tokens to the host; nothing
+        here waits for the device."""
+        fb = self.runner.build_batch(batch)
+        logits = self.strategy.run(fb)
+        self.scheduler.commit(batch)
+        rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
+        reqs = [batch.reqs[i] for i in rows]
+        out = self.sampler.sample(logits, reqs, [batch.out_index[i] for i in rows],
+                                  self.runner.future.resolve)
+        self.runner.future.publish([batch.rows[i] for i in rows], out.tokens)
+        host = out.to_host(self.platform.copy_to_host)
+        return InFlightStep(batch, host, self.platform.record_event())
+
+    def _complete(self, step: InFlightStep) -> None:
+        step.event.synchronize()
+        tokens, logprobs = step.output.lists()
+        self.scheduler.process(step.batch, tokens, logprobs)
+
+    def has_work(self) -> bool:
+        return self._inflight is not None or self.scheduler.has_work()
 
     @property
     def kv_capacity_tokens(self) -> int:

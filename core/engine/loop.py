@@ -80,7 +80,7 @@ class EngineLoop:
         running = True
         try:
             while running:
-                busy = self.core.scheduler.has_work()
+                busy = self.core.has_work()
                 if not busy and self.debug:
                     self.core.check_invariants()
                 try:  # block only when idle

@@ -11,6 +11,13 @@ from anyware.engine.outputs import TokenDelta
 from anyware.engine.sampling_params import SamplingParams
 
 
+def placeholder(row: int) -> int:
+    """The stand-in token id for the token that the request in page-table row ``row`` is
+    sampling in a step still in flight (resolved on the device by
+    :class:`anyware.executor.future.FutureTokens`; replaced on the host once it arrives)."""
+    return -(row + 1)
+
+
 @dataclass(eq=False)
 class Request:
     """One sequence being generated (``n > 1`` becomes ``n`` of these).

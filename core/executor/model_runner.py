@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import torch
+from anyware.executor.future import FutureTokens
 from anyware.memory import KVPool, PageTable
 from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode
 from anyware.scheduler import ScheduledBatch
@@ -18,6 +19,7 @@ class ModelRunner:
         self.page_table = page_table
         self.page_size = page_size
         self.device = device
+        self.future = FutureTokens(page_table.table.shape[0], device)
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
@@ -35,7 +37,7 @@ class ModelRunner:
                 out_slots.extend(pages[pos // ps] * ps + pos % ps for pos in range(pre, pre + ext))
         width = max(-(-(p + e) // ps) for p, e in zip(sb.prefix_lens, sb.extend_lens))
         table = self.page_table.rows([r.row for r in sb.reqs], width)
-        return ForwardBatch.build(
+        batch = ForwardBatch.build(
             mode=sb.mode,
             input_ids=input_ids,
             prefix_lens=sb.prefix_lens,
@@ -46,6 +48,9 @@ class ModelRunner:
             device=self.device,
             logit_requests=sb.sampling_rows(),
         )
+        if input_ids and min(input_ids) < 0:  # decode inputs sampled by a step still in flight
+            batch.input_ids = self.future.resolve(batch.input_ids)
+        return batch
 
     # ------------------------------------------------------------ StepProgram helpers
     def dummy_decode_batch(self, batch_size: int) -> ForwardBatch:

@@ -23,6 +23,7 @@ from anyware.plugin.errors import (
     PluginError,
     PluginVersionError,
 )
+from anyware.plugin.events import CompletedEvent, DeviceEvent
 from anyware.plugin.execution import EagerExecution, ExecutionStrategy, StepProgram
 from anyware.plugin.forward import ForwardBatch, ForwardMode, SpecInfo
 from anyware.plugin.hookspecs import hookimpl, hookspec
@@ -60,8 +61,10 @@ __all__ = [
     "Capabilities",
     "CapabilityError",
     "Communicator",
+    "CompletedEvent",
     "ConformanceMetadata",
     "DeviceError",
+    "DeviceEvent",
     "Dispatched",
     "EagerExecution",
     "ExecutionStrategy",

@@ -54,6 +54,8 @@ class Capabilities:
     collectives: the :class:`~anyware.plugin.ops.comm.Communicator` operations it implements.
     max_world_size: the largest number of ranks (one device each) it supports.
     moe: it provides MoE expert compute.
+    async_execution: device work runs asynchronously to the host (calls return once the work
+        is queued). The engine then overlaps the scheduling of step N+1 with step N by default.
     """
 
     dtypes: frozenset[torch.dtype]
@@ -65,6 +67,7 @@ class Capabilities:
     collectives: frozenset[str] = frozenset(COLLECTIVES)
     max_world_size: int = 1
     moe: bool = True
+    async_execution: bool = False
 
     def __post_init__(self) -> None:
         # accept any iterables, store hashable immutable values
@@ -98,6 +101,7 @@ class Capabilities:
             "collectives": sorted(self.collectives),
             "max_world_size": self.max_world_size,
             "moe": self.moe,
+            "async_execution": self.async_execution,
         }
 
     def summary(self) -> str:

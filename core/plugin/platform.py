@@ -17,6 +17,7 @@ import torch
 from anyware.plugin.capabilities import AttentionFeatures, Capabilities
 from anyware.plugin.conformance import ConformanceMetadata
 from anyware.plugin.errors import CapabilityError, DeviceError, PluginError
+from anyware.plugin.events import DeviceEvent
 from anyware.plugin.execution import EagerExecution, ExecutionStrategy
 from anyware.plugin.ops.attention import AttentionBackend, AttentionSpec
 from anyware.plugin.ops.comm import Communicator
@@ -223,6 +224,22 @@ class Platform(ABC):
     @abstractmethod
     def synchronize(self) -> None:
         """Wait for all queued device work."""
+
+    def record_event(self) -> DeviceEvent:
+        """An event after the work queued so far on the current stream. Default:
+        ``torch.Event`` for the device type; synchronous platforms return a
+        :class:`~anyware.plugin.events.CompletedEvent`."""
+        event = torch.Event(device=self.device)
+        event.record()
+        return event
+
+    def copy_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Start copying a device tensor to host memory without waiting for the device. The
+        returned host tensor holds the values once an event recorded after this call has
+        completed. Default: a pinned buffer and a non-blocking copy."""
+        out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        out.copy_(tensor, non_blocking=True)
+        return out
 
     def empty_cache(self) -> None:  # noqa: B027 - optional
         """Return cached allocator blocks to the device."""

@@ -1,15 +1,20 @@
-"""`Sampler`: vectorised over the batch (no per-request Python loop on the device path).
+"""`Sampler`: vectorised over the batch (no per-request device work on the hot path).
 
 Penalties are applied in torch (portable); the draw itself is the platform's
-``KernelOps.sample``; an all-greedy batch takes the argmax directly.
+``KernelOps.sample``; an all-greedy batch takes the argmax directly. Nothing here reads a
+device tensor: the result stays on the device until the engine copies it out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from anyware.engine.outputs import TokenLogprob
 from anyware.engine.request import Request
 from anyware.plugin import KernelOps, SamplingTensors
+from anyware.sampling.output import SampleOutput
+
+Resolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Sampler:
@@ -21,56 +26,61 @@ class Sampler:
     def _tensor(self, values, dtype) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
 
-    def _apply_penalties(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
+    def _apply_penalties(self, logits: torch.Tensor, reqs: list[Request], steps: list[int],
+                         resolve: Resolver | None) -> torch.Tensor:
         rows = [i for i, r in enumerate(reqs) if r.params.uses_penalties]
         if not rows:
             return logits
-        v = logits.shape[-1]
-        sub = logits[rows]
-        out_counts = torch.zeros((len(rows), v), dtype=torch.float32, device=self.device)
-        seen = torch.zeros((len(rows), v), dtype=torch.bool, device=self.device)
-        for j, i in enumerate(rows):  # building the count rows is host work per request
+        # one flat (row, token) list for the output counts and one for "seen anywhere";
+        # the newest output token may still be a placeholder, resolved on the device
+        out_rows: list[int] = []
+        out_toks: list[int] = []
+        seen_rows: list[int] = []
+        seen_toks: list[int] = []
+        for j, i in enumerate(rows):
             r = reqs[i]
-            if r.output_ids:
-                out_counts[j].index_add_(0, self._tensor(r.output_ids, torch.int64),
-                                         torch.ones(len(r.output_ids), device=self.device))
-            seen[j, self._tensor(r.all_ids, torch.int64)] = True
+            outs = r.output_ids[: steps[i]]
+            out_rows += [j] * len(outs)
+            out_toks += outs
+            seen_rows += [j] * (len(r.prompt_ids) + len(outs))
+            seen_toks += r.prompt_ids
+            seen_toks += outs
+        n_out = len(out_toks)
+        packed = self._tensor(out_rows + seen_rows + out_toks + seen_toks, torch.int64)
+        o_rows, s_rows, toks = packed.split([n_out, len(seen_rows), n_out + len(seen_toks)])
+        if resolve is not None:
+            toks = resolve(toks)
+        o_toks, s_toks = toks.split([n_out, len(seen_toks)])
+        v = logits.shape[-1]
+        out_counts = torch.zeros((len(rows), v), dtype=torch.float32, device=self.device)
+        out_counts.index_put_((o_rows, o_toks), torch.ones(n_out, device=self.device),
+                              accumulate=True)
+        seen = torch.zeros((len(rows), v), dtype=torch.bool, device=self.device)
+        seen[s_rows, s_toks] = True
         rep = self._tensor([reqs[i].params.repetition_penalty for i in rows], torch.float32)[:, None]
         freq = self._tensor([reqs[i].params.frequency_penalty for i in rows], torch.float32)[:, None]
         pres = self._tensor([reqs[i].params.presence_penalty for i in rows], torch.float32)[:, None]
+        row_idx = self._tensor(rows, torch.int64)
+        sub = logits.index_select(0, row_idx)
         sub = torch.where(seen, torch.where(sub > 0, sub / rep, sub * rep), sub)
         sub = sub - freq * out_counts - pres * (out_counts > 0).float()
-        logits = logits.clone()
-        logits[rows] = sub
-        return logits
-
-    def _logprobs(self, logits: torch.Tensor, tokens: torch.Tensor, reqs: list[Request]):
-        want = [r.params.logprobs for r in reqs]
-        if all(w is None for w in want):
-            return None
-        lp = torch.log_softmax(logits.float(), dim=-1)
-        chosen = lp.gather(1, tokens[:, None]).squeeze(1).tolist()
-        k = max(w or 0 for w in want)
-        top_v, top_i = (lp.topk(k, dim=-1) if k else (None, None))
-        top_v = top_v.tolist() if k else None
-        top_i = top_i.tolist() if k else None
-        toks = tokens.tolist()
-        out = []
-        for b, w in enumerate(want):
-            if w is None:
-                out.append(None)
-                continue
-            top = list(zip(top_i[b][:w], top_v[b][:w])) if w else []
-            out.append(TokenLogprob(toks[b], chosen[b], top))
-        return out
+        return logits.index_copy(0, row_idx, sub)
 
     @torch.inference_mode()
-    def sample(self, logits: torch.Tensor, reqs: list[Request]) -> tuple[list[int], list | None]:
-        """logits fp32 ``[B, V]`` for ``reqs`` (one row each) -> tokens and logprobs."""
+    def sample(self, logits: torch.Tensor, reqs: list[Request], steps: list[int] | None = None,
+               resolve: Resolver | None = None) -> SampleOutput:
+        """logits fp32 ``[B, V]`` for ``reqs`` (one row each) -> tokens, still on the device.
+
+        ``steps[i]``: the index in ``reqs[i].output_ids`` of the token being sampled (default:
+        the end of the list); it seeds the request's noise and bounds the tokens penalties
+        count. ``resolve`` maps placeholder token ids to their values on the device."""
+        if steps is None:
+            steps = [len(r.output_ids) for r in reqs]
+        want = [r.params.logprobs for r in reqs]
         if logits.shape[0] == 0:
-            return [], None
+            return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device), want)
         raw = logits
-        logits = self._apply_penalties(logits, reqs)
+        logits = self._apply_penalties(logits, reqs, steps, resolve)
         params = [r.params for r in reqs]
         if all(p.greedy for p in params):
             tokens = logits.argmax(dim=-1)
@@ -82,8 +92,15 @@ class Sampler:
                 top_ps=self._tensor([p.top_p for p in params], torch.float32),
                 min_ps=self._tensor([p.min_p for p in params], torch.float32),
                 seeds=self._tensor([r.seed for r in reqs], torch.int64),
-                steps=self._tensor([len(r.output_ids) for r in reqs], torch.int64),
+                steps=self._tensor(steps, torch.int64),
                 greedy=self._tensor([p.greedy for p in params], torch.bool),
             )
             tokens = self.ops.sample(logits, st)
-        return tokens.tolist(), self._logprobs(raw, tokens, reqs)
+        out = SampleOutput(tokens.to(torch.int64), want)
+        if any(w is not None for w in want):
+            lp = torch.log_softmax(raw.float(), dim=-1)
+            out.chosen = lp.gather(1, out.tokens[:, None]).squeeze(1)
+            k = max(w or 0 for w in want)
+            if k:
+                out.top_values, out.top_ids = lp.topk(k, dim=-1)
+        return out

@@ -4,6 +4,14 @@ Each step: running requests in decode get one token each (retracting the newest 
 requests back to the queue when pages run out); the rest of the token budget goes to
 prefill chunks, first of requests already mid-prefill, then of waiting requests in policy
 order. Prefill and decode share one batch when ``mixed`` is on.
+
+A batch's life: ``schedule`` picks it; ``commit`` records that it was launched (progress
+advances, and each token it samples is appended as a placeholder, see
+:mod:`anyware.executor.future`); ``process`` fills in the sampled values and applies the stop
+rules. With overlap scheduling the next ``schedule`` and ``commit`` come before ``process``,
+so stop rules that depend on a token's value act one step late: a request that stopped may
+have one more decode in flight, whose result is dropped. Length limits are known from counts
+and never cost that extra step.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from anyware.engine.outputs import TokenDelta
-from anyware.engine.request import Request
+from anyware.engine.request import Request, placeholder
 from anyware.plugin import ForwardMode
 from anyware.scheduler.kv_manager import KVManager
 from anyware.scheduler.policy import FCFSPolicy, SchedulePolicy
@@ -33,12 +41,20 @@ class ScheduledBatch:
     extend_lens: list[int]
     prefix_lens: list[int]
     samples: list[bool] = field(default_factory=list)
+    # filled by ``commit``: where each sampled token goes in its request's output_ids (-1:
+    # no token) and the request's page-table row at launch
+    out_index: list[int] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # fixed at schedule time: a partial prefill chunk produces no token
         if not self.samples:
             self.samples = [p + e == r.seq_len for r, p, e in
                             zip(self.reqs, self.prefix_lens, self.extend_lens)]
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.out_index) or not self.reqs
 
     @property
     def num_tokens(self) -> int:
@@ -120,13 +136,22 @@ class Scheduler:
         return ScheduledBatch(mode, [r for r, _, _ in items], [n for _, _, n in items],
                               [p for _, p, _ in items])
 
+    def _wants_decode(self, req: Request) -> bool:
+        """In decode and not waiting for its last token (a length limit already reached by
+        the tokens in flight)."""
+        return not req.in_prefill and not self._at_length_limit(req, len(req.output_ids))
+
+    def _at_length_limit(self, req: Request, n_out: int) -> bool:
+        return (n_out >= req.params.max_new_tokens
+                or len(req.prompt_ids) + n_out >= self.cfg.context_len)
+
     def _schedule_decodes(self) -> list[tuple[Request, int, int]]:
         """One token for each decoding request, oldest first; when pages run out, retract
         the newest running request (possibly the one asking) until the rest fit."""
-        for req in [r for r in self.running if not r.in_prefill]:
+        for req in [r for r in self.running if self._wants_decode(r)]:
             while req.is_running and not self.kv.reserve(req, req.num_computed + 1):
                 self._retract(self.running[-1])
-        return [(r, r.num_computed, 1) for r in self.running if not r.in_prefill]
+        return [(r, r.num_computed, 1) for r in self.running if self._wants_decode(r)]
 
     def _retract(self, req: Request) -> None:
         """Preempt: release KV (kept in the prefix cache when enabled) and requeue first."""
@@ -176,46 +201,68 @@ class Scheduler:
         return budget
 
     # ------------------------------------------------------------ results
-    def process(self, batch: ScheduledBatch, tokens: list[int], logprobs: list | None) -> None:
-        """Advance each request by its computed tokens; append sampled tokens; stop checks."""
-        row = 0
-        for req, pre, ext, samples in zip(batch.reqs, batch.prefix_lens, batch.extend_lens,
-                                          batch.sampling_rows()):
-            if req.finished or not req.is_running:
-                if samples:
-                    row += 1
-                continue
+    def commit(self, batch: ScheduledBatch) -> None:
+        """``batch`` was launched: its KV is written in stream order before anything launched
+        later reads it. Advance each request, share completed prefill chunks through the
+        prefix cache, and append a placeholder for each token the batch samples."""
+        batch.out_index = [-1] * len(batch.reqs)
+        batch.rows = [r.row for r in batch.reqs]
+        for i, (req, pre, ext, samples) in enumerate(zip(
+                batch.reqs, batch.prefix_lens, batch.extend_lens, batch.sampling_rows())):
             req.num_computed = pre + ext
             if ext > 1:  # a prefill chunk, complete or not: share its pages right away
                 self.kv.cache_progress(req)
+            if samples:
+                batch.out_index[i] = len(req.output_ids)
+                req.output_ids.append(placeholder(req.row))
+
+    def process(self, batch: ScheduledBatch, tokens: list[int], logprobs: list | None) -> None:
+        """Fill in the tokens ``batch`` sampled (one per sampling row, in order); apply the
+        stop rules. Commits ``batch`` first if the caller has not (synchronous use)."""
+        if not batch.committed:
+            self.commit(batch)
+        row = 0
+        for req, samples, idx in zip(batch.reqs, batch.sampling_rows(), batch.out_index):
             if not samples:
                 continue
             tok = tokens[row]
             lp = [logprobs[row]] if logprobs is not None and logprobs[row] is not None else None
             row += 1
-            req.output_ids.append(tok)
+            if req.finished:  # aborted, or stopped one step earlier (its extra decode)
+                continue
+            # a request retracted after this batch launched still takes its token
+            req.output_ids[idx] = tok
             self.counters.generated_tokens += 1
-            reason = self._stop_reason(req, tok)
+            reason = self._stop_reason(req, tok, idx + 1)
             if reason is None:
                 req.sink(TokenDelta(req.rid, [tok], lp, False, cached_tokens=req.cached_tokens))
                 continue
-            self.running.remove(req)
-            req.is_running = False
-            self.kv.release(req, cache_it=True)
+            self._stop(req, idx + 1)
             req.finish_reason, req.stop_reason = reason
             self.counters.finished += 1
             req.sink(TokenDelta(req.rid, [tok], lp, True, req.finish_reason, req.stop_reason,
                                 cached_tokens=req.cached_tokens))
 
-    def _stop_reason(self, req: Request, tok: int) -> tuple[str, int | None] | None:
+    def _stop(self, req: Request, n_out: int) -> None:
+        """Drop tokens past the last kept one (an in-flight decode's placeholder) and give the
+        request's KV to the cache, or take it off the queue if it was retracted."""
+        del req.output_ids[n_out:]
+        if req.is_running:
+            self.running.remove(req)
+            req.is_running = False
+            req.num_computed = min(req.num_computed, req.seq_len)
+            self.kv.release(req, cache_it=True)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+
+    def _stop_reason(self, req: Request, tok: int, n_out: int) -> tuple[str, int | None] | None:
         p = req.params
-        n_out = len(req.output_ids)
         if n_out >= p.min_new_tokens:
             if tok in p.stop_token_ids:
                 return "stop", tok
             if not p.ignore_eos and tok in self.eos:
                 return "stop", None
-        if n_out >= p.max_new_tokens or req.seq_len >= self.cfg.context_len:
+        if self._at_length_limit(req, n_out):
             return "length", None
         return None
 

@@ -16,6 +16,7 @@ from anyware.plugin import (
     PLUGIN_API_VERSION,
     AttentionFeatures,
     Capabilities,
+    CompletedEvent,
     MemoryInfo,
     Platform,
     ProbeResult,
@@ -74,6 +75,12 @@ class CpuPlatform(Platform):
 
     def synchronize(self) -> None:
         pass
+
+    def record_event(self) -> CompletedEvent:
+        return CompletedEvent()  # torch CPU ops finish before they return
+
+    def copy_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.clone()
 
     def device_name(self) -> str:
         import platform

@@ -52,6 +52,7 @@ class CudaPlatform(Platform):
             collectives=frozenset(COLLECTIVES),
             max_world_size=max(1, visible_device_count()),
             moe=True,
+            async_execution=True,
         )
 
     def _default_execution(self) -> str:
@@ -102,8 +103,8 @@ class CudaPlatform(Platform):
         from anyware.kernels.triton.attention_backend import TritonAttentionBackend
         from anyware_cuda.flashinfer_backend import FlashInferAttentionBackend
 
-        # FlashInfer (priority 20) wins over Triton (10) when `import flashinfer` can work;
-        # its is_available() says why not otherwise; --attention-backend overrides
+        # Triton (priority 10) is the default; FlashInfer (5) is opt-in with
+        # --attention-backend flashinfer until validated on hardware (docs/cuda.md)
         return [FlashInferAttentionBackend, TritonAttentionBackend]
 
     def _moe_experts(self):

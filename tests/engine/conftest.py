@@ -20,6 +20,9 @@ def model_dir(tmp_path_factory):
 
 # ANYWARE_TEST_PLATFORM=cuda runs the same engine tests on another platform (default: cpu)
 PLATFORM = os.environ.get("ANYWARE_TEST_PLATFORM", "cpu")
+# ANYWARE_TEST_OVERLAP=1 / 0 forces overlap scheduling on / off (default: the platform's
+# choice, off on the CPU); CI runs this directory both ways
+_OVERLAP = {"1": True, "0": False}.get(os.environ.get("ANYWARE_TEST_OVERLAP", ""))
 # fp32: the transformers reference runs in fp32 (a GPU platform would default to bf16)
 ENGINE_DEFAULTS = dict(platform=PLATFORM, dtype="float32", debug_invariants=True,
-                       show_progress=False)
+                       show_progress=False, overlap_schedule=_OVERLAP)
