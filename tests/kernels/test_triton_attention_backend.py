@@ -76,6 +76,19 @@ def test_extend_mode(device, page_size):
     _compare(device, batch, caches, qkv)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dense_prefill_matches_reference(device, dtype):
+    """Fresh prompts (no prefix) through torch SDPA; a prefix or MIXED batch keeps Triton."""
+    batch, caches, qkv = _setup(device, [0, 0, 0], [11, 1, 30], ForwardMode.EXTEND, dtype=dtype)
+    tri = _backend(TritonAttentionBackend, device)
+    tri.dense_prefill, tri.dense_prefill_half_only = True, False
+    _compare(device, batch, caches, qkv, triton_backend=tri)
+    assert tri._plan.dense
+    batch, caches, qkv = _setup(device, [0, 5], [11, 3], ForwardMode.EXTEND, dtype=dtype)
+    tri.prepare(batch)
+    assert not tri._plan.dense
+
+
 def test_decode_mode_eager(device):
     batch, caches, qkv = _setup(device, [0, 40, 7, 90], [1, 1, 1, 1], ForwardMode.DECODE)
     _compare(device, batch, caches, qkv)
@@ -83,6 +96,11 @@ def test_decode_mode_eager(device):
 
 def test_mixed_and_verify_modes(device):
     batch, caches, qkv = _setup(device, [30, 0], [1, 12], ForwardMode.MIXED)
+    _compare(device, batch, caches, qkv)
+    # the engine's order: prefill chunks, then decodes (split between the two kernels)
+    batch, caches, qkv = _setup(device, [0, 17, 40, 5, 90], [9, 4, 1, 1, 1], ForwardMode.MIXED)
+    _compare(device, batch, caches, qkv)
+    batch, caches, qkv = _setup(device, [3, 64], [1, 1], ForwardMode.MIXED)  # only one-token rows
     _compare(device, batch, caches, qkv)
     batch, caches, qkv = _setup(device, [21, 50], [3, 3], ForwardMode.VERIFY,
                                 spec_info=SpecInfo(num_draft_tokens=2))
