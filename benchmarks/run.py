@@ -65,6 +65,7 @@ class StepTimer:
 
 
 ENGINE_OPTS: dict = {}  # from --engine-opt, applied to every engine this run builds
+BACKEND_ATTRS: dict = {}  # from --backend-attr, set on each engine's attention backend (A/B)
 
 
 def parse_opt(text: str) -> tuple[str, object]:
@@ -81,7 +82,12 @@ def engine_for(preset: str, platform: str | None, **kw) -> Engine:
     opts = dict(load_format="dummy", platform=platform, context_len=8192, show_progress=False)
     opts.update(kw)
     opts.update(ENGINE_OPTS)
-    return Engine(preset, **opts)
+    engine = Engine(preset, **opts)
+    for key, value in BACKEND_ATTRS.items():
+        if not hasattr(engine.core.attention, key):
+            raise SystemExit(f"the attention backend has no attribute {key!r}")
+        setattr(engine.core.attention, key, value)
+    return engine
 
 
 def free(engine: Engine | None) -> None:
@@ -199,8 +205,11 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="engine option for every engine built (e.g. attention_backend=triton)")
+    ap.add_argument("--backend-attr", action="append", default=[], metavar="KEY=VALUE",
+                    help="set an attribute of the attention backend (e.g. split_mixed=false)")
     args = ap.parse_args()
     ENGINE_OPTS.update(parse_opt(o) for o in args.engine_opt)
+    BACKEND_ATTRS.update(parse_opt(o) for o in args.backend_attr)
     info = env_info()
     t0 = time.perf_counter()
     if args.workload == "W1":
@@ -221,7 +230,7 @@ def main() -> None:
         args.platform = args.platform or "cpu"
         res = offline(args, "qwen2.5-0.5b", Workload(args.cpu_prompts, 128, 64), "float32",
                       args.cpu_prompts, max_running_requests=64)
-    result = {"workload": args.workload, "env": info, "engine_opts": ENGINE_OPTS, "elapsed_s": round(time.perf_counter() - t0, 1),
+    result = {"workload": args.workload, "env": info, "engine_opts": ENGINE_OPTS, "backend_attrs": BACKEND_ATTRS, "elapsed_s": round(time.perf_counter() - t0, 1),
               **res}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

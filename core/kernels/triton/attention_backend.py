@@ -92,6 +92,7 @@ class TritonAttentionBackend(AttentionBackend):
         # dense prefill through torch SDPA: on by default for half-precision accelerators
         self.dense_prefill = platform.device.type != "cpu"
         self.dense_max_requests = 8
+        self.split_mixed = True  # MIXED: one-token rows through the decode kernel
 
     # ------------------------------------------------------------ graph buffers
     def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:
@@ -113,7 +114,7 @@ class TritonAttentionBackend(AttentionBackend):
             batch.spec.tree_mask is not None
         ):
             raise CapabilityError("the triton attention backend does not support tree masks")
-        if batch.mode is ForwardMode.MIXED:
+        if batch.mode is ForwardMode.MIXED and self.split_mixed:
             self._plan = self._mixed_plan(batch)
             return
         if batch.mode is not ForwardMode.DECODE:
