@@ -94,14 +94,19 @@ def test_decode_mode_eager(device):
     _compare(device, batch, caches, qkv)
 
 
-def test_mixed_and_verify_modes(device):
+@pytest.mark.parametrize("split", [True, False])
+def test_mixed_and_verify_modes(device, split):
+    tri = _backend(TritonAttentionBackend, device)
+    tri.split_mixed_min_kv_bytes = 0 if split else 1 << 40
     batch, caches, qkv = _setup(device, [30, 0], [1, 12], ForwardMode.MIXED)
-    _compare(device, batch, caches, qkv)
+    _compare(device, batch, caches, qkv, triton_backend=tri)
     # the engine's order: prefill chunks, then decodes (split between the two kernels)
-    batch, caches, qkv = _setup(device, [0, 17, 40, 5, 90], [9, 4, 1, 1, 1], ForwardMode.MIXED)
-    _compare(device, batch, caches, qkv)
-    batch, caches, qkv = _setup(device, [3, 64], [1, 1], ForwardMode.MIXED)  # only one-token rows
-    _compare(device, batch, caches, qkv)
+    for prefix, ext in (([0, 17, 40, 5, 90], [9, 4, 1, 1, 1]), ([3, 64], [1, 1])):
+        batch, caches, qkv = _setup(device, prefix, ext, ForwardMode.MIXED)
+        tri = _backend(TritonAttentionBackend, device)
+        tri.split_mixed_min_kv_bytes = 0 if split else 1 << 40
+        _compare(device, batch, caches, qkv, triton_backend=tri)
+        assert (type(tri._plan).__name__ == "_MixedPlan") == split
     batch, caches, qkv = _setup(device, [21, 50], [3, 3], ForwardMode.VERIFY,
                                 spec_info=SpecInfo(num_draft_tokens=2))
     _compare(device, batch, caches, qkv)
