@@ -12,6 +12,8 @@ import torch
 
 
 def git_commit() -> str:
+    if os.environ.get("ANYWARE_COMMIT"):  # the device copy: its .git is absent or stale
+        return os.environ["ANYWARE_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()

@@ -15,8 +15,12 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "not_applicable")
 
 
 def git_sha() -> str | None:
-    """The engine checkout's commit, if it is one (else ``$GITHUB_SHA``, else None)."""
+    """``$ANYWARE_COMMIT`` when set (a copy of the tree whose .git is absent or stale), else the
+    engine checkout's commit, else ``$GITHUB_SHA``, else None."""
     import anyware
+
+    if os.environ.get("ANYWARE_COMMIT"):
+        return os.environ["ANYWARE_COMMIT"]
 
     where = os.path.dirname(os.path.abspath(anyware.__file__))
     try:
