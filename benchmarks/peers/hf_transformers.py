@@ -4,6 +4,8 @@
   one request at a time: the W1 peer.
 * ``generate_padded``: batched ``generate`` with left padding, the CPU peer.
 * ``generate_batch``: transformers' continuous batching (``generate_batch``), the W2 peer.
+* ``time_to_first_token``: ``generate`` of one token from a fresh prompt (SDPA attention),
+  the W3 peer.
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ def generate_static(model, prompt: list[int], new_tokens: int, device: str, repe
     best = min(times)
     return {"first_call_s": round(first, 2), "wall_s": round(best, 3), "new_tokens": n,
             "tok_s": round(n / best, 2), "ms_per_token": round(best / n * 1e3, 3)}
+
+
+@torch.no_grad()
+def time_to_first_token(model, prompt: list[int], device: str, repeats: int = 5) -> dict:
+    """Median wall time of ``generate(max_new_tokens=1)`` on one prompt (after a warm-up)."""
+    import statistics
+
+    ids = torch.tensor([prompt], device=device)
+    kw = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False, pad_token_id=0)
+    model.generate(ids, **kw)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.generate(ids, **kw)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"ttft_ms": round(statistics.median(times) * 1e3, 2), "repeats": repeats}
 
 
 @torch.no_grad()
