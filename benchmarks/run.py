@@ -123,8 +123,9 @@ def w3(args) -> dict:
                    max_running_requests=8, disable_radix_cache=True)
     cfg = e.model_config
     out = {}
+    prompts = {}
     for n in (1024, 4096):
-        prompt = Workload(1, n, 1, seed=n).prompts(cfg.vocab_size)[0]
+        prompt = prompts[n] = Workload(1, n, 1, seed=n).prompts(cfg.vocab_size)[0]
         p = SamplingParams(max_new_tokens=1, temperature=0)
         e.generate([prompt], p)  # warm-up (Triton compiles for this shape)
         times = []
@@ -138,7 +139,15 @@ def w3(args) -> dict:
         out[f"tflops_{n}"] = round(flops / ttft / 1e12, 1)
     free(e)
     e = None
-    return {"ours": out}
+    res = {"ours": out}
+    if args.peer:
+        free(None)
+        model = hf.dummy_model(hf_config("llama-3.1-8b"), torch.bfloat16, "cuda")
+        res["transformers_generate"] = {n: hf.time_to_first_token(model, p, "cuda")
+                                        for n, p in prompts.items()}
+        del model
+        free(None)
+    return res
 
 
 def offline(args, preset: str, wl: Workload, dtype: str, peer_slice: int | None, **kw) -> dict:
