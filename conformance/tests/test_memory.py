@@ -90,3 +90,23 @@ def test_page_allocator_invariants(gen):
         assert alloc.num_free + len(owned) == n - 1, "free + in use != total"
     with pytest.raises(ValueError):
         alloc.free([next(iter(owned))] * 2 if owned else [1])
+
+
+@pytest.mark.anyware(tier="memory", capability="memory.async_copy", since="0.1.0")
+def test_copy_to_host_is_valid_after_its_event(platform, conf, gen):
+    """Overlap scheduling's handshake: ``copy_to_host`` of a tensor produced by queued work,
+    then ``record_event``; once the event synchronizes the host copy holds the values, and
+    later work on the device does not change it."""
+    x = randn(gen, (512, 512), torch.float32, platform.device)
+    y = x
+    for _ in range(8):  # queue enough work that an early read would see stale values
+        y = torch.tanh(y @ x * 1e-3) + y
+    host = platform.copy_to_host(y)
+    event = platform.record_event()
+    event.synchronize()
+    assert event.query(), "record_event(): query() is False after synchronize()"
+    assert host.device.type == "cpu", f"copy_to_host returned a tensor on {host.device}"
+    want = y.cpu().clone()  # .cpu() of a host tensor is the tensor itself
+    y.add_(1.0)  # device work after the copy must not reach the host copy
+    platform.synchronize()
+    conf.equal("host copy after the event", host, want, op="copy", dtype="float32")

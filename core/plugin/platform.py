@@ -17,7 +17,7 @@ import torch
 from anyware.plugin.capabilities import AttentionFeatures, Capabilities
 from anyware.plugin.conformance import ConformanceMetadata
 from anyware.plugin.errors import CapabilityError, DeviceError, PluginError
-from anyware.plugin.events import DeviceEvent
+from anyware.plugin.events import CompletedEvent, DeviceEvent
 from anyware.plugin.execution import EagerExecution, ExecutionStrategy
 from anyware.plugin.ops.attention import AttentionBackend, AttentionSpec
 from anyware.plugin.ops.comm import Communicator
@@ -227,8 +227,10 @@ class Platform(ABC):
 
     def record_event(self) -> DeviceEvent:
         """An event after the work queued so far on the current stream. Default:
-        ``torch.Event`` for the device type; synchronous platforms return a
-        :class:`~anyware.plugin.events.CompletedEvent`."""
+        ``torch.Event`` for the device type; host devices (and other synchronous platforms)
+        return a :class:`~anyware.plugin.events.CompletedEvent`."""
+        if self.device.type == "cpu":
+            return CompletedEvent()
         event = torch.Event(device=self.device)
         event.record()
         return event
@@ -236,7 +238,9 @@ class Platform(ABC):
     def copy_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
         """Start copying a device tensor to host memory without waiting for the device. The
         returned host tensor holds the values once an event recorded after this call has
-        completed. Default: a pinned buffer and a non-blocking copy."""
+        completed. Default: a pinned buffer and a non-blocking copy (a copy for host tensors)."""
+        if tensor.device.type == "cpu":
+            return tensor.clone()
         out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
         out.copy_(tensor, non_blocking=True)
         return out
