@@ -81,9 +81,12 @@ def test_dense_prefill_matches_reference(device, dtype):
     """Fresh prompts (no prefix) through torch SDPA; a prefix or MIXED batch keeps Triton."""
     batch, caches, qkv = _setup(device, [0, 0, 0], [11, 1, 30], ForwardMode.EXTEND, dtype=dtype)
     tri = _backend(TritonAttentionBackend, device)
-    tri.dense_prefill, tri.dense_prefill_half_only = True, False
+    tri.dense_prefill, tri.dense_prefill_half_only, tri.dense_min_tokens = True, False, 42
     _compare(device, batch, caches, qkv, triton_backend=tri)
     assert tri._plan.dense
+    tri.dense_min_tokens = 43  # fewer new tokens than the threshold: Triton
+    tri.prepare(batch)
+    assert not tri._plan.dense
     batch, caches, qkv = _setup(device, [0, 5], [11, 3], ForwardMode.EXTEND, dtype=dtype)
     tri.prepare(batch)
     assert not tri._plan.dense
