@@ -26,8 +26,6 @@ from anyware.scheduler.kv_manager import KVManager
 
 log = logging.getLogger("anyware")
 
-CPU_DEFAULT_KV_BYTES = 1 << 30
-
 
 @dataclass
 class InFlightStep:
@@ -100,13 +98,10 @@ class EngineCore:
         if cfg.kv_cache_bytes is not None:
             budget = cfg.kv_cache_bytes
         else:
-            mem = self.platform.memory_info()
-            budget = int(mem.free_bytes * cfg.mem_fraction)
-            if self.platform.device_type == "cpu":  # host memory is shared with everything else
-                budget = min(budget, CPU_DEFAULT_KV_BYTES)
-            else:  # leave room for activations of the largest step
-                act = 64 * cfg.chunked_prefill_size * mcfg.hidden_size * 4
-                budget -= act + mcfg.vocab_size * cfg.max_running_requests * 8
+            # leave room for the activations and logits of the largest step
+            reserve = (64 * cfg.chunked_prefill_size * mcfg.hidden_size * 4
+                       + mcfg.vocab_size * cfg.max_running_requests * 8)
+            budget = self.platform.kv_cache_budget(cfg.mem_fraction, reserve)
         pages = min(pages_for_budget(budget, layout, mcfg.num_layers), needed)
         if pages < 2:
             raise MemoryError(

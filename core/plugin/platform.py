@@ -225,6 +225,13 @@ class Platform(ABC):
     def synchronize(self) -> None:
         """Wait for all queued device work."""
 
+    def kv_cache_budget(self, mem_fraction: float, reserve_bytes: int) -> int:
+        """Bytes the engine may give the KV cache when the user set no explicit size:
+        ``mem_fraction`` of the free device memory minus ``reserve_bytes`` (the engine's
+        estimate of its largest step's activations). Override where the device memory is
+        shared with the rest of the system (the CPU caps it)."""
+        return int(self.memory_info().free_bytes * mem_fraction) - reserve_bytes
+
     def record_event(self) -> DeviceEvent:
         """An event after the work queued so far on the current stream. Default:
         ``torch.Event`` for the device type; host devices (and other synchronous platforms)

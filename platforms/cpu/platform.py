@@ -35,6 +35,9 @@ def _meminfo() -> tuple[int, int]:
         return total // 2, total
 
 
+DEFAULT_KV_BYTES = 1 << 30
+
+
 class CpuPlatform(Platform):
     name = "cpu"
     device_type = "cpu"
@@ -75,6 +78,10 @@ class CpuPlatform(Platform):
 
     def synchronize(self) -> None:
         pass
+
+    def kv_cache_budget(self, mem_fraction: float, reserve_bytes: int) -> int:
+        # host memory is shared with everything else on the machine: 1 GiB unless asked
+        return min(int(self.memory_info().free_bytes * mem_fraction), DEFAULT_KV_BYTES)
 
     def record_event(self) -> CompletedEvent:
         return CompletedEvent()  # torch CPU ops finish before they return
