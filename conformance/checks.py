@@ -104,6 +104,33 @@ class Checker:
             pytest.fail(f"{what}: {int(bad.sum())}/{bad.numel()} differ; first at {idx}: "
                         f"{a[idx].item()} != expected {e[idx].item()}", pytrace=False)
 
+    def greedy_tokens(self, what: str, tokens: list[int], ref_tokens: list[int],
+                      ref_top: list[list[tuple[int, float]]], *, dtype: torch.dtype | str) -> int:
+        """Greedy tokens equal the reference's up to the first difference, which is allowed
+        only at a near tie: the platform's token is among the reference's top choices and
+        within the dtype's logprob tolerance of the reference's own choice there. Returns how
+        many leading tokens are comparable (the rest continue from a different prefix)."""
+        dt = dtype_name(dtype)
+        assert len(tokens) == len(ref_tokens), f"{what}: {len(tokens)} tokens != {len(ref_tokens)}"
+        j = next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b), None)
+        if j is None:
+            self.record(what=what, op="engine.greedy", dtype=dt, exact=True, mismatched=0)
+            return len(tokens)
+        top = dict(ref_top[j]) if j < len(ref_top) else {}
+        best = top.get(ref_tokens[j])
+        tol = self.tolerance_for("logprob", dt, 1)
+        gap = None if best is None or tokens[j] not in top else best - top[tokens[j]]
+        if gap is not None and gap <= tol.atol:
+            self.record(what=what, op="engine.greedy", dtype=dt, exact=True, mismatched=0,
+                        near_tie_at=j, logprob_gap=gap, atol=tol.atol)
+            return j
+        self.record(what=what, op="engine.greedy", dtype=dt, exact=True,
+                    mismatched=sum(a != b for a, b in zip(tokens, ref_tokens)))
+        why = ("not among the reference's top choices" if gap is None
+               else f"reference logprob gap {gap:.4g} > {tol.atol}")
+        pytest.fail(f"{what}: first difference at {j}: {tokens[j]} != expected {ref_tokens[j]} "
+                    f"({why})", pytrace=False)
+
     def record(self, **fields: Any) -> None:
         self.item.user_properties.append((CHECK_KEY, json.dumps(fields)))
 

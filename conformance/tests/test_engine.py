@@ -1,5 +1,7 @@
 """Tier engine (provisional in this release): end-to-end greedy generation of tiny random
-Llama models on the platform equals the CPU reference platform token for token, and the
+Llama models on the platform equals the CPU reference platform token for token (a first
+difference is allowed only at a near tie of the fp32 reference, within the dtype's logprob
+tolerance; later tokens then continue from another prefix and are not compared), and the
 chosen tokens' logprobs are close. Prompts are token ids (no tokenizer needed)."""
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def tiny_models(tmp_path_factory):
     return paths
 
 
-def _generate(path: str, platform: str, dtype: str, page_size: int | None, prompts):
+def _generate(path: str, platform: str, dtype: str, page_size: int | None, prompts,
+              top: int = 0):
     try:
         from anyware import Engine, SamplingParams
     except ImportError as exc:
@@ -42,11 +45,11 @@ def _generate(path: str, platform: str, dtype: str, page_size: int | None, promp
                     kv_cache_bytes=64 << 20)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
-                                                       logprobs=0, ignore_eos=True))
+                                                       logprobs=top, ignore_eos=True))
     finally:
         engine.shutdown()
-    return [(list(o.outputs[0].token_ids), [lp.logprob for lp in o.outputs[0].logprobs or []])
-            for o in outs]
+    return [(list(o.outputs[0].token_ids), [lp.logprob for lp in o.outputs[0].logprobs or []],
+             [list(lp.top) for lp in o.outputs[0].logprobs or []]) for o in outs]
 
 
 @pytest.mark.anyware(tier="engine", capability="engine.greedy", needs=("dtype",), provisional=True)
@@ -58,12 +61,11 @@ def test_greedy_generation_matches_reference(harness, caps, conf, tiny_models, m
     page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
     got = _generate(tiny_models[model], harness.name, dtype, page_size, prompts)
     refs = harness.__dict__.setdefault("_engine_reference", {})
-    if model not in refs:  # the CPU reference platform in fp32, once per model
-        refs[model] = _generate(tiny_models[model], "cpu", "float32", None, prompts)
+    if model not in refs:  # the CPU reference platform in fp32, once per model (top 3)
+        refs[model] = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
     want = refs[model]
-    for i, ((toks, lps), (ref_toks, ref_lps)) in enumerate(zip(got, want)):
-        conf.equal(f"request {i} tokens", torch.tensor(toks), torch.tensor(ref_toks),
-                   op="engine.greedy", dtype=dtype)
-        if lps and ref_lps:
-            conf.close(f"request {i} logprobs", torch.tensor(lps), torch.tensor(ref_lps),
+    for i, ((toks, lps, _), (ref_toks, ref_lps, ref_top)) in enumerate(zip(got, want)):
+        n = conf.greedy_tokens(f"request {i} tokens", toks, ref_toks, ref_top, dtype=dtype)
+        if lps[:n] and ref_lps[:n]:
+            conf.close(f"request {i} logprobs", torch.tensor(lps[:n]), torch.tensor(ref_lps[:n]),
                        op="logprob", dtype=dtype)
