@@ -42,12 +42,18 @@ class OutputAssembler:
         self.seqs = [_Seq() for _ in child_ids]
         self.hold = max((len(s) for s in params.stop), default=1) - 1
         self.error: str | None = None
+        # a fast (Rust) tokenizer decodes the same text without the Python wrapper's
+        # per-call overhead, unless the wrapper would post-process it (space clean-up)
+        fast = getattr(tokenizer, "backend_tokenizer", None)
+        self._fast = None if getattr(tokenizer, "clean_up_tokenization_spaces", False) else fast
 
     @property
     def finished(self) -> bool:
         return all(s.finished for s in self.seqs)
 
     def _decode(self, ids: list[int]) -> str:
+        if self._fast is not None:
+            return self._fast.decode(ids, skip_special_tokens=self.params.skip_special_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=self.params.skip_special_tokens)
 
     def _append_text(self, seq: _Seq) -> None:
