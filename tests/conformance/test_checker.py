@@ -29,7 +29,7 @@ def test_difference_beyond_the_tolerance_or_outside_the_top_fails():
     with pytest.raises(pytest.fail.Exception, match="gap"):
         checker().greedy_tokens("r", [5, 9, 1], [5, 7, 1], TOP, dtype="bfloat16")
     with pytest.raises(pytest.fail.Exception, match="not among"):
-        checker().greedy_tokens("r", [6, 7, 1], [5, 7, 1], [[(5, -0.1)]] + TOP[1:],
+        checker().greedy_tokens("r", [6, 7, 1], [5, 7, 1], [[(5, -0.1)], *TOP[1:]],
                                 dtype="bfloat16")
     with pytest.raises(pytest.fail.Exception):  # fp32 tolerance is 1e-3: 0.02 is too far
         checker().greedy_tokens("r", [5, 8, 1], [5, 7, 1], TOP, dtype="float32")
