@@ -175,5 +175,8 @@ class EngineCore:
         )
 
     def shutdown(self) -> None:
+        if self._inflight is not None:  # let the queued step finish before graphs go away
+            self._inflight.event.synchronize()
+            self._inflight = None
         self.strategy.close()
         self.platform.shutdown()
