@@ -18,7 +18,6 @@ from anyware.server.openai_responses import (
     ChatCompletionChunk,
     ChatCompletionResponse,
     DeltaMessage,
-    UsageInfo,
 )
 from anyware.server.prompts import check_fits, encode_text, render_chat
 from anyware.server.request_checks import check_model, check_unsupported_chat, parse_body
@@ -29,6 +28,7 @@ from anyware.server.streams import (
     SSE_HEADERS,
     engine_stream,
     error_event,
+    response_body,
     sse,
     unless_disconnected,
     usage_event,
@@ -97,14 +97,8 @@ async def _collect(
         )
         for i, acc in enumerate(accs)
     ]
-    body = ChatCompletionResponse(
-        id=rid,
-        created=created,
-        model=state.served_model_name,
-        choices=choices,
-        usage=UsageInfo.of(usage.prompt, usage.completion, usage.cached_tokens),
-    )
-    return JSONResponse(body.model_dump())
+    return JSONResponse(response_body(ChatCompletionResponse, rid, created,
+                                      state.served_model_name, choices, usage))
 
 
 async def _stream(

@@ -12,7 +12,7 @@ from anyware.server.choices import ChoiceAccumulator, UsageCounter, primed
 from anyware.server.errors import from_engine_error
 from anyware.server.logprobs import completion_logprobs
 from anyware.server.openai_requests import CompletionRequest
-from anyware.server.openai_responses import CompletionChoice, CompletionResponse, UsageInfo
+from anyware.server.openai_responses import CompletionChoice, CompletionResponse
 from anyware.server.prompts import (
     check_fits,
     check_token_ids,
@@ -28,6 +28,7 @@ from anyware.server.streams import (
     engine_stream,
     error_event,
     merge,
+    response_body,
     sse,
     unless_disconnected,
     usage_event,
@@ -132,14 +133,8 @@ async def _collect(
                 stop_reason=acc.stop_reason,
             )
         )
-    body = CompletionResponse(
-        id=rid,
-        created=created,
-        model=state.served_model_name,
-        choices=choices,
-        usage=UsageInfo.of(usage.prompt, usage.completion, usage.cached_tokens),
-    )
-    return JSONResponse(body.model_dump())
+    return JSONResponse(response_body(CompletionResponse, rid, created,
+                                      state.served_model_name, choices, usage))
 
 
 async def _stream(

@@ -125,13 +125,20 @@ def sse(payload: dict[str, Any] | str) -> str:
 SSE_DONE = "data: [DONE]\n\n"
 
 
-def usage_event(response_cls: Any, rid: str, created: int, model: str, usage: Any) -> str:
-    """The final ``stream_options.include_usage`` chunk: no choices, only usage."""
+def response_body(response_cls: Any, rid: str, created: int, model: str, choices: list,
+                  usage: Any) -> dict[str, Any]:
+    """A chat or completion response envelope (``ChatCompletionResponse`` or
+    ``CompletionResponse``) as a dict, with the usage block of a ``UsageCounter``."""
     from anyware.server.openai_responses import UsageInfo
 
-    body = response_cls(id=rid, created=created, model=model, choices=[],
-                        usage=UsageInfo.of(usage.prompt, usage.completion, usage.cached_tokens))
-    return sse(body.model_dump())
+    return response_cls(id=rid, created=created, model=model, choices=choices,
+                        usage=UsageInfo.of(usage.prompt, usage.completion,
+                                           usage.cached_tokens)).model_dump()
+
+
+def usage_event(response_cls: Any, rid: str, created: int, model: str, usage: Any) -> str:
+    """The final ``stream_options.include_usage`` chunk: no choices, only usage."""
+    return sse(response_body(response_cls, rid, created, model, [], usage))
 
 
 def error_event(exc: Exception) -> str:
