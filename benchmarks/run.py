@@ -137,6 +137,9 @@ def w3(args) -> dict:
         flops = 2 * cfg.param_count() * n + 2 * cfg.num_layers * cfg.num_heads * cfg.head_dim * n * n
         out[f"ttft_{n}_ms"] = round(ttft * 1e3, 2)
         out[f"tflops_{n}"] = round(flops / ttft / 1e12, 1)
+    strat = e.core.strategy
+    out["prefill_graph_replays"] = getattr(strat, "prefill_replays", None)
+    out["prefill_graph_buckets"] = list(getattr(strat, "_prefill", {}))
     free(e)
     e = None
     res = {"ours": out}
@@ -216,8 +219,12 @@ def main() -> None:
                     help="engine option for every engine built (e.g. attention_backend=triton)")
     ap.add_argument("--backend-attr", action="append", default=[], metavar="KEY=VALUE",
                     help="set an attribute of the attention backend (e.g. split_mixed=false)")
+    ap.add_argument("--platform-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="platform option (e.g. cuda_graph_max_prefill_tokens=0)")
     args = ap.parse_args()
     ENGINE_OPTS.update(parse_opt(o) for o in args.engine_opt)
+    if args.platform_opt:
+        ENGINE_OPTS["platform_options"] = dict(parse_opt(o) for o in args.platform_opt)
     BACKEND_ATTRS.update(parse_opt(o) for o in args.backend_attr)
     info = env_info()
     t0 = time.perf_counter()

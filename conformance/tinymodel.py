@@ -15,6 +15,7 @@ class TinyModel:
                  seed: int = 0, vocab: int = 97, hidden: int = 64, heads: int = 4,
                  kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96) -> None:
         self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
+        self.num_pages = num_pages
         dev, g = platform.device, torch.Generator().manual_seed(seed)
         self.vocab, self.eps = vocab, 1e-5
 
@@ -82,6 +83,16 @@ class TinyModel:
             prefix_lens=batch.prefix_lens_cpu + [0] * pad, extend_lens=[1] * batch_size,
             page_table=table, out_slots=batch.out_slots.tolist() + [0] * pad,
             page_size=self.page_size, device=self.platform.device)
+
+    def dummy_prefill_batch(self, num_tokens: int) -> ForwardBatch:
+        return ForwardBatch.build(
+            mode=ForwardMode.EXTEND, input_ids=[0] * num_tokens, prefix_lens=[0],
+            extend_lens=[num_tokens], page_table=torch.zeros((1, 1), dtype=torch.int32),
+            out_slots=[0] * num_tokens, page_size=self.page_size,
+            device=self.platform.device).padded_prefill(num_tokens, self.num_pages)
+
+    def pad_prefill_batch(self, batch: ForwardBatch, num_tokens: int) -> ForwardBatch:
+        return batch.padded_prefill(num_tokens, self.num_pages)
 
 
 def make_batch(model: TinyModel, mode: ForwardMode, tokens: list[list[int]], prefix_lens: list[int],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from anyware.cli.options import add_platform_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="offline throughput/latency benchmark")
@@ -26,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attention-backend", default=None)
     p.add_argument("--overlap-schedule", action=argparse.BooleanOptionalAction, default=None,
                    help="schedule step N+1 while step N runs (default: the platform's choice)")
+    add_platform_option(p)
     p.add_argument("--mem-fraction", type=float, default=0.85)
     p.add_argument("--context-len", type=int, default=None)
     p.add_argument("--json", default=None, help="write the result as JSON to this path")
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         disable_radix_cache=args.disable_radix_cache, execution=args.execution,
         attention_backend=args.attention_backend, mem_fraction=args.mem_fraction,
         context_len=args.context_len, overlap_schedule=args.overlap_schedule,
+        platform_options=dict(args.platform_option),
     )
     try:
         wl = Workload(args.num_prompts, args.input_len, args.output_len, args.temperature,

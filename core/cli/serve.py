@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from anyware.cli.options import add_platform_option
+
 DEFAULT_PORT = 30000
 
 
@@ -63,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlap-schedule", action=argparse.BooleanOptionalAction, default=None,
                         help="schedule step N+1 while step N runs (default: on where the device "
                              "runs asynchronously)")
+    add_platform_option(parser)
     parser.add_argument("--seed", type=int, default=0, help="engine random seed (default 0)")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         max_running_requests=args.max_running_requests,
         chunked_prefill_size=args.chunked_prefill_size,
         context_len=args.context_len,
+        platform_options=dict(args.platform_option),
         mem_fraction=args.mem_fraction,
         disable_radix_cache=args.disable_radix_cache,
         attention_backend=args.attention_backend,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from anyware.engine.errors import InvalidRequestError
@@ -47,6 +47,9 @@ class EngineConfig:
     tokenizer: str | None = None
     debug_invariants: bool = False
     show_progress: bool = True
+    # platform-specific settings, handed to the plugin unchanged as PlatformConfig.extra (each
+    # platform's doc lists the keys it reads; unknown keys are ignored by the platform)
+    platform_options: dict = field(default_factory=dict)
 
     @classmethod
     def from_kwargs(cls, model: str, **kwargs) -> EngineConfig:

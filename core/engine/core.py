@@ -53,6 +53,7 @@ class EngineCore:
             dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
             page_size=cfg.page_size, execution=cfg.execution,
             attention_backend=cfg.attention_backend, max_batch_size=cfg.max_running_requests,
+            max_prefill_tokens=cfg.chunked_prefill_size, extra=dict(cfg.platform_options),
         ))
         device = platform.init_device(0)
         platform.manual_seed(cfg.seed)

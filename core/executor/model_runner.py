@@ -98,3 +98,23 @@ class ModelRunner:
             extend_lens_cpu=batch.extend_lens_cpu + [1] * pad,
             padded_batch_size=batch_size,
         )
+
+    def dummy_prefill_batch(self, num_tokens: int) -> ForwardBatch:
+        """One fresh request of ``num_tokens`` tokens reading and writing only the scratch page,
+        marked as padded to ``num_tokens`` (what a prefill graph is captured on)."""
+        table = torch.zeros((1, self.page_table.max_pages), dtype=torch.int32)
+        return ForwardBatch.build(
+            mode=ForwardMode.EXTEND,
+            input_ids=[0] * num_tokens,
+            prefix_lens=[0],
+            extend_lens=[num_tokens],
+            page_table=table,
+            out_slots=[0] * num_tokens,
+            page_size=self.page_size,
+            device=self.device,
+        ).padded_prefill(num_tokens, table.shape[1])
+
+    def pad_prefill_batch(self, batch: ForwardBatch, num_tokens: int) -> ForwardBatch:
+        """A one-request fresh prefill padded to ``num_tokens`` with scratch rows, its page
+        table widened to the full per-request width (fixed shapes for captured graphs)."""
+        return batch.padded_prefill(num_tokens, self.page_table.max_pages)

@@ -24,6 +24,12 @@ class AttentionFeatures:
     tree_mask: a per-request custom boolean mask over draft tokens (tree verify).
     sliding_window: attention limited to the last ``window`` positions.
     logit_softcap: ``cap * tanh(score / cap)`` applied to attention scores.
+    padded_prefill: an EXTEND batch of one request without prefix whose tokens a graph
+        strategy padded at the end (``ForwardBatch.padded_num_tokens``) runs with launch shapes
+        that depend only on the padded token count, reads the real lengths from the batch's
+        device tensors, and gives the real rows the unpadded result. Such a forward may be
+        captured once per token bucket and replayed (prefill graphs). Never wanted by a
+        model; a backend declares it.
     """
 
     extend_with_prefix: bool = True
@@ -32,6 +38,7 @@ class AttentionFeatures:
     tree_mask: bool = False
     sliding_window: bool = False
     logit_softcap: bool = False
+    padded_prefill: bool = False
 
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self) if getattr(self, f.name))

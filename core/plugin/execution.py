@@ -29,6 +29,14 @@ class StepProgram(Protocol):
     def pad_decode_batch(self, batch: ForwardBatch, batch_size: int) -> ForwardBatch:
         """``batch`` padded with dummy rows to ``batch_size`` rows."""
 
+    def dummy_prefill_batch(self, num_tokens: int) -> ForwardBatch:
+        """An EXTEND batch of one request with no prefix and ``num_tokens`` new tokens that
+        reads and writes only the scratch page, marked ``padded_num_tokens=num_tokens``."""
+
+    def pad_prefill_batch(self, batch: ForwardBatch, num_tokens: int) -> ForwardBatch:
+        """A one-request EXTEND ``batch`` without prefix, its tokens padded to ``num_tokens``
+        (``ForwardBatch.padded_num_tokens``); the page table widened to the full width."""
+
 
 class ExecutionStrategy(ABC):
     """Runs forwards for the core. ``kind`` is "eager", "graphs" or "compiled"."""

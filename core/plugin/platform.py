@@ -59,6 +59,8 @@ class PlatformConfig:
     attention_backend: a backend name, or ``None`` for the highest-priority available one.
     attention_features: features the model/engine will use (sliding window, soft-cap, ...).
     max_batch_size: the most requests one forward will carry (graph buckets stop there).
+    max_prefill_tokens: the most new tokens one forward will carry (the chunked-prefill size;
+        prefill graph buckets stop there).
     """
 
     dtype: torch.dtype | None = None
@@ -71,6 +73,7 @@ class PlatformConfig:
         default_factory=lambda: AttentionFeatures(verify=False, tree_mask=False)
     )
     max_batch_size: int = 256
+    max_prefill_tokens: int = 2048
     extra: dict[str, Any] = field(default_factory=dict)
 
 

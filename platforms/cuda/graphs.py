@@ -1,10 +1,18 @@
-"""`CudaGraphExecution`: decode steps replayed from CUDA graphs captured per batch-size bucket.
+"""`CudaGraphExecution`: decode steps, and fresh one-request prefills, replayed from CUDA graphs.
 
 ``setup`` allocates the attention backend's persistent metadata buffers and captures one graph
 per bucket on a dummy decode batch (largest first, all sharing one memory pool). ``run`` pads
 a decode batch to the smallest bucket that holds it, copies its inputs into the captured
-batch's tensors, lets the backend ``update`` its buffers (graph-safe) and replays. Other
-batches (extend, mixed, verify, or decode above the largest bucket) run eagerly.
+batch's tensors, lets the backend ``update`` its buffers (graph-safe) and replays.
+
+Prefill graphs: when the attention backend declares ``AttentionFeatures.padded_prefill``,
+``setup`` also captures one graph per token bucket (16, 32, 64, then every 128 up to the
+chunked-prefill size, at most ``max_prefill_tokens``) on a dummy one-request prefill. An
+EXTEND batch of one request with no cached prefix (a fresh prompt, or the first chunk of a
+long one) is padded to its bucket and replayed. Eager prefill of a large model is bound by
+launching ~500 kernels from Python (40-90 us each on the H100 hosts measured), not by the GPU;
+the graph removes that. Everything else (prefix hits, several requests, mixed, verify, decode
+above the largest bucket) runs eagerly.
 
 In graph mode a backend must read per-step metadata that changes shape (page tables, lengths)
 from the buffers it fills in ``update``: the captured batch's own ``page_table`` keeps the
@@ -14,12 +22,25 @@ dummy batch's width and only its overlapping columns are refreshed.
 from __future__ import annotations
 
 import bisect
+import logging
 
 import torch
 from anyware.plugin import ExecutionStrategy, ForwardBatch, ForwardMode, StepProgram
 
+log = logging.getLogger(__name__)
+
 _STATIC_FIELDS = ("input_ids", "positions", "seq_lens", "prefix_lens", "extend_lens",
                   "extend_start", "out_slots", "logits_indices")
+
+
+def default_prefill_buckets(max_tokens: int) -> tuple[int, ...]:
+    """16, 32, 64, then every multiple of 128 up to ``max_tokens`` (which is included)."""
+    if max_tokens <= 0:
+        return ()
+    sizes = {t for t in (16, 32, 64) if t <= max_tokens}
+    sizes.update(range(128, max_tokens + 1, 128))
+    sizes.add(max_tokens)
+    return tuple(sorted(sizes))
 
 
 def default_buckets(max_batch_size: int) -> tuple[int, ...]:
@@ -34,11 +55,17 @@ class CudaGraphExecution(ExecutionStrategy):
     kind = "graphs"
 
     def __init__(self, batch_sizes: tuple[int, ...] | None = None, max_batch_size: int = 256,
-                 warmup: int = 2) -> None:
+                 warmup: int = 2, prefill_tokens: tuple[int, ...] | None = None,
+                 max_prefill_tokens: int = 2048) -> None:
         self.batch_sizes = tuple(sorted(set(batch_sizes or default_buckets(max_batch_size))))
+        if prefill_tokens is None:
+            prefill_tokens = default_prefill_buckets(max_prefill_tokens)
+        self.prefill_tokens = tuple(sorted(set(prefill_tokens)))
         self.warmup = warmup
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, ForwardBatch, torch.Tensor]] = {}
+        self._prefill: dict[int, tuple[torch.cuda.CUDAGraph, ForwardBatch, torch.Tensor]] = {}
         self.replays = 0
+        self.prefill_replays = 0
         self.eager_runs = 0
 
     @property
@@ -54,43 +81,85 @@ class CudaGraphExecution(ExecutionStrategy):
         pool = torch.cuda.graph_pool_handle()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
+        if not attn.features.padded_prefill:
+            self.prefill_tokens = ()
+        # a bucket longer than the context would index rotary tables and page tables past
+        # their end while capturing
+        self.prefill_tokens = tuple(n for n in self.prefill_tokens
+                                    if n <= attn.spec.max_context_len)
+        # largest first: smaller graphs reuse the pool's blocks
+        try:
+            for n in reversed(self.prefill_tokens):
+                self._prefill[n] = self._capture(program.dummy_prefill_batch(n), pool, stream)
+        except RuntimeError as exc:  # e.g. an attention kernel that cannot be captured
+            torch.cuda.synchronize()
+            log.warning("prefill graphs disabled (capture failed: %s); prefill runs eagerly", exc)
+            self._prefill.clear()
+            self.prefill_tokens = ()
         for bs in reversed(self.batch_sizes):
-            batch = program.dummy_decode_batch(bs)
-            attn.prepare(batch)
-            attn.update(batch)
-            with torch.cuda.stream(stream):
-                for _ in range(self.warmup):  # triton compiles / autotunes outside capture
-                    program.forward(batch)
-            stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool, stream=stream):
-                out = program.forward(batch)
-            self._graphs[bs] = (graph, batch, out)
+            self._graphs[bs] = self._capture(program.dummy_decode_batch(bs), pool, stream)
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
+
+    def _capture(self, batch: ForwardBatch, pool, stream):
+        program, attn = self.program, self.program.attention
+        attn.prepare(batch)
+        attn.update(batch)
+        with torch.cuda.stream(stream):
+            for _ in range(self.warmup):  # triton compiles / autotunes outside capture
+                program.forward(batch)
+        stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool, stream=stream):
+            out = program.forward(batch)
+        return graph, batch, out
 
     def bucket_for(self, batch_size: int) -> int | None:
         i = bisect.bisect_left(self.batch_sizes, batch_size)
         return self.batch_sizes[i] if i < len(self.batch_sizes) else None
 
+    def prefill_bucket_for(self, batch: ForwardBatch) -> int | None:
+        """The token bucket whose graph can run ``batch``: one request, no cached prefix, at
+        most one logit row; ``None`` when it must run eagerly."""
+        if (batch.mode is not ForwardMode.EXTEND or batch.batch_size != 1
+                or batch.prefix_lens_cpu != [0] or batch.logits_indices.shape[0] > 1):
+            return None
+        i = bisect.bisect_left(self.prefill_tokens, batch.num_tokens)
+        return self.prefill_tokens[i] if i < len(self.prefill_tokens) else None
+
     def run(self, batch: ForwardBatch) -> torch.Tensor:
-        bucket = self.bucket_for(batch.batch_size) if batch.mode is ForwardMode.DECODE else None
-        if bucket is None or bucket not in self._graphs:
-            self.eager_runs += 1
-            attn = self.program.attention
-            attn.prepare(batch)
-            attn.update(batch)
-            return self.program.forward(batch)
-        graph, static, out = self._graphs[bucket]
-        padded = batch if bucket == batch.batch_size else self.program.pad_decode_batch(batch, bucket)
+        if batch.mode is ForwardMode.DECODE:
+            bucket = self.bucket_for(batch.batch_size)
+            if bucket in self._graphs:
+                padded = (batch if bucket == batch.batch_size
+                          else self.program.pad_decode_batch(batch, bucket))
+                self.replays += 1
+                return self._replay(self._graphs[bucket], padded, batch.logits_indices.shape[0])
+        else:
+            bucket = self.prefill_bucket_for(batch)
+            if bucket in self._prefill:
+                rows = batch.logits_indices.shape[0]
+                padded = self.program.pad_prefill_batch(batch, bucket)
+                if rows == 0:  # an inner chunk: the captured logit row is computed, not returned
+                    padded.logits_indices = padded.seq_lens.to(torch.int64) - 1
+                self.prefill_replays += 1
+                return self._replay(self._prefill[bucket], padded, rows)
+        self.eager_runs += 1
+        attn = self.program.attention
+        attn.prepare(batch)
+        attn.update(batch)
+        return self.program.forward(batch)
+
+    def _replay(self, captured, padded: ForwardBatch, rows: int) -> torch.Tensor:
+        graph, static, out = captured
         for name in _STATIC_FIELDS:
             getattr(static, name).copy_(getattr(padded, name), non_blocking=True)
         cols = min(static.page_table.shape[1], padded.page_table.shape[1])
         static.page_table[:, :cols].copy_(padded.page_table[:, :cols], non_blocking=True)
         self.program.attention.update(padded)
         graph.replay()
-        self.replays += 1
-        return out[: batch.logits_indices.shape[0]].clone()
+        return out[:rows].clone()
 
     def close(self) -> None:
         self._graphs.clear()
+        self._prefill.clear()

@@ -20,6 +20,7 @@ from anyware.plugin import (
 from anyware_cuda.probe import cuda_problem, visible_device_count
 
 DEFAULT_GRAPH_MAX_BS = 256
+DEFAULT_GRAPH_MAX_PREFILL = 2048
 
 
 class CudaPlatform(Platform):
@@ -125,4 +126,10 @@ class CudaPlatform(Platform):
         sizes = extra.get("cuda_graph_batch_sizes")
         default_max = min(DEFAULT_GRAPH_MAX_BS, self.config.max_batch_size if self.config else 256)
         max_bs = int(extra.get("cuda_graph_max_batch_size", default_max))
-        return CudaGraphExecution(tuple(sizes) if sizes else None, max_batch_size=max_bs)
+        # prefill graphs pay off while eager prefill is launch-bound (below ~2k tokens on an
+        # 8B model); 0 turns them off
+        chunk = self.config.max_prefill_tokens if self.config else DEFAULT_GRAPH_MAX_PREFILL
+        max_prefill = min(chunk, int(extra.get("cuda_graph_max_prefill_tokens",
+                                               DEFAULT_GRAPH_MAX_PREFILL)))
+        return CudaGraphExecution(tuple(sizes) if sizes else None, max_batch_size=max_bs,
+                                  max_prefill_tokens=max_prefill)

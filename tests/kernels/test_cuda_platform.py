@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from anyware.plugin import discover
-from anyware_cuda.graphs import CudaGraphExecution, default_buckets
+from anyware_cuda.graphs import CudaGraphExecution, default_buckets, default_prefill_buckets
 from anyware_cuda.platform import CudaPlatform
 
 
@@ -51,3 +51,28 @@ def test_graph_buckets():
     assert strat.bucket_for(3) == 4 and strat.bucket_for(64) == 64
     assert strat.bucket_for(65) is None
     assert CudaGraphExecution(batch_sizes=(8, 2)).batch_sizes == (2, 8)
+
+
+def test_prefill_graph_buckets_and_selection():
+    from anyware.plugin import ForwardBatch, ForwardMode
+
+    assert default_prefill_buckets(512) == (16, 32, 64, 128, 256, 384, 512)
+    assert default_prefill_buckets(600)[-2:] == (512, 600)
+    assert default_prefill_buckets(0) == ()
+    strat = CudaGraphExecution(max_batch_size=8, max_prefill_tokens=256)
+
+    def batch(prefix, ext, mode=ForwardMode.EXTEND, logits=None):
+        return ForwardBatch.build(
+            mode=mode, input_ids=[1] * sum(ext), prefix_lens=prefix, extend_lens=ext,
+            page_table=torch.zeros((len(ext), 8), dtype=torch.int32),
+            out_slots=list(range(sum(ext))), page_size=16, device="cpu",
+            logit_requests=logits)
+
+    assert strat.prefill_bucket_for(batch([0], [100])) == 128
+    assert strat.prefill_bucket_for(batch([0], [16])) == 16
+    assert strat.prefill_bucket_for(batch([0], [100], logits=[False])) == 128  # inner chunk
+    assert strat.prefill_bucket_for(batch([0], [257])) is None  # above the largest bucket
+    assert strat.prefill_bucket_for(batch([3], [10])) is None  # a cached prefix
+    assert strat.prefill_bucket_for(batch([0, 0], [10, 5])) is None  # several requests
+    assert strat.prefill_bucket_for(batch([0], [5], ForwardMode.MIXED)) is None
+    assert CudaGraphExecution(max_prefill_tokens=0).prefill_tokens == ()

@@ -143,3 +143,44 @@ def test_kv_layout_rejects_unsupported(device):
     with pytest.raises(ValueError):
         tri.kv_layout(3, torch.float32)
     assert tri.kv_layout(16, torch.bfloat16).k_shape(4) == (64, HKV, D)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_padded_prefill_replay_semantics(device, dense):
+    """A prefill graph: prepare on a dummy prompt of the bucket's length (as at capture), then
+    run the real prompt padded to that bucket. Real rows equal the reference, padded rows
+    write only the scratch slot 0, and the plan depends on the padded count alone."""
+    dtype = torch.bfloat16 if dense else torch.float32
+    batch, caches, qkv = _setup(device, [0], [21], ForwardMode.EXTEND, dtype=dtype)
+    n = 32
+    width = batch.page_table.shape[1] + 2
+    padded = batch.padded_prefill(n, width)
+    assert padded.num_tokens == n and padded.extend_lens_cpu == [21]
+    assert padded.out_slots[21:].eq(0).all() and padded.page_table.shape == (1, width)
+    dummy = ForwardBatch.build(
+        mode=ForwardMode.EXTEND, input_ids=[0] * n, prefix_lens=[0], extend_lens=[n],
+        page_table=torch.zeros((1, 1), dtype=torch.int32), out_slots=[0] * n, page_size=PAGE,
+        device=device).padded_prefill(n, width)
+    tri = _backend(TritonAttentionBackend, device)
+    tri.dense_prefill, tri.dense_prefill_half_only = dense, not dense
+    pad_qkv = tuple(torch.cat([x, torch.randn((n - 21, *x.shape[1:]), dtype=dtype,
+                                              device=device)]) for x in qkv)
+    out, kc, vc = _run(tri, padded, caches, pad_qkv, prepare_batch=dummy)
+    assert tri._plan.max_extend_len == n and tri._plan.dense == dense
+    want, kc_ref, vc_ref = _run(_backend(ReferenceAttentionBackend, device), batch, caches, qkv)
+    assert out.shape[0] == n
+    assert rel_err(out[:21], want) < TOL[out.dtype]
+    # the real tokens' K/V landed; padding touched only slot 0 (the scratch page)
+    assert torch.equal(kc[1:], kc_ref[1:]) and torch.equal(vc[1:], vc_ref[1:])
+
+
+def test_padded_prefill_refuses_other_batches(device):
+    batch, _, _ = _setup(device, [4], [5], ForwardMode.EXTEND)
+    with pytest.raises(ValueError, match="without prefix"):
+        batch.padded_prefill(16, 4)
+    batch, _, _ = _setup(device, [0, 0], [5, 3], ForwardMode.EXTEND)
+    with pytest.raises(ValueError):
+        batch.padded_prefill(16, 4)
+    batch, _, _ = _setup(device, [0], [20], ForwardMode.EXTEND)
+    with pytest.raises(ValueError, match="down to"):
+        batch.padded_prefill(16, 4)

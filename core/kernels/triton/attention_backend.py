@@ -9,6 +9,11 @@ rest through the extend kernel, each writing its rows of one output. The extend 
 read every KV head once per query head for a one-token row, the decode kernel reads it once
 per group.
 
+Prefill graphs (``AttentionFeatures.padded_prefill``): a one-request fresh prefill padded to a
+token bucket plans from ``padded_num_tokens`` alone (grid, dense row count) and reads the
+real lengths from the batch tensors, so a graph captured on the bucket replays any prompt
+that fits it.
+
 Dense prefill: an EXTEND batch of a few requests with no cached prefix and at least
 ``dense_min_tokens`` new tokens (a long fresh prompt, W3's TTFT) needs no paged gather, so its attention runs through ``torch``'s fused
 ``scaled_dot_product_attention`` on the new K/V (the flash kernel on GPUs; 2.3-3.6x faster
@@ -54,6 +59,7 @@ class _DecodePlan:
 class _ExtendPlan:
     max_extend_len: int
     dense: bool = False  # fresh prompts only: attention over the new K/V through SDPA
+    dense_lens: tuple[int, ...] = ()  # token rows of each request on the dense path
 
 
 @dataclass
@@ -77,6 +83,7 @@ class TritonAttentionBackend(AttentionBackend):
         tree_mask=False,
         sliding_window=True,
         logit_softcap=True,
+        padded_prefill=True,
     )
     page_sizes = (16, 1, 8, 32, 64)
     kv_dtypes = (torch.bfloat16, torch.float16, torch.float32)
@@ -126,12 +133,19 @@ class TritonAttentionBackend(AttentionBackend):
         if batch.mode is ForwardMode.MIXED and self.split_mixed:
             self._plan = self._mixed_plan(batch)
             return
+        if batch.padded_num_tokens is not None:
+            # a prefill graph: launch shapes from the padded count, lengths from the tensors.
+            # The dense path runs over all padded rows: causal, so padding (at the end) never
+            # reaches a real row; it has no launch-cost threshold once replayed from a graph.
+            n = batch.padded_num_tokens
+            self._plan = _ExtendPlan(n, self.dense_prefill, (n,))
+            return
         if batch.mode is not ForwardMode.DECODE:
             dense = (self.dense_prefill and batch.mode is ForwardMode.EXTEND
                      and batch.batch_size <= self.dense_max_requests
                      and sum(batch.extend_lens_cpu) >= self.dense_min_tokens
                      and not any(batch.prefix_lens_cpu))
-            self._plan = _ExtendPlan(batch.max_extend_len, dense)
+            self._plan = _ExtendPlan(batch.max_extend_len, dense, tuple(batch.extend_lens_cpu))
             return
         bsz = batch.batch_size
         s = self.spec
@@ -198,7 +212,7 @@ class TritonAttentionBackend(AttentionBackend):
             return self._decode(q, k_cache, v_cache, plan, layer, batch.page_size)
         if isinstance(plan, _ExtendPlan):
             if plan.dense and self._dense_ok(q, layer):
-                return self._dense_prefill(q, k, v, layer, batch)
+                return self._dense_prefill(q, k, v, layer, plan.dense_lens)
             return extend_attention(
                 q, k_cache, v_cache, batch.page_table, batch.prefix_lens, batch.extend_lens,
                 batch.extend_start, plan.max_extend_len, batch.page_size, layer.scale,
@@ -223,12 +237,12 @@ class TritonAttentionBackend(AttentionBackend):
     dense_prefill_half_only = True  # fp32 keeps the Triton kernel (tests may lift this)
 
     @staticmethod
-    def _dense_prefill(q, k, v, layer: AttentionLayer, batch: ForwardBatch) -> torch.Tensor:
+    def _dense_prefill(q, k, v, layer: AttentionLayer, lens: tuple[int, ...]) -> torch.Tensor:
         """Causal attention of each request's new tokens over themselves (no prefix)."""
         group = q.shape[1] // k.shape[1]
         out = torch.empty((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype, device=q.device)
         start = 0
-        for n in batch.extend_lens_cpu:
+        for n in lens:
             qi = q[start:start + n].transpose(0, 1)
             ki = k[start:start + n].transpose(0, 1)
             vi = v[start:start + n].transpose(0, 1)
