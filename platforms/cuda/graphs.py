@@ -105,6 +105,8 @@ class CudaGraphExecution(ExecutionStrategy):
         program, attn = self.program, self.program.attention
         attn.prepare(batch)
         attn.update(batch)
+        # the batch and the backend's buffers were written on the current stream
+        stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(self.warmup):  # triton compiles / autotunes outside capture
                 program.forward(batch)
