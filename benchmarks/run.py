@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anyware import Engine, SamplingParams
 from anyware.bench import Workload, run_offline
+from anyware.cli.options import platform_option
 from anyware.model.config import PRESETS
 from env_info import env_info
 from peers import hf_transformers as hf
@@ -224,7 +225,7 @@ def main() -> None:
     args = ap.parse_args()
     ENGINE_OPTS.update(parse_opt(o) for o in args.engine_opt)
     if args.platform_opt:
-        ENGINE_OPTS["platform_options"] = dict(parse_opt(o) for o in args.platform_opt)
+        ENGINE_OPTS["platform_options"] = dict(platform_option(o) for o in args.platform_opt)
     BACKEND_ATTRS.update(parse_opt(o) for o in args.backend_attr)
     info = env_info()
     t0 = time.perf_counter()

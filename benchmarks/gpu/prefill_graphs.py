@@ -12,32 +12,16 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anyware import Engine, SamplingParams
 from anyware.bench import Workload
-
-
-class Timed:
-    """Wraps ``strategy.run``: CUDA events around each forward (device time of the step)."""
-
-    def __init__(self, strategy) -> None:
-        self.strategy, self.inner, self.events = strategy, strategy.run, []
-
-    def __call__(self, batch):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        out = self.inner(batch)
-        e.record()
-        self.events.append((s, e))
-        return out
-
-    def take_ms(self) -> list[float]:
-        torch.cuda.synchronize()
-        ms = [s.elapsed_time(e) for s, e in self.events]
-        self.events.clear()
-        return ms
+from run import StepTimer
 
 
 def main() -> None:
@@ -51,8 +35,13 @@ def main() -> None:
                max_running_requests=8, disable_radix_cache=True, show_progress=False)
     strat = e.core.strategy
     buckets = strat.prefill_tokens
-    timed = Timed(strat)
-    strat.run = timed
+    timer = StepTimer(e)
+
+    def take_ms() -> float:  # device span of the forwards since the last call
+        ms = timer.busy_ms()
+        timer.events.clear()
+        return ms
+
     p = SamplingParams(max_new_tokens=1, temperature=0)
     res = {"commit": os.environ.get("ANYWARE_COMMIT", "unknown"),
            "device": torch.cuda.get_device_name(), "model": args.model, "buckets": list(buckets),
@@ -64,7 +53,7 @@ def main() -> None:
         for mode in ("graph", "eager"):  # warm-up of both paths (Triton compiles)
             strat.prefill_tokens = buckets if mode == "graph" else ()
             e.generate([prompt], p)
-        timed.take_ms()
+        take_ms()
         before = strat.prefill_replays
         for _ in range(args.reps):
             for mode in ("graph", "eager"):
@@ -72,7 +61,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 e.generate([prompt], p)
                 ttft[mode].append((time.perf_counter() - t0) * 1e3)
-                gpu[mode].append(sum(timed.take_ms()))
+                gpu[mode].append(take_ms())
         row = {"tokens": n, "graph_replays": strat.prefill_replays - before}
         for mode in ("graph", "eager"):
             row[f"ttft_ms_{mode}"] = round(statistics.median(ttft[mode]), 2)

@@ -10,9 +10,9 @@ Prefill graphs: when the attention backend declares ``AttentionFeatures.padded_p
 chunked-prefill size, at most ``max_prefill_tokens``) on a dummy one-request prefill. An
 EXTEND batch of one request with no cached prefix (a fresh prompt, or the first chunk of a
 long one) is padded to its bucket and replayed. Eager prefill of a large model is bound by
-launching ~500 kernels from Python (40-90 us each on the H100 hosts measured), not by the GPU;
-the graph removes that. Everything else (prefix hits, several requests, mixed, verify, decode
-above the largest bucket) runs eagerly.
+launching ~500 kernels from Python (40-90 us per Triton launch on the H200 host measured),
+not by the GPU; the graph removes that. Everything else (prefix hits, several requests,
+mixed, verify, decode above the largest bucket) runs eagerly.
 
 In graph mode a backend must read per-step metadata that changes shape (page tables, lengths)
 from the buffers it fills in ``update``: the captured batch's own ``page_table`` keeps the
@@ -79,8 +79,7 @@ class CudaGraphExecution(ExecutionStrategy):
         max_pages = -(-attn.spec.max_context_len // page_size) + 1
         attn.init_graph_buffers(self.max_batch_size, max_pages)
         pool = torch.cuda.graph_pool_handle()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
+        stream = torch.cuda.Stream()  # _capture orders it after the current stream
         if not attn.features.padded_prefill:
             self.prefill_tokens = ()
         # a bucket longer than the context would index rotary tables and page tables past

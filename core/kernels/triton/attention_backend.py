@@ -145,7 +145,8 @@ class TritonAttentionBackend(AttentionBackend):
                      and batch.batch_size <= self.dense_max_requests
                      and sum(batch.extend_lens_cpu) >= self.dense_min_tokens
                      and not any(batch.prefix_lens_cpu))
-            self._plan = _ExtendPlan(batch.max_extend_len, dense, tuple(batch.extend_lens_cpu))
+            self._plan = _ExtendPlan(batch.max_extend_len, dense,
+                                     tuple(batch.extend_lens_cpu) if dense else ())
             return
         bsz = batch.batch_size
         s = self.spec
