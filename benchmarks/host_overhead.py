@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anyware import Engine, SamplingParams
 from anyware.bench import Workload, run_offline
-from anyware.engine.request import Request
+from anyware.request.request import Request
 
 from tests.engine.tiny_models import build_model
 

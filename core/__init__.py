@@ -8,13 +8,13 @@ from anyware.version import __version__
 
 _LAZY = {
     "Engine": "anyware.engine.engine",
-    "SamplingParams": "anyware.engine.sampling_params",
+    "SamplingParams": "anyware.request.params",
     "RequestOutput": "anyware.engine.outputs",
     "CompletionOutput": "anyware.engine.outputs",
-    "TokenLogprob": "anyware.engine.outputs",
+    "TokenLogprob": "anyware.request.delta",
     "Usage": "anyware.engine.outputs",
     "EngineStats": "anyware.engine.outputs",
-    "InvalidRequestError": "anyware.engine.errors",
+    "InvalidRequestError": "anyware.request.errors",
     "EngineDeadError": "anyware.engine.errors",
     "AnywareError": "anyware.plugin.errors",
 }

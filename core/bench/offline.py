@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from anyware.engine.engine import Engine
-from anyware.engine.sampling_params import SamplingParams
+from anyware.request.params import SamplingParams
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def default_model() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from anyware.engine.engine import Engine
-    from anyware.engine.sampling_params import SamplingParams
+    from anyware.request.params import SamplingParams
 
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_p=args.top_p, top_k=args.top_k, seed=args.seed)

@@ -12,16 +12,17 @@ from pathlib import Path
 import torch
 from anyware.engine.config import EngineConfig, parse_dtype
 from anyware.engine.outputs import EngineStats
-from anyware.engine.request import Request
 from anyware.executor import ModelRunner
 from anyware.memory import KVPool, PageAllocator, PageTable, pages_for_budget
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
 from anyware.model.context import ModelContext
 from anyware.model.loader import build_model
 from anyware.plugin import AttentionSpec, DeviceEvent, PlatformConfig, load_platform
+from anyware.request import ScheduledBatch
+from anyware.request.request import Request
 from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
-from anyware.scheduler import ScheduledBatch, Scheduler, SchedulerConfig, make_policy
+from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
 
 log = logging.getLogger("anyware")

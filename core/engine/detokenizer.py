@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from anyware.engine.outputs import CompletionOutput, RequestOutput, TokenDelta, TokenLogprob, Usage
-from anyware.engine.sampling_params import SamplingParams
+from anyware.engine.outputs import CompletionOutput, RequestOutput, Usage
+from anyware.request.delta import TokenDelta, TokenLogprob
+from anyware.request.params import SamplingParams
 
 
 @dataclass

@@ -16,11 +16,13 @@ from pathlib import Path
 from anyware.engine.config import EngineConfig
 from anyware.engine.core import EngineCore
 from anyware.engine.detokenizer import OutputAssembler
-from anyware.engine.errors import EngineDeadError, InvalidRequestError
+from anyware.engine.errors import EngineDeadError
 from anyware.engine.loop import EngineLoop
-from anyware.engine.outputs import EngineStats, RequestOutput, TokenDelta
-from anyware.engine.request import Request
-from anyware.engine.sampling_params import SamplingParams
+from anyware.engine.outputs import EngineStats, RequestOutput
+from anyware.request import InvalidRequestError
+from anyware.request.delta import TokenDelta
+from anyware.request.params import SamplingParams
+from anyware.request.request import Request
 
 Prompt = str | Sequence[int]
 

@@ -1,14 +1,7 @@
-"""Errors the engine raises to its callers."""
+"""Errors the engine raises to its callers (a bad request's is
+:class:`anyware.request.InvalidRequestError`)."""
 
 from anyware.plugin.errors import AnywareError
-
-
-class InvalidRequestError(AnywareError, ValueError):
-    """A request or its parameters are invalid; the message names the field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 class EngineDeadError(AnywareError, RuntimeError):

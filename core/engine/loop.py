@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from anyware.engine.core import EngineCore
 from anyware.engine.errors import EngineDeadError
-from anyware.engine.outputs import TokenDelta
-from anyware.engine.request import Request
+from anyware.request.delta import TokenDelta
+from anyware.request.request import Request
 
 log = logging.getLogger("anyware")
 

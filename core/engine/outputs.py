@@ -1,16 +1,11 @@
-"""What the engine returns: `RequestOutput`, `CompletionOutput`, `TokenLogprob`, `Usage`,
-`EngineStats`; and the core's per-step `TokenDelta`."""
+"""What the engine returns: `RequestOutput`, `CompletionOutput`, `Usage`, `EngineStats`
+(a token's logprobs are :class:`anyware.request.TokenLogprob`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-@dataclass
-class TokenLogprob:
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]] = field(default_factory=list)
+from anyware.request.delta import TokenLogprob
 
 
 @dataclass
@@ -63,17 +58,3 @@ class EngineStats:
     @property
     def prefix_hit_rate(self) -> float:
         return self.cached_prompt_tokens / max(self.prompt_tokens, 1)
-
-
-@dataclass
-class TokenDelta:
-    """One request's new tokens from one engine step (core -> front end)."""
-
-    request_id: str
-    token_ids: list[int]
-    logprobs: list[TokenLogprob] | None
-    finished: bool
-    finish_reason: str | None = None
-    stop_reason: str | int | None = None
-    cached_tokens: int = 0
-    error: str | None = None

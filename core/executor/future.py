@@ -13,7 +13,7 @@ placeholders with their values before it schedules step N+2.
 from __future__ import annotations
 
 import torch
-from anyware.engine.request import placeholder
+from anyware.request.request import placeholder
 
 __all__ = ["FutureTokens", "placeholder"]
 

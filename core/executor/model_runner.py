@@ -7,7 +7,7 @@ import torch
 from anyware.executor.future import FutureTokens
 from anyware.memory import KVPool, PageTable
 from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode
-from anyware.scheduler import ScheduledBatch
+from anyware.request import ScheduledBatch
 
 
 class ModelRunner:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from anyware.engine.outputs import TokenLogprob
+from anyware.request.delta import TokenLogprob
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from anyware.engine.request import Request
 from anyware.plugin import KernelOps, SamplingTensors
+from anyware.request.request import Request
 from anyware.sampling.output import SampleOutput
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]

@@ -1,9 +1,9 @@
 """Continuous batching: admission, chunked prefill, retraction, stop conditions."""
 
 from anyware.scheduler.policy import FCFSPolicy, LPMPolicy, SchedulePolicy, make_policy
-from anyware.scheduler.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
+from anyware.scheduler.scheduler import Scheduler, SchedulerConfig
 
 __all__ = [
-    "FCFSPolicy", "LPMPolicy", "ScheduledBatch", "SchedulePolicy", "Scheduler",
+    "FCFSPolicy", "LPMPolicy", "SchedulePolicy", "Scheduler",
     "SchedulerConfig", "make_policy",
 ]

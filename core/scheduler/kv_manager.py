@@ -6,8 +6,8 @@ Invariant (``check``): free + evictable + locked-in-cache + owned-by-requests ==
 
 from __future__ import annotations
 
-from anyware.engine.request import Request
 from anyware.memory import OutOfPagesError, PageAllocator, PageTable
+from anyware.request.request import Request
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from anyware.engine.request import Request
+from anyware.request.request import Request
 
 
 class SchedulePolicy(ABC):

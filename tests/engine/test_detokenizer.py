@@ -6,7 +6,7 @@ import random
 import pytest
 from anyware import SamplingParams
 from anyware.engine.detokenizer import OutputAssembler
-from anyware.engine.outputs import TokenDelta
+from anyware.request.delta import TokenDelta
 from transformers import AutoTokenizer
 
 

@@ -151,18 +151,22 @@ def test_import_contracts_hold():
 
 @needs_lint_imports
 def test_import_contracts_catch_planted_violation(tmp_path):
-    """The repository's own contracts, run over a fake tree where a platform imports the engine
-    and the core imports a platform: lint-imports must report both."""
+    """The repository's own contracts, run over a fake tree where a platform imports the engine,
+    the core imports a platform and the scheduler imports the engine (an import back up the
+    layers): lint-imports must report all three."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     out = _plant_violations_and_lint(tmp_path, config)
     assert "anyware_cpu.platform -> anyware.engine" in out, out
     assert "anyware.plugin -> anyware_cpu" in out, out
+    assert "anyware.scheduler.policy -> anyware.engine" in out, out
 
 
 def _plant_violations_and_lint(tmp_path: Path, config: dict) -> str:
     site = tmp_path / "site"
     named = {m for c in config["contracts"] for key in ("source_modules", "forbidden_modules")
              for m in c.get(key, ())}
+    named |= {m.strip() for c in config["contracts"] for layer in c.get("layers", ())
+              for m in layer.split("|")}
     for module in set(config["root_packages"]) | named | {"anyware.plugin", "anyware.engine"}:
         parts = module.split(".")
         if parts[0] not in config["root_packages"] or "*" in module:
@@ -173,6 +177,7 @@ def _plant_violations_and_lint(tmp_path: Path, config: dict) -> str:
             (pkg / "__init__.py").touch()
     (site / "anyware" / "plugin" / "__init__.py").write_text("import anyware_cpu\n")
     (site / "anyware_cpu" / "platform.py").write_text("import anyware.engine\n")
+    (site / "anyware" / "scheduler" / "policy.py").write_text("import anyware.engine\n")
     cfg = tmp_path / ".importlinter"
     cfg.write_text(_ini(config))
     proc = _lint_imports(tmp_path, cfg, site)

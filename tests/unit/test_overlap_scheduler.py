@@ -5,8 +5,8 @@ stopped request is dropped, length limits never cost that step, and every page c
 """
 
 import torch
-from anyware.engine.request import placeholder
 from anyware.executor.future import FutureTokens
+from anyware.request.request import placeholder
 
 from tests.unit.test_scheduler import make, req
 

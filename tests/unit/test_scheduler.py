@@ -2,11 +2,11 @@
 retraction order, abort, stop conditions, and the memory invariant."""
 
 import torch
-from anyware.engine.request import Request
-from anyware.engine.sampling_params import SamplingParams
 from anyware.memory import PageAllocator, PageTable
 from anyware.memory.radix_cache import RadixCache
 from anyware.plugin import ForwardMode
+from anyware.request.params import SamplingParams
+from anyware.request.request import Request
 from anyware.scheduler import Scheduler, SchedulerConfig
 from anyware.scheduler.kv_manager import KVManager
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from anyware.engine.outputs import TokenDelta
-from anyware.engine.sampling_params import SamplingParams
+from anyware.request.delta import TokenDelta
+from anyware.request.params import SamplingParams
 
 
 def placeholder(row: int) -> int:

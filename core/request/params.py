@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from anyware.engine.errors import InvalidRequestError
+from anyware.request.errors import InvalidRequestError
 
 MAX_TOP_LOGPROBS = 20
 

@@ -1,0 +1,27 @@
+"""What the core tells the front end about a request after each step: `TokenDelta`, with
+per-token `TokenLogprob`s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class TokenDelta:
+    """One request's new tokens from one engine step (core -> front end)."""
+
+    request_id: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None
+    finished: bool
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+    cached_tokens: int = 0
+    error: str | None = None
