@@ -24,7 +24,7 @@ MAX_LOGPROBS_COMPLETIONS = 5
 class RequestModel(BaseModel):
     """A request body: strict types, unknown fields rejected, and ``null`` for an optional field
     is the same as leaving it out (a required field stays required: ``"model": null`` is a type
-    error naming ``model``)."""
+    error naming ``model``; an unknown field is rejected, null or not)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -36,7 +36,7 @@ class RequestModel(BaseModel):
         fields = cls.model_fields
         return {
             k: v for k, v in data.items()
-            if v is not None or (k in fields and fields[k].is_required())
+            if v is not None or k not in fields or fields[k].is_required()
         }
 
 
