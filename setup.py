@@ -8,6 +8,9 @@ ROOTS = {
     "anyware": "core",
     "anyware_cpu": "platforms/cpu",
     "anyware_cuda": "platforms/cuda",
+    "anyware_rocm": "platforms/rocm",
+    "anyware_xpu": "platforms/xpu",
+    "anyware_npu": "platforms/npu",
     "anyware_conformance": "conformance",
 }
 
@@ -27,6 +30,7 @@ packages, package_dir = _packages()
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"anyware": ["assets/*/*", "assets/*.md"], "anyware_conformance": ["*.md"]},
+    package_data={"anyware": ["assets/*/*", "assets/*.md"], "anyware_conformance": ["*.md"],
+                  "anyware_npu": ["schemas/*.json"]},
     include_package_data=True,
 )
