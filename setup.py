@@ -27,6 +27,6 @@ packages, package_dir = _packages()
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"anyware": ["assets/*/*", "assets/*.md"], "anyware_conformance": ["*.md"]},
+    package_data={"anyware": ["assets/*/*", "assets/*.md", "kernels/triton/moe_configs/*.json"], "anyware_conformance": ["*.md"]},
     include_package_data=True,
 )

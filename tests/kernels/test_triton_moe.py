@@ -1,0 +1,84 @@
+"""The fused-MoE Triton kernel vs the float64 dense reference (CPU: Triton interpreter, small
+shapes; GPU: the same tests), and the alignment's invariants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from anyware.kernels.reference import moe_dense, moe_route
+from anyware.kernels.triton.moe import expert_gemms, fused_moe, moe_align
+from anyware.kernels.triton.moe_config import get_config, heuristic_config
+from anyware.plugin import MoESpec, MoEWeightLayout
+
+from tests.kernels._helpers import TOL, rel_err
+
+SMALL = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2, "num_warps": 4, "num_stages": 2}
+CASES = {  # tokens, hidden, intermediate, experts, top_k
+    "e8-k2": (13, 64, 48, 8, 2),
+    "e4-k1-uneven": (9, 32, 40, 4, 1),
+    "e16-k8": (5, 48, 32, 16, 8),
+    "e32-k2-empty": (2, 32, 32, 32, 2),
+}
+
+
+def _layer(case, dtype, device, multiple=1):
+    t, h, inter, e, k = CASES[case]
+    spec = MoESpec(e, k, h, inter, dtype)
+    gate = torch.randn(e, inter, h) * h**-0.5
+    up = torch.randn(e, inter, h) * h**-0.5
+    down = torch.randn(e, h, inter) * inter**-0.5
+    w13, w2 = MoEWeightLayout(intermediate_multiple=multiple).pack(
+        gate.to(dtype).to(device), up.to(dtype).to(device), down.to(dtype).to(device), spec)
+    x = torch.randn(t, h).to(dtype).to(device)
+    logits = torch.randn(t, e, device=device) * 2
+    if case.endswith("uneven"):  # most tokens prefer expert 0
+        logits[:, 0] += 3.0
+    weights, ids = moe_route(logits, k, True)
+    dense13 = torch.cat([gate, up], 1).to(dtype).float()
+    want = moe_dense(x.cpu(), weights.cpu(), ids.cpu(), dense13, down.to(dtype).float())
+    return x, weights, ids, w13, w2, want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_moe_matches_dense_reference(device, case, dtype):
+    x, weights, ids, w13, w2, want = _layer(case, dtype, device)
+    out = fused_moe(x, weights, ids, w13, w2, SMALL)
+    assert out.dtype == dtype and out.shape == want.shape
+    assert rel_err(out, want) < TOL[dtype]
+
+
+def test_padded_layout_and_unweighted_rows(device):
+    """A layout padded to 64 gives the same result; ``expert_gemms`` without weights returns
+    each pair's unweighted row."""
+    x, weights, ids, w13, w2, want = _layer("e8-k2", torch.float32, device, multiple=64)
+    assert w13.shape[1] == 128 and w2.shape[2] == 64
+    out = fused_moe(x, weights, ids, w13, w2, SMALL)
+    assert rel_err(out, want) < TOL[torch.float32]
+    rows = expert_gemms(x, ids.reshape(-1), ids.shape[1], w13, w2, 8, SMALL)
+    combined = (rows.view(*ids.shape, -1) * weights[..., None]).sum(1)
+    assert rel_err(combined, want) < TOL[torch.float32]
+
+
+def test_align_pads_each_expert_to_whole_blocks():
+    ids = torch.tensor([3, 0, 3, 3, 1, 0, 3], dtype=torch.int32)
+    sorted_ids, block_expert, used = moe_align(ids, num_experts=5, block_m=4)
+    assert int(used) == 12  # experts 0, 1, 3: 2 + 1 + 4 rows -> 4 + 4 + 4
+    assert sorted_ids.numel() == 24  # bound: 7 + min(5, 7) * 3, rounded up to a block
+    blocks = sorted_ids[:12].view(3, 4)
+    assert block_expert[:3].tolist() == [0, 1, 3]
+    for b, e in zip(blocks, block_expert[:3].tolist()):
+        real = b[b < 7]
+        assert all(int(ids[p]) == e for p in real)
+    assert sorted(sorted_ids[sorted_ids < 7].tolist()) == list(range(7))
+
+
+def test_config_tables_and_heuristic():
+    small = heuristic_config(1, 128, 8, torch.bfloat16)
+    big = heuristic_config(4096, 128, 8, torch.bfloat16)
+    assert small["BLOCK_M"] <= big["BLOCK_M"]
+    # a shipped table is used for its device, the heuristic elsewhere
+    cfg = get_config(1, 128, 768, 8, torch.bfloat16, device="NVIDIA_H200")
+    assert {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"} <= set(cfg)
+    assert get_config(1, 3, 5, 1, torch.bfloat16, device="nowhere") == heuristic_config(
+        1, 3, 1, torch.bfloat16)
