@@ -62,7 +62,7 @@ class EngineCore:
         self.attention = platform.attention_backend(AttentionSpec(
             model_cfg.num_layers, model_cfg.num_heads, model_cfg.num_kv_heads, model_cfg.head_dim,
             model_cfg.head_dim, pcfg.dtype, cfg.max_running_requests, model_cfg.context_len))
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device)
+        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device, moe=platform.moe_backend)
         self.model = build_model(model_cfg, ctx, self.model_path, cfg.load_format, cfg.seed,
                                  cfg.show_progress)
         platform.model_loaded(self.model)
