@@ -38,7 +38,7 @@ def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, 
     names = []
     for f in files:  # headers only: cheap
         with safe_open(str(f), framework="pt") as fh:
-            names.append(list(fh.keys()))  # noqa: SIM118 - safe_open is not a mapping
+            names.append(list(fh.keys()))
     total = sum(len(n) for n in names)
     with tqdm(total=total, desc="Loading weights", unit="tensor", disable=not show_progress) as bar:
         for f, keys in zip(files, names):
