@@ -108,3 +108,30 @@ def test_transformers5_fused_expert_tensors_load(model_dir, moe_refs, tmp_path):
     save_file({**tensors, **fused}, str(tmp_path / "model.safetensors"))
     prompts, expected, _ = moe_refs("qwen3-moe")
     assert _generate(tmp_path, prompts, page_size=16) == expected
+
+
+def test_dummy_weights_from_config_only(tmp_path, monkeypatch):
+    """``--load-format dummy`` on a directory with only a config.json (as the presets do):
+    random experts in a padded layout keep their padding zero and generation is reproducible."""
+    from anyware.kernels.reference import ReferenceMoEBackend
+    from anyware.model.moe import FusedExperts
+    from anyware.plugin import MoEWeightLayout
+
+    cfg = dict(architectures=["Qwen3MoeForCausalLM"], hidden_size=64, intermediate_size=96,
+               moe_intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, head_dim=16, num_experts=8, num_experts_per_tok=2,
+               norm_topk_prob=True, vocab_size=300, max_position_embeddings=256)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    prompts = random_prompts((6, 11))
+    runs = []
+    monkeypatch.setattr(ReferenceMoEBackend, "weight_layout",
+                        lambda self: MoEWeightLayout(intermediate_multiple=32))
+    for _ in range(2):
+        with Engine(str(tmp_path), load_format="dummy", **ENGINE_DEFAULTS) as engine:
+            experts = [m for m in engine.core.model.modules() if isinstance(m, FusedExperts)]
+            assert len(experts) == 2 and experts[0].w13.shape == (8, 128, 64)
+            assert not experts[0].w13[:, 40:64].any() and not experts[0].w2[:, :, 40:].any()
+            outs = engine.generate(prompts, SamplingParams(max_new_tokens=6, temperature=0,
+                                                           ignore_eos=True))
+        runs.append([o.outputs[0].token_ids for o in outs])
+    assert runs[0] == runs[1] and all(len(t) == 6 for t in runs[0])
