@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from anyware.kernels.reference import moe_dense, moe_route
-from anyware.kernels.triton.moe import expert_gemms, fused_moe, moe_align
+from anyware.kernels.triton.moe import expert_gemms, fused_moe, moe_align, moe_align_reference
 from anyware.kernels.triton.moe_config import get_config, heuristic_config
 from anyware.plugin import MoESpec, MoEWeightLayout
 
@@ -73,6 +73,21 @@ def test_align_pads_each_expert_to_whole_blocks():
     assert sorted(sorted_ids[sorted_ids < 7].tolist()) == list(range(7))
 
 
+@pytest.mark.parametrize(("pairs", "experts", "block_m"), [(16, 8, 16), (600, 128, 16),
+                                                          (40, 64, 32), (8, 128, 16)])
+def test_align_kernel_matches_torch_alignment(device, pairs, experts, block_m):
+    """Same padded runs, block experts and used length as the torch version; within a block
+    the order is free."""
+    ids = torch.randint(0, experts, (pairs,), dtype=torch.int32, device=device)
+    got, want = moe_align(ids, experts, block_m), moe_align_reference(ids, experts, block_m)
+    used = int(want[2])
+    assert int(got[2]) == used and got[0].shape == want[0].shape
+    assert torch.equal(got[1][: used // block_m], want[1][: used // block_m])
+    assert torch.equal(got[0][:used].view(-1, block_m).sort(1).values,
+                       want[0][:used].view(-1, block_m).sort(1).values)
+    assert bool((got[0][used:] == pairs).all())
+
+
 def test_config_tables_and_heuristic():
     small = heuristic_config(1, 128, 8, torch.bfloat16)
     big = heuristic_config(4096, 128, 8, torch.bfloat16)
@@ -82,3 +97,23 @@ def test_config_tables_and_heuristic():
     assert {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"} <= set(cfg)
     assert get_config(1, 3, 5, 1, torch.bfloat16, device="nowhere") == heuristic_config(
         1, 3, 1, torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_backend_stages_and_fused_forward(device, dtype):
+    """``TritonMoEBackend``: ``experts`` on dispatched rows is unweighted, combine applies the
+    weights, and the fused ``forward`` equals the staged path and the dense reference."""
+    from anyware.kernels.triton.moe_backend import TritonMoEBackend
+
+    x, _, _, w13, w2, _ = _layer("e16-k8", dtype, device)
+    spec = MoESpec(16, 8, 48, 32, dtype)
+    backend = TritonMoEBackend(None, spec)
+    logits = torch.randn(x.shape[0], 16, device=device)
+    weights, ids = backend.route(logits)
+    d = backend.dispatch(x, weights, ids)
+    staged = backend.combine(backend.experts(d, w13, w2), d)
+    fused = backend.forward(x, logits, w13, w2)
+    dense13 = w13.float().cpu()
+    want = moe_dense(x.cpu(), weights.cpu(), ids.cpu(), dense13, w2.float().cpu())
+    assert rel_err(staged, want) < TOL[dtype] and rel_err(fused, want) < TOL[dtype]
+    assert backend.calls["experts"] == backend.calls["forward"] == 1

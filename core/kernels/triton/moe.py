@@ -4,10 +4,12 @@ weighted combine.
 
 Data flow for ``T`` tokens, ``k`` experts each (``M = T * k`` (token, expert) pairs):
 
-1. :func:`moe_align` sorts the M pairs by expert and pads every expert's run to a multiple of
-   ``BLOCK_M``, so each ``BLOCK_M`` block of sorted pairs belongs to one expert. Outputs have
-   static shapes (an upper bound ``EM = M + min(E, M) * (BLOCK_M - 1)``), padding slots hold
-   the sentinel ``M``, and the number of used slots stays on the device: no host sync.
+1. :func:`moe_align` groups the M pairs by expert and pads every expert's run to a multiple
+   of ``BLOCK_M``, so each ``BLOCK_M`` block of sorted pairs belongs to one expert (two Triton
+   launches: histogram + offsets + block experts in one program, then an atomic scatter).
+   Outputs have static shapes (an upper bound ``EM = M + min(E, M) * (BLOCK_M - 1)``), padding
+   slots hold the sentinel ``M``, and the number of used slots stays on the device: no host
+   sync.
 2. GEMM 1 (``GATED``): block ``(m, n)`` loads its pairs' token rows straight from the hidden
    states (row ``pair // k``: no gathered copy), multiplies by the gate and the up rows of its
    expert's ``w13`` and stores ``silu(gate) * up`` (``[M, I_pad]``).
@@ -26,12 +28,11 @@ import triton.language as tl
 from anyware.kernels.reference.moe import expert_counts
 
 
-def moe_align(flat_ids: torch.Tensor, num_experts: int, block_m: int):
-    """``flat_ids`` ``[M]`` (expert of each pair) -> ``(sorted_ids int32 [EM], block_expert
-    int32 [EM / block_m], num_used int32 [1])``; device tensor ops only."""
+def moe_align_reference(flat_ids: torch.Tensor, num_experts: int, block_m: int):
+    """:func:`moe_align` as torch ops (stable order within each expert); the test oracle."""
     m = flat_ids.numel()
     dev = flat_ids.device
-    em = triton.cdiv(m + min(num_experts, m) * (block_m - 1), block_m) * block_m
+    em = align_bound(m, num_experts, block_m)
     flat = flat_ids.long()
     counts = expert_counts(flat, num_experts)
     padded = (counts + block_m - 1) // block_m * block_m
@@ -47,6 +48,72 @@ def moe_align(flat_ids: torch.Tensor, num_experts: int, block_m: int):
     block_expert = torch.searchsorted(padded_end, block_start, right=True)
     block_expert = block_expert.clamp_max(num_experts - 1).to(torch.int32)
     return sorted_ids, block_expert, padded_end[-1:].to(torch.int32)
+
+
+def align_bound(num_pairs: int, num_experts: int, block_m: int) -> int:
+    """Static upper bound of the padded length: every non-empty expert wastes < BLOCK_M."""
+    return triton.cdiv(num_pairs + min(num_experts, num_pairs) * (block_m - 1), block_m) * block_m
+
+
+@triton.jit
+def _align_plan_kernel(ids_ptr, cursor_ptr, block_expert_ptr, used_ptr, sorted_ptr,
+                       num_pairs, num_experts, em,
+                       BLOCK_M: tl.constexpr, E_BINS: tl.constexpr, CHUNK: tl.constexpr,
+                       NB: tl.constexpr):
+    # one program: per-expert counts, padded offsets (the scatter's cursors), the expert of
+    # every BLOCK_M block, the used length, and the sentinel fill of sorted ids
+    counts = tl.zeros([E_BINS], dtype=tl.int32)
+    for start in range(0, num_pairs, CHUNK):
+        offs = start + tl.arange(0, CHUNK)
+        e = tl.load(ids_ptr + offs, mask=offs < num_pairs, other=E_BINS - 1)  # spare bin
+        counts += tl.histogram(e, E_BINS)
+    bins = tl.arange(0, E_BINS)
+    real = bins < num_experts
+    counts = tl.where(real, counts, 0)
+    padded = (counts + BLOCK_M - 1) // BLOCK_M * BLOCK_M
+    end = tl.cumsum(padded, 0)
+    tl.store(cursor_ptr + bins, end - padded, mask=real)
+    tl.store(used_ptr, tl.sum(padded, 0))
+    num_blocks = em // BLOCK_M
+    for b0 in range(0, num_blocks, NB):
+        blocks = b0 + tl.arange(0, NB)
+        before = (end[None, :] <= (blocks * BLOCK_M)[:, None]) & real[None, :]
+        expert = tl.minimum(tl.sum(before.to(tl.int32), 1), num_experts - 1)
+        tl.store(block_expert_ptr + blocks, expert, mask=blocks < num_blocks)
+    for s0 in range(0, em, CHUNK):
+        offs = s0 + tl.arange(0, CHUNK)
+        tl.store(sorted_ptr + offs, tl.zeros([CHUNK], dtype=tl.int32) + num_pairs, mask=offs < em)
+
+
+@triton.jit
+def _align_scatter_kernel(ids_ptr, cursor_ptr, sorted_ptr, num_pairs, CHUNK: tl.constexpr):
+    offs = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    mask = offs < num_pairs
+    e = tl.load(ids_ptr + offs, mask=mask, other=0)
+    slot = tl.atomic_add(cursor_ptr + e, tl.full([CHUNK], 1, tl.int32), mask=mask)
+    tl.store(sorted_ptr + slot, offs.to(tl.int32), mask=mask)
+
+
+def moe_align(flat_ids: torch.Tensor, num_experts: int, block_m: int):
+    """``flat_ids`` ``[M]`` (expert of each pair) -> ``(sorted_ids int32 [EM], block_expert
+    int32 [EM / block_m], num_used int32 [1])`` in two Triton launches (a one-program plan,
+    then an atomic scatter). Pairs of one expert are contiguous, in no particular order; each
+    expert's run starts on a block boundary; padding slots hold ``M``."""
+    m = flat_ids.numel()
+    dev = flat_ids.device
+    em = align_bound(m, num_experts, block_m)
+    ids = flat_ids.to(torch.int32).contiguous()
+    cursor = torch.empty(num_experts, dtype=torch.int32, device=dev)
+    sorted_ids = torch.empty(em, dtype=torch.int32, device=dev)
+    block_expert = torch.empty(em // block_m, dtype=torch.int32, device=dev)
+    used = torch.empty(1, dtype=torch.int32, device=dev)
+    e_bins = triton.next_power_of_2(num_experts + 1)
+    _align_plan_kernel[(1,)](ids, cursor, block_expert, used, sorted_ids, m, num_experts, em,
+                             BLOCK_M=block_m, E_BINS=e_bins, CHUNK=1024,
+                             NB=max(16, min(64, 8192 // e_bins)), num_warps=8)
+    chunk = 256
+    _align_scatter_kernel[(triton.cdiv(m, chunk),)](ids, cursor, sorted_ids, m, CHUNK=chunk)
+    return sorted_ids, block_expert, used
 
 
 @triton.jit
