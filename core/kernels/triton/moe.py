@@ -14,7 +14,7 @@ Data flow for ``T`` tokens, ``k`` experts each (``M = T * k`` (token, expert) pa
    states (row ``pair // k``: no gathered copy), multiplies by the gate and the up rows of its
    expert's ``w13`` and stores ``silu(gate) * up`` (``[M, I_pad]``).
 3. GEMM 2: the same walk over ``w2`` (``[M, H]``), optionally times each pair's routing weight.
-4. Combine: ``out[t] = sum_j y[t * k + j]`` in fp32.
+4. Combine: ``out[t] = sum_j y[t * k + j]`` in fp32 (:func:`~anyware.kernels.triton.moe_route.sum_topk`).
 
 Weights follow :class:`anyware.plugin.MoEWeightLayout` (``w13 [E, 2 I_pad, H]``,
 ``w2 [E, H, I_pad]``). Block sizes come from :mod:`anyware.kernels.triton.moe_config`.
@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 from anyware.kernels.reference.moe import expert_counts
+from anyware.kernels.triton.moe_route import sum_topk
 
 
 def moe_align_reference(flat_ids: torch.Tensor, num_experts: int, block_m: int):
@@ -220,8 +221,8 @@ def fused_moe(hidden: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.
               w13: torch.Tensor, w2: torch.Tensor, config: dict) -> torch.Tensor:
     """The whole layer for ``hidden [T, H]`` and routing ``[T, k]`` -> ``[T, H]`` in
     ``hidden.dtype``: each pair's output weighted inside GEMM 2 (fp32), summed over k in fp32."""
-    t, k = topk_ids.shape
+    k = topk_ids.shape[1]
     y = expert_gemms(hidden, topk_ids.reshape(-1), k, w13, w2, w13.shape[0], config,
                      pair_weights=topk_weights.reshape(-1).float().contiguous(),
                      out_dtype=torch.float32)
-    return y.view(t, k, -1).sum(1).to(hidden.dtype)
+    return sum_topk(y, k, hidden.dtype)

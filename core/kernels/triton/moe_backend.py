@@ -1,7 +1,7 @@
 """`TritonMoEBackend`: MoE layers on the fused Triton kernel (CUDA; ROCm/XPU through Triton).
 
-``forward`` is fused: routing (device-side torch ops), alignment, GEMM 1 with SiLU-mul, GEMM 2
-with the routing weight, sum over k. The separate stages run the same kernels (``experts``
+``forward`` is fused: a routing kernel, alignment (two launches), GEMM 1 with SiLU-mul, GEMM 2
+with the routing weight, a sum-over-k kernel: six launches per layer. The separate stages run the same kernels (``experts``
 on already-dispatched rows, unweighted) with the reference's sort dispatcher and combine, so
 the conformance suite checks the kernel both ways.
 """
@@ -9,9 +9,10 @@ the conformance suite checks the kernel both ways.
 from __future__ import annotations
 
 import torch
-from anyware.kernels.reference.moe import local_combine, local_dispatch, moe_route
+from anyware.kernels.reference.moe import local_combine, local_dispatch
 from anyware.kernels.triton.moe import expert_gemms, fused_moe
 from anyware.kernels.triton.moe_config import get_config
+from anyware.kernels.triton.moe_route import route
 from anyware.plugin import Dispatched, MoEBackend, MoEWeightLayout
 
 
@@ -38,7 +39,7 @@ class TritonMoEBackend(MoEBackend):
     def route(self, router_logits):
         self.calls["route"] += 1
         s = self.spec
-        return moe_route(router_logits, s.top_k, s.renormalize, s.scoring, s.routed_scaling_factor)
+        return route(router_logits, s.top_k, s.renormalize, s.scoring, s.routed_scaling_factor)
 
     def dispatch(self, hidden, topk_weights, topk_ids) -> Dispatched:
         self.calls["dispatch"] += 1
