@@ -35,8 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
 from anyware import Engine
 from anyware.bench import Workload, run_offline
+from anyware.kernels.reference import ReferenceMoEBackend, moe_route
+from anyware.kernels.triton.moe import fused_moe
 from anyware.kernels.triton.moe_config import get_config
 from anyware.model.config import PRESETS
+from anyware.plugin import MoESpec
 from env_info import env_info
 from moe_bench import (
     QWEN3_30B_A3B,
@@ -65,8 +68,11 @@ def kernel_part(args) -> dict:
         cfg = get_config(tokens, s["num_experts"], s["inter"], s["top_k"], torch.bfloat16)
         t = time_fused(x, logits, copies, s["top_k"], cfg)
         nbytes = active_bytes(x, t.pop("ids"), w13, w2)
+        rel_err = check_layer(x, logits, w13, w2, s, cfg)
         flops = layer_flops(tokens, s["top_k"], s["hidden"], s["inter"])
-        row = {**t, "config": cfg, "active_bytes": nbytes}
+        row = {**t, "config": cfg, "active_bytes": nbytes, "rel_err_vs_reference": rel_err}
+        if rel_err > 2e-2:
+            raise SystemExit(f"fused MoE is wrong at {tokens} tokens: rel err {rel_err:.3g}")
         for key in ("layer_ms", "gemms_ms"):
             row[f"{key}_gbs"] = round(nbytes / t[key] / 1e6, 1)
             row[f"{key}_bw_fraction"] = round(nbytes / t[key] / 1e6 / bw, 3)
@@ -77,6 +83,16 @@ def kernel_part(args) -> dict:
         del x, logits, w13, w2, copies
         torch.cuda.empty_cache()
     return out
+
+
+def check_layer(x, logits, w13, w2, s, cfg) -> float:
+    """Relative error of the fused layer vs the torch reference backend (fp32 math) on the
+    same device and inputs (at most 64 tokens)."""
+    spec = MoESpec(s["num_experts"], s["top_k"], s["hidden"], s["inter"], x.dtype)
+    x, logits = x[:64], logits[:64]
+    got = fused_moe(x, *moe_route(logits, s["top_k"], True), w13, w2, cfg).double()
+    want = ReferenceMoEBackend(None, spec).forward(x, logits, w13, w2).double()
+    return round(float((got - want).norm() / want.norm()), 5)
 
 
 def free() -> None:
