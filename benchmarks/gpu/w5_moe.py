@@ -115,7 +115,7 @@ def engine_part(args) -> dict:
     active = PRESETS[PRESET].param_count(active=True) * 2
     res["decode_bs1"] = {**best, "ms_per_step": best["itl_ms_median"],
                          "active_weight_bytes": active, "all_runs": runs,
-                         "graph_replays": getattr(e.core.strategy, "replays", None),
+                         "graph_replays": getattr(e.core.worker.strategy, "replays", None),
                          "overlap": getattr(e.core, "overlap", None)}
     print(f"decode bs1: {best['itl_ms_median']} ms/step ({time.perf_counter() - t0:.0f} s)", flush=True)
     e.shutdown()

@@ -128,7 +128,7 @@ def test_dummy_weights_from_config_only(tmp_path, monkeypatch):
                         lambda self: MoEWeightLayout(intermediate_multiple=32))
     for _ in range(2):
         with Engine(str(tmp_path), load_format="dummy", **ENGINE_DEFAULTS) as engine:
-            experts = [m for m in engine.core.model.modules() if isinstance(m, FusedExperts)]
+            experts = [m for m in engine.core.worker.model.modules() if isinstance(m, FusedExperts)]
             assert len(experts) == 2 and experts[0].w13.shape == (8, 128, 64)
             assert not experts[0].w13[:, 40:64].any() and not experts[0].w2[:, :, 40:].any()
             outs = engine.generate(prompts, SamplingParams(max_new_tokens=6, temperature=0,
