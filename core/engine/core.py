@@ -116,7 +116,7 @@ class EngineCore:
     def _complete(self, step: InFlightStep) -> None:
         step.event.synchronize()
         tokens, logprobs = step.output.lists()
-        self.scheduler.process(step.batch, tokens, logprobs)
+        self.scheduler.process(step.batch, tokens, logprobs, step.output.prompt_lists())
 
     def has_work(self) -> bool:
         return self._inflight is not None or self.scheduler.has_work()

@@ -117,7 +117,9 @@ class Engine:
         rid = request_id or f"req-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         base = params.seed if params.seed is not None else self._rng.getrandbits(63)
         children = [rid] if params.n == 1 else [f"{rid}#{i}" for i in range(params.n)]
-        reqs = [Request(cid, list(ids), params, (base + 0x9E3779B97F4A7C15 * i) % (1 << 63), sink)
+        # prompt logprobs are the same for every child: only the first computes them
+        reqs = [Request(cid, list(ids), params, (base + 0x9E3779B97F4A7C15 * i) % (1 << 63), sink,
+                        prompt_lp_next=0 if i == 0 else len(ids))
                 for i, cid in enumerate(children)]
         assembler = OutputAssembler(rid, ids, params, self.tokenizer, children)
         return reqs, assembler

@@ -31,11 +31,16 @@ class CompletionOutput:
 
 @dataclass
 class RequestOutput:
+    """``prompt_logprobs`` (with ``SamplingParams.prompt_logprobs``): one entry per prompt
+    token, the first ``None`` (nothing precedes it); set once all of them are known, and in a
+    stream only on the first output after that."""
+
     request_id: str
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput]
     finished: bool
     usage: Usage
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass

@@ -34,6 +34,11 @@ class Request:
     ``awaiting`` is set while a step whose number of accepted tokens is not known yet (a
     verify) is in flight: the request's next position is unknown, so it is not scheduled
     until that step is processed.
+
+    ``prompt_lp_next``: with ``params.prompt_logprobs``, the first prompt position whose
+    logprob (of the prompt token after it) has not been computed by a launched step yet;
+    positions ``< len(prompt_ids) - 1`` have one. Advanced by the scheduler at launch. Set it
+    to ``len(prompt_ids)`` to ask for none (the ``n > 1`` siblings of the first child).
     """
 
     rid: str
@@ -55,6 +60,7 @@ class Request:
     retractions: int = 0
     is_running: bool = False  # maintained by the scheduler (O(1) membership)
     awaiting: bool = False  # maintained by the scheduler (a verify step in flight)
+    prompt_lp_next: int = 0  # maintained by the scheduler (prompt logprobs launched so far)
 
     @property
     def seq_len(self) -> int:
@@ -72,6 +78,12 @@ class Request:
         if end <= n:
             return self.prompt_ids[start:end]
         return self.prompt_ids[start:] + self.output_ids[: end - n]
+
+    @property
+    def prompt_lp_pending(self) -> bool:
+        """Whether prompt logprobs are asked for and some are still to be computed."""
+        return (self.params.prompt_logprobs is not None
+                and self.prompt_lp_next < len(self.prompt_ids) - 1)
 
     @property
     def in_prefill(self) -> bool:

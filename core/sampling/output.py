@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from anyware.request.delta import TokenLogprob
+from anyware.sampling.prompt_logprobs import PromptLogprobs
 
 
 @dataclass
@@ -23,7 +24,8 @@ class SampleOutput:
     for the largest ``k`` asked for (absent when nobody asked). With verify rows in the step:
     spans: logit rows per sampling request (host list); counts: int64 ``[R]`` tokens each
     request keeps (its first ``counts[r]`` rows; decided on the device). Without: one row and
-    one token per sampling request.
+    one token per sampling request. prompt: the step's prompt logprobs, when some request
+    asked for them.
     """
 
     tokens: torch.Tensor
@@ -33,6 +35,7 @@ class SampleOutput:
     top_ids: torch.Tensor | None = None
     spans: list[int] | None = None
     counts: torch.Tensor | None = None
+    prompt: PromptLogprobs | None = None
 
     def last_tokens(self) -> torch.Tensor:
         """Each sampling request's newest kept token (device int64 ``[R]``; no host sync)."""
@@ -46,9 +49,16 @@ class SampleOutput:
 
     def to_host(self, copy: Callable[[torch.Tensor], torch.Tensor]) -> SampleOutput:
         """Start copying every tensor with ``copy`` (``Platform.copy_to_host``)."""
-        return replace(self, **{name: None if t is None else copy(t) for name, t in (
+        out = replace(self, **{name: None if t is None else copy(t) for name, t in (
             ("tokens", self.tokens), ("chosen", self.chosen), ("top_values", self.top_values),
             ("top_ids", self.top_ids), ("counts", self.counts))})
+        if self.prompt is not None:
+            out.prompt = self.prompt.to_host(copy)
+        return out
+
+    def prompt_lists(self) -> dict[int, list[TokenLogprob]] | None:
+        """Per batch index, the prompt logprobs computed this step (``None``: none)."""
+        return None if self.prompt is None else self.prompt.lists()
 
     def lists(self) -> tuple[list[list[int]], list[list[TokenLogprob | None]] | None]:
         """Per sampling request, its kept tokens and their logprobs (``None`` entries where

@@ -13,6 +13,7 @@ import torch
 from anyware.plugin import KernelOps, SamplingTensors
 from anyware.request import Request, ScheduledBatch
 from anyware.sampling.output import SampleOutput
+from anyware.sampling.prompt_logprobs import prompt_logprobs
 from anyware.sampling.verify import accept_chain
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]
@@ -76,7 +77,21 @@ class Sampler:
         which the longest prefix agreeing with the drafts plus one more is accepted (decided
         on the device: ``SampleOutput.counts``). Each position is sampled exactly as a
         one-token step at that position would be (same noise, same penalty history), so
-        speculation never changes the output, greedy or seeded."""
+        speculation never changes the output, greedy or seeded.
+
+        Requests that asked for prompt logprobs have more logit rows (``batch.prompt_lp``):
+        those rows give ``SampleOutput.prompt``, the rest are sampled as usual."""
+        rows = batch.sampling_logit_rows()
+        if rows is None:
+            return self._sample_step(logits, batch, resolve)
+        prompt = prompt_logprobs(logits, batch)
+        out = self._sample_step(logits.index_select(0, self._tensor(rows, torch.int64)), batch,
+                                resolve)
+        out.prompt = prompt
+        return out
+
+    def _sample_step(self, logits: torch.Tensor, batch: ScheduledBatch,
+                     resolve: Resolver | None) -> SampleOutput:
         if not batch.has_verify:  # one row per sampling request
             rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
             return self.sample(logits, [batch.reqs[i] for i in rows],

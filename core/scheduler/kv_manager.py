@@ -38,11 +38,20 @@ class KVManager:
         return max(0, _cdiv(upto_tokens, self.page_size) - len(req.pages))
 
     # ------------------------------------------------------------ admission
+    @staticmethod
+    def _match_limit(req: Request) -> int:
+        """The most tokens a cached prefix may cover: all but the last, and none past the
+        first prompt position whose prompt logprob is still to be computed (a cached prefix
+        has no logits, so those positions are recomputed)."""
+        if req.prompt_lp_pending:
+            return min(req.seq_len - 1, req.prompt_lp_next)
+        return req.seq_len - 1
+
     def cached_prefix_len(self, req: Request) -> int:
         if self.cache is None:
             return 0
         return self.cache.peek_prefix_len(req.all_ids, salt=req.params.cache_salt,
-                                          max_tokens=req.seq_len - 1)
+                                          max_tokens=self._match_limit(req))
 
     def admit(self, req: Request) -> None:
         """Give ``req`` a page-table row and its cached prefix (locked)."""
@@ -50,7 +59,7 @@ class KVManager:
         req.pages, req.num_computed, req.num_cache_pages = [], 0, 0
         if self.cache is not None:
             m = self.cache.match_prefix(req.all_ids, salt=req.params.cache_salt,
-                                        max_tokens=req.seq_len - 1)
+                                        max_tokens=self._match_limit(req))
             if m.num_tokens:
                 self.cache.lock(m.node)
                 req.cache_node = m.node

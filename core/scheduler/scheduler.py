@@ -129,9 +129,22 @@ class Scheduler:
                 ForwardMode.VERIFY if len(ks) == 1 else ForwardMode.MIXED)
         else:
             mode = ForwardMode.EXTEND if not decodes else ForwardMode.MIXED
+        prompt_lp = []
+        if any(r.prompt_lp_pending for r, _, _ in prefills):
+            prompt_lp = ([self._prompt_span(r, p, n) for r, p, n in prefills]
+                         + [None] * len(decodes))
         return ScheduledBatch(mode, [r for r, *_ in items],
                               [n for _, _, n in prefills] + [1 + len(d) for _, _, d in decodes],
-                              [p for _, p, _ in items], drafts=drafts)
+                              [p for _, p, _ in items], drafts=drafts, prompt_lp=prompt_lp)
+
+    @staticmethod
+    def _prompt_span(req: Request, pre: int, n: int) -> tuple[int, int] | None:
+        """The prompt positions of the chunk ``[pre, pre + n)`` whose prompt logprobs are
+        still to be computed (those of positions before ``prompt_lp_next`` were)."""
+        if not req.prompt_lp_pending:
+            return None
+        start, end = max(pre, req.prompt_lp_next), min(pre + n, len(req.prompt_ids) - 1)
+        return (start, end) if start < end else None
 
     def _wants_decode(self, req: Request, spec: bool = False) -> bool:
         """In decode, not waiting for a verify result, and not waiting for its last token (a
@@ -237,6 +250,9 @@ class Scheduler:
         verify row's tokens are appended by ``process``; the request awaits them)."""
         batch.out_index = [-1] * len(batch.reqs)
         batch.rows = [r.row for r in batch.reqs]
+        for req, span in zip(batch.reqs, batch.prompt_lp):
+            if span is not None:
+                req.prompt_lp_next = span[1]
         for i, (req, pre, ext, samples, drafts) in enumerate(zip(
                 batch.reqs, batch.prefix_lens, batch.extend_lens, batch.sampling_rows(),
                 batch.drafts)):
@@ -253,19 +269,31 @@ class Scheduler:
                 req.output_ids.append(placeholder(req.row))
 
     def process(self, batch: ScheduledBatch, tokens: list[list[int]],
-                logprobs: list[list] | None) -> None:
+                logprobs: list[list] | None,
+                prompt_logprobs: dict[int, list] | None = None) -> None:
         """Fill in the tokens ``batch`` produced: ``tokens[j]`` (and ``logprobs[j]``, one
         ``TokenLogprob`` or ``None`` per token) for the ``j``-th sampling request, one token
         for a decode or a prompt's last chunk, 1 to ``k + 1`` for a verify of ``k`` drafts.
         Applies the stop rules token by token (a stop inside an accepted run drops the tokens
-        after it). Commits ``batch`` first if the caller has not (synchronous use)."""
+        after it). ``prompt_logprobs[i]``: the prompt logprobs request ``i`` of the batch
+        computed (delivered before its tokens). A request with ``max_new_tokens == 0``
+        finishes ("length") once a chunk reaching its prompt's last position is processed. Commits ``batch``
+        first if the caller has not (synchronous use)."""
         if not batch.committed:
             self.commit(batch)
+        for i, lps in (prompt_logprobs or {}).items():
+            req = batch.reqs[i]
+            if not req.finished:
+                req.sink(TokenDelta(req.rid, [], None, False, cached_tokens=req.cached_tokens,
+                                    prompt_logprobs=lps))
         j = 0
-        for req, samples, idx, pre, drafts in zip(batch.reqs, batch.sampling_rows(),
-                                                  batch.out_index, batch.prefix_lens,
-                                                  batch.drafts):
+        for req, samples, idx, pre, ext, drafts in zip(
+                batch.reqs, batch.sampling_rows(), batch.out_index, batch.prefix_lens,
+                batch.extend_lens, batch.drafts):
             if not samples:
+                if (req.params.max_new_tokens == 0 and pre + ext >= len(req.prompt_ids) - 1
+                        and not req.finished):
+                    self._finish_prefill_only(req)
                 continue
             toks, lps = tokens[j], (logprobs[j] if logprobs is not None else None)
             j += 1
@@ -314,6 +342,14 @@ class Scheduler:
         self.counters.finished += 1
         req.sink(TokenDelta(req.rid, toks, lp, True, req.finish_reason, req.stop_reason,
                             cached_tokens=req.cached_tokens))
+
+    def _finish_prefill_only(self, req: Request) -> None:
+        """A request that generates no tokens (``max_new_tokens == 0``: prompt logprobs only)
+        is done once its whole prompt has been through the model."""
+        self._stop(req, 0)
+        req.finish_reason, req.stop_reason = "length", None
+        self.counters.finished += 1
+        req.sink(TokenDelta(req.rid, [], None, True, "length", cached_tokens=req.cached_tokens))
 
     def _stop(self, req: Request, n_out: int) -> None:
         """Drop tokens past the last kept one (an in-flight decode's placeholder, or the rest

@@ -2,7 +2,9 @@
 
 Request: ``{"text": str | [str], "input_ids": [int] | [[int]], "sampling_params": {...},
 "stream": bool}`` (exactly one of ``text`` / ``input_ids``). ``sampling_params`` takes the
-engine's ``SamplingParams`` fields by name. Answer: one object per prompt and sample,
+engine's ``SamplingParams`` fields by name (``prompt_logprobs: k`` adds
+``"prompt_logprobs"``: one entry per prompt token, the first ``null``, each ``{"token_id",
+"logprob", "top": [[id, logprob], ...]}``; ``max_new_tokens: 0`` runs the prompt only). Answer: one object per prompt and sample,
 ``{"index", "text", "output_ids", "meta_info": {...}}`` (a list when there are several)."""
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ DEFAULT_MAX_NEW_TOKENS = 128
 
 
 class NativeSamplingParams(RequestModel):
-    max_new_tokens: int | None = Field(default=None, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=0)  # 0: prompt_logprobs only
     temperature: float = Field(default=1.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=-1, ge=-1)
@@ -55,6 +57,7 @@ class NativeSamplingParams(RequestModel):
     stop_token_ids: list[int] = Field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=20)
+    prompt_logprobs: int | None = Field(default=None, ge=0, le=20)
     skip_special_tokens: bool = True
 
 
@@ -113,11 +116,18 @@ def _meta(rid: str, prompt_len: int, acc: ChoiceAccumulator, cached: int, start:
     }
 
 
+def _entry(e: Any) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"token_id": e.token_id, "logprob": e.logprob, "top": [list(t) for t in e.top or ()]}
+
+
 def _logprobs(acc: ChoiceAccumulator) -> list[dict[str, Any]]:
-    return [
-        {"token_id": e.token_id, "logprob": e.logprob, "top": [list(t) for t in e.top or ()]}
-        for e in acc.logprobs
-    ]
+    return [_entry(e) for e in acc.logprobs]
+
+
+def _prompt_logprobs(entries: list | None) -> list[dict[str, Any] | None] | None:
+    return None if entries is None else [_entry(e) for e in entries]
 
 
 async def generate(state: ServerState, request: Request) -> Response:
@@ -143,8 +153,11 @@ async def generate(state: ServerState, request: Request) -> Response:
 
         async def collect() -> JSONResponse:
             accs = [ChoiceAccumulator() for _ in range(len(prepared) * n)]
+            prompt_lps: dict[int, list] = {}
             async for i, out in merge(streams):
                 usage.add(i, out)
+                if out.prompt_logprobs is not None:
+                    prompt_lps[i] = out.prompt_logprobs
                 for o in out.outputs:
                     accs[i * n + o.index].add(o)
             state.metrics.request_generation_tokens.inc(usage.completion)
@@ -159,6 +172,8 @@ async def generate(state: ServerState, request: Request) -> Response:
                 }
                 if req.sampling_params.logprobs is not None:
                     item["logprobs"] = _logprobs(acc)
+                if req.sampling_params.prompt_logprobs is not None:
+                    item["prompt_logprobs"] = _prompt_logprobs(prompt_lps.get(idx // n))
                 results.append(item)
             return JSONResponse(results[0] if len(results) == 1 else results)
 
@@ -184,14 +199,19 @@ async def _stream(
             for o in out.outputs:
                 acc = ChoiceAccumulator()
                 acc.add(o)
-                yield sse({
+                item = {
                     "index": i * n + o.index,
                     "text": o.text,
                     "output_ids": list(o.token_ids),
                     "finished": o.finish_reason is not None,
                     "meta_info": _meta(rid, usage.prompt_lens[i], acc,
                                        usage.cached.get(i, 0), start),
-                })
+                }
+                if o.logprobs:
+                    item["logprobs"] = [_entry(e) for e in o.logprobs]
+                if out.prompt_logprobs is not None:
+                    item["prompt_logprobs"] = _prompt_logprobs(out.prompt_logprobs)
+                yield sse(item)
     except Exception as exc:
         err = from_engine_error(exc) or APIError(
             f"Internal error while generating: {exc}", status=500, type="server_error"

@@ -94,6 +94,8 @@ class CompletionRequest(_SamplingFields):
     """POST /v1/completions."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
+    # 0 is allowed with echo (the prompt and its logprobs only), as OpenAI does
+    max_tokens: int | None = Field(default=None, ge=0)
     logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS_COMPLETIONS)
     echo: bool = False
     # Recognised, not implemented (see request_checks).

@@ -98,8 +98,10 @@ def check_unsupported_completion(req: CompletionRequest) -> None:
         raise unsupported("best_of", "Use 'n' for several completions.")
     if req.suffix:
         raise unsupported("suffix")
-    if req.echo and req.logprobs is not None:
-        raise unsupported("echo", "Prompt logprobs (echo with logprobs) are not available.")
+    if req.max_tokens == 0 and not req.echo:
+        raise invalid("'max_tokens' 0 generates nothing; it is allowed only with 'echo': true "
+                      "(the prompt back, with its logprobs when 'logprobs' is set). Use "
+                      "max_tokens >= 1 otherwise.", param="max_tokens")
 
 
 def check_unsupported_chat(req: ChatCompletionRequest) -> None:

@@ -126,7 +126,8 @@ def test_abort_frees_every_page(engine):
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [
-    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=-1), "max_new_tokens"),  # 0 is valid: the prompt only
+    (dict(prompt_logprobs=21), "prompt_logprobs"),
     (dict(temperature=-1), "temperature"),
     (dict(top_p=0), "top_p"),
     (dict(top_k=0), "top_k"),
