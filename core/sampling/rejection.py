@@ -40,8 +40,9 @@ def target_probs(logits: torch.Tensor, temperatures: torch.Tensor, top_ks: torch
 
 
 def rejection_chain(probs: torch.Tensor, seeds: torch.Tensor, steps: torch.Tensor,
-                    spans: list[int], drafts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rejection sampling of point-mass drafts.
+                    spans: list[int], drafts: list[list[int]],
+                    draft_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rejection sampling of a chain of drafts.
 
     ``probs``: fp32 ``[N, V]``, ``N = sum(spans)``; request ``r`` owns ``spans[r] = 1 +
     len(drafts[r])`` consecutive rows (its positions ``0..m``). ``seeds`` / ``steps``: int64
@@ -50,6 +51,10 @@ def rejection_chain(probs: torch.Tensor, seeds: torch.Tensor, steps: torch.Tenso
     Returns ``(tokens, counts)``: int64 ``[N]`` where request ``r``'s first ``counts[r]`` rows
     hold its kept tokens (accepted drafts, then the residual or bonus draw), and int64
     ``[R]`` ``counts`` (``1 + accepted``). No host sync.
+
+    ``draft_probs``: fp32 ``[N, V]``, row ``j`` the distribution ``q`` the draft judged at
+    row ``j`` was sampled from (processed like ``probs``; rows without a draft are ignored);
+    ``None``: every draft is a point mass (proposed deterministically).
     """
     device = probs.device
     n, v = probs.shape
@@ -68,10 +73,17 @@ def rejection_chain(probs: torch.Tensor, seeds: torch.Tensor, steps: torch.Tenso
     has = nxt_t >= 0
     d = nxt_t.clamp(min=0)
     u = sampling_noise(seeds ^ _ACCEPT_STREAM, steps, 1)[:, 0]
-    accept = has & (u < probs.gather(1, d[:, None]).squeeze(1))
-    race = probs / -torch.log(sampling_noise(seeds, steps, v))
-    race = torch.where(has[:, None] & (torch.arange(v, device=device)[None, :] == d[:, None]),
-                       torch.full_like(race, -1.0), race)
+    p_d = probs.gather(1, d[:, None]).squeeze(1)
+    if draft_probs is None:  # q = one-hot(d): accept with p(d); residual = p without d
+        accept = has & (u < p_d)
+        residual = torch.where(torch.arange(v, device=device)[None, :] == d[:, None],
+                               torch.zeros_like(probs), probs)
+    else:  # accept with min(1, p(d) / q(d)); residual = max(0, p - q)
+        q_d = draft_probs.gather(1, d[:, None]).squeeze(1)
+        accept = has & (u * q_d < p_d)
+        residual = (probs - draft_probs).clamp(min=0)
+    residual = torch.where(has[:, None], residual, probs)  # the bonus row draws from p
+    race = residual / -torch.log(sampling_noise(seeds, steps, v))
     drawn = race.argmax(dim=-1)
     if k:
         valid = (torch.arange(k, device=device)[None, :]
