@@ -114,11 +114,11 @@ def add_speculative_options(parser: argparse.ArgumentParser) -> None:
                    help="shortest n-gram prompt lookup matches")
     g.add_argument("--speculative-ngram-max", type=int, default=4, metavar="N",
                    help="longest n-gram prompt lookup matches (tried first)")
-    g.add_argument("--speculative-acceptance", default="rejection",
-                   choices=("rejection", "exact"),
-                   help="temperature > 0: 'rejection' sampling (target distribution, more "
-                        "drafts kept) or 'exact' (output identical to no speculation, seed for "
-                        "seed)")
+    g.add_argument("--speculative-acceptance", default="exact", choices=("exact", "rejection"),
+                   help="temperature > 0: 'exact' (a draft is kept when it equals the target's "
+                        "seeded sample: output identical to no speculation, seed for seed) or "
+                        "'rejection' sampling (min(1, p/q), residual resampled); both keep the "
+                        "target distribution and, for deterministic drafts, keep as many")
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:

@@ -73,11 +73,13 @@ class EngineConfig:
     speculative_draft_model: str | None = None
     speculative_ngram_min: int = 1
     speculative_ngram_max: int = 4
-    # temperature > 0: "rejection" accepts draft d with probability min(1, p(d) / q(d)) and
-    # resamples a rejection from the residual (the target's distribution, more accepted);
-    # "exact": keep a draft only when it equals the target's own seeded sample (output
-    # identical to no speculation, seed for seed). Greedy requests always take the argmax.
-    speculative_acceptance: str = "rejection"
+    # temperature > 0: "exact" keeps a draft only when it equals the target's own seeded
+    # sample (output identical to no speculation, seed for seed); "rejection" accepts draft d
+    # with probability min(1, p(d) / q(d)) and resamples a rejection from the residual. Both
+    # keep the target's distribution; for the deterministic drafts of "ngram" and "draft"
+    # (q a point mass) both keep a draft with probability p(d), so "exact" is the default.
+    # Greedy requests always take the argmax.
+    speculative_acceptance: str = "exact"
 
     def spec_config(self) -> SpecConfig | None:
         """The speculative-decoding settings, or ``None`` when speculation is off."""

@@ -20,7 +20,7 @@ def prompts_with_repeats():
     base = random_prompts((9, 23, 5, 14), seed=11)
     loop = [7, 8, 9, 10] * 5  # a pattern prompt lookup finds
     shared = base[1][:16]  # a shared prefix the radix cache serves
-    return [base[0], base[1], loop, shared + [40, 41], base[2], base[1], shared + base[3]]
+    return [base[0], base[1], loop, [*shared, 40, 41], base[2], base[1], shared + base[3]]
 
 
 def run(model, prompts, params, drafter=None, waves=1, **kw):
