@@ -89,3 +89,32 @@ def _check_greedy(harness, caps, conf, tiny_models, model, dtype):
         if lps[:n] and ref_lps[:n]:
             conf.close(f"request {i} logprobs", torch.tensor(lps[:n]), torch.tensor(ref_lps[:n]),
                        op="logprob", dtype=dtype)
+
+
+@pytest.mark.anyware(tier="engine", capability="engine.speculative",
+                     needs=("attention.verify",), provisional=True)
+def test_speculative_loop_greedy_matches_reference(harness, caps, conf, tiny_models):
+    """The whole speculative loop on the platform (prompt lookup drafts, VERIFY / MIXED
+    forwards, acceptance on the device, KV truncation): greedy tokens equal the CPU fp32
+    reference (near-tie rule as above), and drafts were verified and some accepted."""
+    try:
+        from anyware import Engine, SamplingParams
+    except ImportError as exc:
+        pytest.skip(f"provisional: the engine is not available in this install: {exc}")
+    model, dtype = "llama-gqa", "float32" if torch.float32 in caps.dtypes else "bfloat16"
+    prompts = [[5, 6, 7, 8, 9] * 4, [40, 41, 42, 43] * 3 + [40], [9, 200, 31]]
+    page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
+    engine = Engine(model=tiny_models[model], platform=harness.name, dtype=dtype,
+                    page_size=page_size, kv_cache_bytes=64 << 20,
+                    speculative_algorithm="ngram", speculative_num_draft_tokens=3)
+    try:
+        outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
+                                                       ignore_eos=True))
+        stats = engine.stats()
+    finally:
+        engine.shutdown()
+    want = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
+    for i, (o, (ref_toks, _, ref_top)) in enumerate(zip(outs, want)):
+        conf.greedy_tokens(f"request {i} tokens", list(o.outputs[0].token_ids), ref_toks,
+                           ref_top, dtype=dtype)
+    assert stats.verify_steps > 0 and stats.drafted_tokens > 0, stats

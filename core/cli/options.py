@@ -94,6 +94,31 @@ def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests:
                         help="schedule step N+1 while step N runs (default: on where the device "
                              "runs asynchronously)")
     add_platform_option(parser)
+    add_speculative_options(parser)
+
+
+SPECULATIVE_ALGORITHMS = ("ngram", "draft")  # anyware.spec.ALGORITHMS (a test checks)
+
+
+def add_speculative_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("speculative decoding (docs/speculative.md)")
+    g.add_argument("--speculative-algorithm", default=None, choices=SPECULATIVE_ALGORITHMS,
+                   help="propose draft tokens and verify them in one target forward: 'ngram' "
+                        "(prompt lookup in the request's own tokens) or 'draft' (a small model "
+                        "with the target's tokenizer, --speculative-draft-model)")
+    g.add_argument("--speculative-num-draft-tokens", type=int, default=4, metavar="K",
+                   help="draft tokens verified per request per step")
+    g.add_argument("--speculative-draft-model", default=None, metavar="PATH",
+                   help="draft model directory (same tokenizer as --model)")
+    g.add_argument("--speculative-ngram-min", type=int, default=1, metavar="N",
+                   help="shortest n-gram prompt lookup matches")
+    g.add_argument("--speculative-ngram-max", type=int, default=4, metavar="N",
+                   help="longest n-gram prompt lookup matches (tried first)")
+    g.add_argument("--speculative-acceptance", default="exact", choices=("exact", "rejection"),
+                   help="temperature > 0: 'exact' (a draft is kept when it equals the target's "
+                        "seeded sample: output identical to no speculation, seed for seed) or "
+                        "'rejection' sampling (min(1, p/q), residual resampled); both keep the "
+                        "target distribution and, for deterministic drafts, keep as many")
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
@@ -108,6 +133,15 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
             attention_backend=args.attention_backend, execution=args.execution,
             overlap_schedule=args.overlap_schedule,
             platform_options=dict(args.platform_option),
+        )
+    if getattr(args, "speculative_algorithm", None) is not None:
+        kwargs.update(
+            speculative_algorithm=args.speculative_algorithm,
+            speculative_num_draft_tokens=args.speculative_num_draft_tokens,
+            speculative_draft_model=args.speculative_draft_model,
+            speculative_ngram_min=args.speculative_ngram_min,
+            speculative_ngram_max=args.speculative_ngram_max,
+            speculative_acceptance=args.speculative_acceptance,
         )
     return kwargs
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from anyware.request.errors import InvalidRequestError
+from anyware.spec import SpecConfig
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -65,6 +66,28 @@ class EngineConfig:
     # platform-specific settings, handed to the plugin unchanged as PlatformConfig.extra (each
     # platform's doc lists the keys it reads; unknown keys are ignored by the platform)
     platform_options: dict = field(default_factory=dict)
+    # speculative decoding (docs/speculative.md): None (off), "ngram" (prompt lookup) or
+    # "draft" (the model at speculative_draft_model, same tokenizer); k drafts per verify
+    speculative_algorithm: str | None = None
+    speculative_num_draft_tokens: int = 4
+    speculative_draft_model: str | None = None
+    speculative_ngram_min: int = 1
+    speculative_ngram_max: int = 4
+    # temperature > 0: "exact" keeps a draft only when it equals the target's own seeded
+    # sample (output identical to no speculation, seed for seed); "rejection" accepts draft d
+    # with probability min(1, p(d) / q(d)) and resamples a rejection from the residual. Both
+    # keep the target's distribution; for the deterministic drafts of "ngram" and "draft"
+    # (q a point mass) both keep a draft with probability p(d), so "exact" is the default.
+    # Greedy requests always take the argmax.
+    speculative_acceptance: str = "exact"
+
+    def spec_config(self) -> SpecConfig | None:
+        """The speculative-decoding settings, or ``None`` when speculation is off."""
+        if self.speculative_algorithm is None:
+            return None
+        return SpecConfig(self.speculative_algorithm, self.speculative_num_draft_tokens,
+                          self.speculative_draft_model, self.speculative_ngram_min,
+                          self.speculative_ngram_max)
 
     @classmethod
     def from_kwargs(cls, model: str | None, **kwargs) -> EngineConfig:
@@ -75,6 +98,14 @@ class EngineConfig:
         cfg = cls(model=resolve_model(model), **kwargs)
         if not 0 < cfg.mem_fraction <= 1:
             raise InvalidRequestError("mem_fraction must be in (0, 1]", "mem_fraction")
+        if cfg.speculative_algorithm is not None:
+            try:
+                cfg.spec_config().check()
+            except ValueError as e:
+                raise InvalidRequestError(str(e), "speculative_algorithm") from None
+        if cfg.speculative_acceptance not in ("rejection", "exact"):
+            raise InvalidRequestError("speculative_acceptance must be 'rejection' or 'exact'",
+                                      "speculative_acceptance")
         if cfg.max_running_requests < 1:
             raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
         return cfg

@@ -14,16 +14,22 @@ from anyware.plugin import KernelOps, SamplingTensors
 from anyware.request import Request, ScheduledBatch
 from anyware.sampling.output import SampleOutput
 from anyware.sampling.prompt_logprobs import prompt_logprobs
+from anyware.sampling.rejection import rejection_chain, target_probs
 from anyware.sampling.verify import accept_chain
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Sampler:
-    def __init__(self, ops: KernelOps, vocab_size: int, device: torch.device) -> None:
+    def __init__(self, ops: KernelOps, vocab_size: int, device: torch.device,
+                 rejection: bool = False) -> None:
+        """``rejection``: verify rows of requests with temperature > 0 keep drafts by
+        speculative rejection sampling (``sampling/rejection.py``) instead of by exact match
+        with the target's seeded sample; greedy requests always match the argmax."""
         self.ops = ops
         self.vocab_size = vocab_size
         self.device = device
+        self.rejection = rejection
 
     def _tensor(self, values, dtype) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
@@ -77,7 +83,9 @@ class Sampler:
         which the longest prefix agreeing with the drafts plus one more is accepted (decided
         on the device: ``SampleOutput.counts``). Each position is sampled exactly as a
         one-token step at that position would be (same noise, same penalty history), so
-        speculation never changes the output, greedy or seeded.
+        speculation never changes the output, greedy or seeded. With ``rejection``, the
+        verify rows of requests with temperature > 0 keep drafts by rejection sampling
+        instead: the same distribution, more drafts kept, a different seeded sample.
 
         Requests that asked for prompt logprobs have more logit rows (``batch.prompt_lp``):
         those rows give ``SampleOutput.prompt``, the rest are sampled as usual."""
@@ -106,11 +114,46 @@ class Sampler:
                 reqs.append(req)
                 steps.append(idx + j)
                 before.append(drafts[:j])
-        out = self.sample(logits, reqs, steps, resolve, before)
+        drafts = [d for d, s in zip(batch.drafts, batch.samples) if s]
+        processed = self._apply_penalties(logits, reqs, steps, resolve, before)
+        out = self._draw(logits, processed, reqs, steps)
         out.spans = spans
-        out.counts = accept_chain(out.tokens, spans,
-                                  [d for d, s in zip(batch.drafts, batch.samples) if s])
+        out.counts = accept_chain(out.tokens, spans, drafts)
+        if self.rejection:
+            self._reject(out, logits, processed, reqs, steps, spans, drafts)
         return out
+
+    def _reject(self, out: SampleOutput, raw: torch.Tensor, processed: torch.Tensor,
+                reqs: list[Request], steps: list[int], spans: list[int],
+                drafts: list[list[int]]) -> None:
+        """Replace the tokens and counts of the non-greedy verify requests by rejection
+        sampling (greedy ones keep the exact-match result)."""
+        rows, sel, start = [], [], 0
+        for r, (span, d) in enumerate(zip(spans, drafts)):
+            if d and not reqs[start].params.greedy:
+                rows.append(r)
+                sel += range(start, start + span)
+            start += span
+        if not rows:
+            return
+        params = [reqs[i].params for i in sel]
+        v = processed.shape[-1]
+        idx = self._tensor(sel, torch.int64)
+        probs = target_probs(
+            processed.index_select(0, idx),
+            self._tensor([p.temperature for p in params], torch.float32),
+            self._tensor([p.top_k if p.top_k > 0 else v for p in params], torch.int64),
+            self._tensor([p.top_p for p in params], torch.float32),
+            self._tensor([p.min_p for p in params], torch.float32))
+        tokens, counts = rejection_chain(
+            probs, self._tensor([reqs[i].seed for i in sel], torch.int64),
+            self._tensor([steps[i] for i in sel], torch.int64),
+            [spans[r] for r in rows], [drafts[r] for r in rows])
+        out.tokens = out.tokens.index_copy(0, idx, tokens)
+        out.counts = out.counts.index_copy(0, self._tensor(rows, torch.int64), counts)
+        if out.chosen is not None:
+            lp = torch.log_softmax(raw.float(), dim=-1)
+            out.chosen = lp.gather(1, out.tokens[:, None]).squeeze(1)
 
     @torch.inference_mode()
     def sample(self, logits: torch.Tensor, reqs: list[Request], steps: list[int] | None = None,
@@ -129,8 +172,13 @@ class Sampler:
         want = [r.params.logprobs for r in reqs]
         if logits.shape[0] == 0:
             return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device), want)
-        raw = logits
-        logits = self._apply_penalties(logits, reqs, steps, resolve, before)
+        return self._draw(logits, self._apply_penalties(logits, reqs, steps, resolve, before),
+                          reqs, steps)
+
+    def _draw(self, raw: torch.Tensor, logits: torch.Tensor, reqs: list[Request],
+              steps: list[int]) -> SampleOutput:
+        """A token per row from penalised ``logits``; logprobs from ``raw``."""
+        want = [r.params.logprobs for r in reqs]
         params = [r.params for r in reqs]
         if all(p.greedy for p in params):
             tokens = logits.argmax(dim=-1)
