@@ -17,9 +17,10 @@ from anyware.memory import KVPool, PageAllocator, PageTable, pages_for_budget
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
 from anyware.model.context import ModelContext
 from anyware.model.loader import build_model
-from anyware.plugin import AttentionSpec, DeviceEvent, PlatformConfig, load_platform
+from anyware.plugin import AttentionSpec, DeviceEvent, PlatformConfig
 from anyware.request import ScheduledBatch
 from anyware.request.request import Request
+from anyware.runtime import load_platform
 from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy

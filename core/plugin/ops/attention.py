@@ -57,7 +57,7 @@ class AttentionLayer:
 class KVLayout:
     """How one layer's KV cache is laid out in device memory.
 
-    order "NHD": K is ``[num_slots, num_kv_heads, head_dim]`` and V is
+    K is ``[num_slots, num_kv_heads, head_dim]`` and V is
     ``[num_slots, num_kv_heads, v_head_dim]`` with ``num_slots = num_pages * page_size`` and
     ``slot = page * page_size + offset``. Page 0 is reserved by the pool as a scratch page
     (padded rows of captured graphs write there), so usable pages are ``1 .. num_pages-1``.
@@ -69,7 +69,6 @@ class KVLayout:
     head_dim: int
     v_head_dim: int
     dtype: torch.dtype
-    order: str = "NHD"
     alignment: int = 1
 
     def k_shape(self, num_pages: int) -> tuple[int, ...]:
