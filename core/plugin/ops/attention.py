@@ -128,7 +128,7 @@ class AttentionBackend(ABC):
     @classmethod
     def is_available(cls, platform: Platform) -> tuple[bool, str]:
         """Whether this backend can run on ``platform``: ``(True, "")`` or ``(False, reason)``
-        where the reason says what to do ("pip install flashinfer-python").
+        where the reason says what to do ("pip install acme-fastattn").
 
         Called: whenever the core picks a backend or derives capabilities — also before
         init_device and for ``anyware platforms``; possibly many times. May not: import heavy
