@@ -44,6 +44,5 @@ class Contributions:
                 meta = ConformanceMetadata(
                     waivers=meta.waivers + extra.waivers,
                     known_failures=meta.known_failures + extra.known_failures,
-                    provisional_ok=meta.provisional_ok,
                 )
         return meta
