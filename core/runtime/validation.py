@@ -87,12 +87,11 @@ def resolve_config(
         problems.append("execution 'graphs' (no graph capture)")
     elif execution == "compiled" and not declared.compiled_execution:
         problems.append("execution 'compiled' (no compiled execution)")
-    if problems:
+    if problems or backend is None:
         raise CapabilityError(
             f"platform {platform.name!r} does not support: " + "; ".join(problems)
             + ". Choose another setting or another --platform (see `anyware platforms`)."
         )
-    assert backend is not None
     resolved = replace(
         config,
         dtype=dtype,
