@@ -279,6 +279,13 @@ class Platform(ABC):
         out.copy_(tensor, non_blocking=True)
         return out
 
+    def empty_cache(self) -> None:  # noqa: B027 - optional
+        """Return the device allocator's cached blocks to the device.
+
+        Called: at engine shutdown, after the execution strategy was closed and before
+        ``_shutdown``. May not: free memory that live tensors use. Default: nothing.
+        """
+
     def manual_seed(self, seed: int) -> None:
         """Seed the host and device generators. Called once, after init_device.
         Default: ``torch.manual_seed``."""

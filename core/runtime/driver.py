@@ -171,6 +171,9 @@ class PlatformDriver:
     def copy_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.platform.copy_to_host(tensor)
 
+    def empty_cache(self) -> None:
+        self.platform.empty_cache()
+
     def manual_seed(self, seed: int) -> None:
         self.platform.manual_seed(seed)
 

@@ -73,6 +73,9 @@ class CudaPlatform(Platform):
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
 
+    def empty_cache(self) -> None:
+        torch.cuda.empty_cache()
+
     def manual_seed(self, seed: int) -> None:
         torch.manual_seed(seed)
         torch.cuda.manual_seed_all(seed)
