@@ -11,7 +11,7 @@ process (rule 11):
 ``_model_loaded`` -> ``_shutdown``.
 
 What a plugin receives from the core is state on the instance: ``config`` (after configure),
-``rank`` and ``device`` (after init_device).
+``rank`` and ``device`` (after init_device), and ``ops()``, the shared kernel object.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ class Platform(ABC):
         #: this process's global rank, set by the core before ``_init_device``
         self.rank = 0
         self._device: torch.device | None = None
+        self._ops: KernelOps | None = None
 
     # ---------------------------------------------------------------- received state
     @property
@@ -139,6 +140,15 @@ class Platform(ABC):
     def device(self, value: torch.device) -> None:
         """Set by the core after ``_init_device``; a plugin never assigns it."""
         self._device = value
+
+    def ops(self) -> KernelOps:
+        """This process's :class:`KernelOps`, built by ``_create_ops`` on first use and shared
+        from then on (the model layers, the sampler and the platform's own backends use the
+        same object, so its ``calls`` counters see every call). Call it after init_device;
+        do not override it (override ``_create_ops``)."""
+        if self._ops is None:
+            self._ops = self._create_ops()
+        return self._ops
 
     # ---------------------------------------------------------------- probe (discovery)
     @classmethod
@@ -315,7 +325,7 @@ class Platform(ABC):
     def _create_ops(self) -> KernelOps:
         """Build the platform's norm/rotary/activation/KV-store/sampling kernels.
 
-        Called: once per process, after init_device; the core caches the object.
+        Called: once per process, after init_device, through ``ops()`` (which caches it).
         Returns: a :class:`KernelOps` (often a ``ReferenceOps`` subclass that overrides what the
         platform accelerates). May not: return an object shared with another platform
         instance (its ``calls`` counter is per instance).

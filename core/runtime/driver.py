@@ -51,7 +51,6 @@ class PlatformDriver:
         self.contributions = Contributions(platform, hooks)
         self._declared: Capabilities | None = None
         self._effective: dict[str, EffectiveCapabilities] = {}
-        self._ops: KernelOps | None = None
 
     def __repr__(self) -> str:
         return f"PlatformDriver({type(self.platform).__name__} {self.name!r})"
@@ -195,14 +194,12 @@ class PlatformDriver:
 
     # ---------------------------------------------------------------- ops
     def ops(self) -> KernelOps:
-        """The platform's kernels (built once)."""
-        if self._ops is None:
-            ops = self.platform._create_ops()
-            if not isinstance(ops, KernelOps):
-                raise PluginError(f"platform {self.name!r}: _create_ops returned "
-                                  f"{type(ops).__name__}, not KernelOps")
-            self._ops = ops
-        return self._ops
+        """The platform's kernels (built once, shared with its backends)."""
+        ops = self.platform.ops()
+        if not isinstance(ops, KernelOps):
+            raise PluginError(f"platform {self.name!r}: _create_ops returned "
+                              f"{type(ops).__name__}, not KernelOps")
+        return ops
 
     def attention_backends(self) -> list[type[AttentionBackend]]:
         """The platform's own backends plus those contributed by extension plugins, highest

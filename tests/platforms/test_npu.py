@@ -10,6 +10,7 @@ import pytest
 import torch
 from anyware.kernels import reference as ref
 from anyware.plugin import AttentionLayer, CapabilityError, Dispatched, ForwardMode, PlatformConfig
+from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_npu.platform import NpuPlatform
 
@@ -23,8 +24,8 @@ def npu():
     fake = FakeTorchNpu()
     p = NpuPlatform()
     p.torch_npu = lambda: fake
-    p._device = torch.device("cpu")
-    return p, fake
+    p.device = torch.device("cpu")
+    return PlatformDriver(p), fake
 
 
 def test_every_op_the_plugin_calls_is_in_the_schema_file():
