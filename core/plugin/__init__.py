@@ -31,7 +31,7 @@ from anyware.plugin.ops.attention import (
 )
 from anyware.plugin.ops.comm import Communicator, TorchDistributedCommunicator
 from anyware.plugin.ops.kernels import KernelOps, SamplingTensors
-from anyware.plugin.ops.moe import Dispatched, MoEExperts, TokenDispatcher
+from anyware.plugin.ops.moe import ROUTER_SCORING, Dispatched, MoEBackend, MoESpec, MoEWeightLayout
 from anyware.plugin.platform import (
     EXECUTION_KINDS,
     MemoryInfo,
@@ -47,6 +47,7 @@ __all__ = [
     "EXTENSION_GROUP",
     "PLATFORM_GROUP",
     "PLUGIN_API_VERSION",
+    "ROUTER_SCORING",
     "AnywareError",
     "AttentionBackend",
     "AttentionFeatures",
@@ -69,7 +70,9 @@ __all__ = [
     "KernelOps",
     "KnownFailure",
     "MemoryInfo",
-    "MoEExperts",
+    "MoEBackend",
+    "MoESpec",
+    "MoEWeightLayout",
     "Platform",
     "PlatformConfig",
     "PlatformSelectionError",
@@ -79,7 +82,6 @@ __all__ = [
     "SamplingTensors",
     "SpecInfo",
     "StepProgram",
-    "TokenDispatcher",
     "TorchDistributedCommunicator",
     "Waiver",
     "hookimpl",

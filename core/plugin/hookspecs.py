@@ -131,31 +131,17 @@ def anyware_attention_backends(platform):
 
 @hookspec
 def anyware_moe_backends(platform):
-    """Contribute MoE expert compute to ``platform``.
+    """Contribute MoE backends to ``platform``.
 
-    Called: when the model builds its MoE layers, after init_device.
-
-    Parameters: ``platform`` — the selected Platform instance.
-
-    Returns: a list of :class:`~anyware.plugin.ops.moe.MoEExperts` subclasses (constructed with
-    no arguments) usable on ``platform``, or ``None``. The highest ``priority`` wins over the
-    platform's own ``_moe_experts``.
-
-    May not: instantiate them or touch the device.
-    """
-
-
-@hookspec
-def anyware_token_dispatchers(platform):
-    """Contribute expert-parallel token dispatchers to ``platform``.
-
-    Called: when the model builds its MoE layers, after init_device.
+    Called: when the model builds its MoE layers, after init_device (and by the conformance
+    suite's MoE tier).
 
     Parameters: ``platform`` — the selected Platform instance.
 
-    Returns: a list of :class:`~anyware.plugin.ops.moe.TokenDispatcher` subclasses
-    (constructed as ``cls(num_experts, ep_rank, ep_size)``) usable on ``platform``, or
-    ``None``. The highest ``priority`` wins over the platform's own ``_token_dispatcher``.
+    Returns: a list of :class:`~anyware.plugin.ops.moe.MoEBackend` subclasses usable on
+    ``platform`` (routing, dispatch, expert compute and combine of MoE layers, and the expert
+    weight layout they want), or ``None``. The core merges them with the platform's own
+    ``_moe_backends``; the highest ``priority`` that accepts a layer's spec wins.
 
     May not: instantiate them or touch the device.
     """

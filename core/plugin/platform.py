@@ -29,7 +29,7 @@ from anyware.plugin.execution import ExecutionStrategy
 from anyware.plugin.ops.attention import AttentionBackend
 from anyware.plugin.ops.comm import Communicator
 from anyware.plugin.ops.kernels import KernelOps
-from anyware.plugin.ops.moe import MoEExperts, TokenDispatcher
+from anyware.plugin.ops.moe import MoEBackend
 
 EXECUTION_KINDS = ("eager", "graphs", "compiled")
 
@@ -345,18 +345,19 @@ class Platform(ABC):
         (import inside this hook), or instantiate the backends.
         """
 
-    def _moe_experts(self) -> MoEExperts:
-        """The platform's MoE expert compute, used when no extension contributes one
-        (``anyware_moe_backends``). Called after init_device. Default: raises
-        :class:`CapabilityError`."""
-        raise CapabilityError(f"platform {self.name!r} provides no MoE experts")
+    def _moe_backends(self) -> list[type[MoEBackend]]:
+        """The platform's own MoE backend classes (not instances), in any order.
 
-    def _token_dispatcher(self, num_experts: int, ep_rank: int, ep_size: int) -> TokenDispatcher:
-        """The platform's token dispatcher for ``num_experts`` experts over ``ep_size``
-        expert-parallel ranks, used when no extension contributes one
-        (``anyware_token_dispatchers``). Called after init_device. Default: raises
-        :class:`CapabilityError`."""
-        raise CapabilityError(f"platform {self.name!r} provides no token dispatcher")
+        Called: when the model builds its MoE layers, after init_device (and by the conformance
+        suite). The core adds those contributed through ``anyware_moe_backends``, orders all by
+        ``priority`` and instantiates the highest-priority available one that accepts the
+        layer's :class:`MoESpec` (``cls(platform, spec, communicator)``), unless one is named.
+        Only consulted when ``Capabilities.moe`` is declared.
+
+        May not: instantiate the backends or import heavy libraries at the platform module's
+        import time. Default: none.
+        """
+        return []
 
     @abstractmethod
     def _communicator(self, rank: int, world_size: int) -> Communicator:

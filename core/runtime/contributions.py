@@ -36,6 +36,13 @@ class Contributions:
             found.extend(contributed or ())
         return sorted(found, key=lambda b: -b.priority)
 
+    def moe_backends(self) -> list:
+        """The platform's own MoE backends plus the contributed ones, highest priority first."""
+        found = list(self.platform._moe_backends())
+        for contributed in self.call("anyware_moe_backends"):
+            found.extend(contributed or ())
+        return sorted(found, key=lambda b: -b.priority)
+
     def conformance_metadata(self) -> ConformanceMetadata:
         """The platform's waivers and known failures with the extensions' appended."""
         meta = self.platform._conformance_metadata()

@@ -26,11 +26,11 @@ from anyware.plugin import (
     ExecutionStrategy,
     KernelOps,
     MemoryInfo,
-    MoEExperts,
+    MoEBackend,
+    MoESpec,
     Platform,
     PlatformConfig,
     PluginError,
-    TokenDispatcher,
 )
 from anyware.runtime.capabilities import EffectiveCapabilities
 from anyware.runtime.contributions import Contributions
@@ -219,19 +219,33 @@ class PlatformDriver:
             raise CapabilityError(f"platform {self.name!r} has no attention backend {name!r} (known: {known})")
         raise CapabilityError(f"no usable attention backend on {self.name!r}: {'; '.join(reasons) or known}")
 
-    def moe_experts(self) -> MoEExperts:
-        """The highest-priority contributed MoE experts, else the platform's own."""
-        contributed = self.contributions.classes("anyware_moe_backends")
-        if contributed:
-            return contributed[0]()
-        return self.platform._moe_experts()
+    def moe_backends(self) -> list[type[MoEBackend]]:
+        """The platform's own MoE backends plus those contributed through
+        ``anyware_moe_backends``, highest priority first."""
+        return self.contributions.moe_backends()
 
-    def token_dispatcher(self, num_experts: int, ep_rank: int = 0, ep_size: int = 1) -> TokenDispatcher:
-        """The highest-priority contributed dispatcher, else the platform's own."""
-        contributed = self.contributions.classes("anyware_token_dispatchers")
-        if contributed:
-            return contributed[0](num_experts, ep_rank, ep_size)
-        return self.platform._token_dispatcher(num_experts, ep_rank, ep_size)
+    def moe_backend(self, spec: MoESpec, communicator: Communicator | None = None,
+                    name: str | None = None) -> MoEBackend:
+        """Instantiate the named MoE backend, or the highest-priority available one that
+        accepts ``spec`` (a named backend is never skipped: its own checks explain a mismatch).
+        Raises :class:`CapabilityError` naming why each candidate was passed over."""
+        if not self.declared_capabilities().moe:
+            raise CapabilityError(f"platform {self.name!r} does not declare MoE support")
+        backends = self.moe_backends()
+        reasons = []
+        for cls in backends:
+            if name is not None and cls.name != name:
+                continue
+            ok, why = cls.is_available(self.platform)
+            why = why if not ok else cls.unsupported(spec)
+            if why is None:
+                return cls(self.platform, spec, communicator)
+            reasons.append(f"{cls.name}: {why}")
+        known = ", ".join(b.name for b in backends) or "none"
+        if name is not None and not reasons:
+            raise CapabilityError(f"platform {self.name!r} has no MoE backend {name!r} (known: {known})")
+        raise CapabilityError(f"no usable MoE backend on {self.name!r} for {spec}: "
+                              f"{'; '.join(reasons) or 'none provided'}")
 
     def communicator(self, rank: int, world_size: int) -> Communicator:
         """A communicator over the initialised default process group (the highest-priority
