@@ -15,15 +15,10 @@ from anyware.engine.outputs import EngineStats
 from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
 from anyware.memory import PageAllocator
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
-from anyware.plugin import (
-    AttentionFeatures,
-    CapabilityError,
-    DeviceEvent,
-    PlatformConfig,
-    load_platform,
-)
+from anyware.plugin import AttentionFeatures, CapabilityError, DeviceEvent, PlatformConfig
 from anyware.request import ScheduledBatch
 from anyware.request.request import Request
+from anyware.runtime import load_platform
 from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy

@@ -19,8 +19,9 @@ from anyware.memory import KVPool, PageTable, pages_for_budget
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext
 from anyware.model.loader import build_model
-from anyware.plugin import AttentionSpec, ForwardBatch, Platform, PlatformConfig
+from anyware.plugin import AttentionSpec, ForwardBatch, PlatformConfig
 from anyware.request import ScheduledBatch
+from anyware.runtime import PlatformDriver
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def rank_heads(num_heads: int, num_kv_heads: int, world_size: int) -> tuple[int,
 
 
 class ModelWorker:
-    def __init__(self, cfg: WorkerConfig, platform: Platform, pcfg: PlatformConfig,
+    def __init__(self, cfg: WorkerConfig, platform: PlatformDriver, pcfg: PlatformConfig,
                  device: torch.device, budget: KVBudget,
                  share_pages_with: ModelWorker | None = None) -> None:
         if cfg.world_size > 1:

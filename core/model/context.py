@@ -11,7 +11,7 @@ from anyware.plugin import AttentionBackend, KernelOps, MoEBackend, MoESpec
 
 @dataclass
 class ModelContext:
-    """``moe`` builds the MoE backend for a layer spec (``Platform.moe_backend``); only MoE
+    """``moe`` builds the MoE backend for a layer spec (``PlatformDriver.moe_backend``); only MoE
     models call it, so dense models run on platforms without MoE support."""
 
     ops: KernelOps

@@ -1,4 +1,8 @@
-"""The plugin contract: the only module platform plugins import (besides anyware.kernels).
+"""The plugin contract: what a platform plugin implements and what it receives. The only
+module platform plugins import (besides ``anyware.kernels``).
+
+Discovery, selection, configuration checks and the merging of extension contributions are
+the core's business and live in ``anyware.runtime``; nothing here drives a plugin.
 
 Everything listed in ``__all__`` is the public surface, snapshot-tested so that a change is
 deliberate (see :mod:`anyware.plugin.version`).
@@ -6,15 +10,6 @@ deliberate (see :mod:`anyware.plugin.version`).
 
 from anyware.plugin.capabilities import COLLECTIVES, AttentionFeatures, Capabilities
 from anyware.plugin.conformance import ConformanceMetadata, KnownFailure, Waiver
-from anyware.plugin.discovery import (
-    ENV_VAR,
-    EXTENSION_GROUP,
-    PLATFORM_GROUP,
-    PlatformInfo,
-    choose,
-    discover,
-    load_platform,
-)
 from anyware.plugin.errors import (
     AnywareError,
     CapabilityError,
@@ -26,7 +21,7 @@ from anyware.plugin.errors import (
 from anyware.plugin.events import CompletedEvent, DeviceEvent
 from anyware.plugin.execution import EagerExecution, ExecutionStrategy, StepProgram
 from anyware.plugin.forward import ForwardBatch, ForwardMode, SpecInfo
-from anyware.plugin.hookspecs import hookimpl, hookspec
+from anyware.plugin.hookspecs import EXTENSION_GROUP, PLATFORM_GROUP, hookimpl, hookspec
 from anyware.plugin.ops.attention import (
     AttentionBackend,
     AttentionLayer,
@@ -44,11 +39,10 @@ from anyware.plugin.platform import (
     PlatformConfig,
     ProbeResult,
 )
-from anyware.plugin.version import PLUGIN_API_VERSION, check_api_version
+from anyware.plugin.version import PLUGIN_API_VERSION
 
 __all__ = [
     "COLLECTIVES",
-    "ENV_VAR",
     "EXECUTION_KINDS",
     "EXTENSION_GROUP",
     "PLATFORM_GROUP",
@@ -81,7 +75,6 @@ __all__ = [
     "MoEWeightLayout",
     "Platform",
     "PlatformConfig",
-    "PlatformInfo",
     "PlatformSelectionError",
     "PluginError",
     "PluginVersionError",
@@ -91,10 +84,6 @@ __all__ = [
     "StepProgram",
     "TorchDistributedCommunicator",
     "Waiver",
-    "check_api_version",
-    "choose",
-    "discover",
     "hookimpl",
     "hookspec",
-    "load_platform",
 ]

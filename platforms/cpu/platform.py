@@ -13,7 +13,6 @@ from anyware.kernels.reference import (
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
-    AttentionFeatures,
     Capabilities,
     CompletedEvent,
     MemoryInfo,
@@ -50,11 +49,9 @@ class CpuPlatform(Platform):
         return ProbeResult.yes("always available")
 
     def _capabilities(self) -> Capabilities:
+        # KV dtypes, page sizes and attention features are ReferenceAttentionBackend's
         return Capabilities(
             dtypes=frozenset({torch.float32, torch.bfloat16, torch.float16}),
-            kv_cache_dtypes=frozenset({torch.float32, torch.bfloat16, torch.float16}),
-            page_sizes=ReferenceAttentionBackend.page_sizes,
-            attention=AttentionFeatures(True, True, True, True, True, True),
             graph_capture=False,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),

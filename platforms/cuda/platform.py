@@ -39,14 +39,10 @@ class CudaPlatform(Platform):
                                f"{torch.version.cuda}")
 
     def _capabilities(self) -> Capabilities:
-        from anyware.kernels.triton.attention_backend import TritonAttentionBackend
-
-        floats = frozenset({torch.bfloat16, torch.float16, torch.float32})
+        # KV dtypes, page sizes and attention features are the selected backend's (Triton's
+        # by default)
         return Capabilities(
-            dtypes=floats,
-            kv_cache_dtypes=frozenset(TritonAttentionBackend.kv_dtypes),
-            page_sizes=TritonAttentionBackend.page_sizes,
-            attention=TritonAttentionBackend.features,
+            dtypes=frozenset({torch.bfloat16, torch.float16, torch.float32}),
             graph_capture=True,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),

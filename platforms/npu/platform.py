@@ -55,14 +55,9 @@ class NpuPlatform(Platform):
         return importlib.import_module("torch_npu")
 
     def _capabilities(self) -> Capabilities:
-        from anyware_npu.attention import NpuFusedAttentionBackend
-
-        default = NpuFusedAttentionBackend
+        # KV dtypes, page sizes and attention features are NpuFusedAttentionBackend's
         return Capabilities(
             dtypes=frozenset({torch.bfloat16, torch.float16}),
-            kv_cache_dtypes=frozenset(default.kv_dtypes),
-            page_sizes=default.page_sizes,
-            attention=default.features,
             graph_capture=False,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),

@@ -83,11 +83,10 @@ class RocmPlatform(Platform):
             from anyware_rocm.aiter_backend import AiterAttentionBackend
 
             default = AiterAttentionBackend
+        # KV dtypes, page sizes and attention features are the selected backend's (aiter's on
+        # the aiter path, else Triton's); the model dtypes follow what that backend computes in
         return Capabilities(
             dtypes=frozenset(default.kv_dtypes) | {torch.bfloat16, torch.float16},
-            kv_cache_dtypes=frozenset(default.kv_dtypes),
-            page_sizes=default.page_sizes,
-            attention=default.features,
             graph_capture=False,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),

@@ -64,14 +64,10 @@ class XpuPlatform(Platform):
         return ProbeResult.yes("; ".join(notes))
 
     def _capabilities(self) -> Capabilities:
-        from anyware_xpu.sdpa_backend import PagedSDPAAttentionBackend
-
-        default = PagedSDPAAttentionBackend
+        # KV dtypes, page sizes and attention features are the selected backend's
+        # (vllm-xpu-kernels where it imports, else the paged SDPA backend)
         return Capabilities(
             dtypes=frozenset({torch.bfloat16, torch.float16, torch.float32}),
-            kv_cache_dtypes=frozenset(default.kv_dtypes),
-            page_sizes=default.page_sizes,
-            attention=default.features,
             graph_capture=False,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),

@@ -138,15 +138,11 @@ def test_options_are_checked(model_dir):
 
 
 def test_platform_without_verify_is_a_start_up_error(model_dir, monkeypatch):
-    from anyware_cpu.platform import CpuPlatform
+    """Attention features come from the platform's attention backend (plugin API 2.0): a
+    backend without ``verify`` makes speculation a start-up error naming the capability."""
+    from anyware.kernels.reference import ReferenceAttentionBackend
 
-    real = CpuPlatform.capabilities
-
-    def no_verify(self):
-        caps = real(self)
-        return dataclasses.replace(caps, attention=dataclasses.replace(caps.attention,
-                                                                       verify=False))
-
-    monkeypatch.setattr(CpuPlatform, "capabilities", no_verify)
+    monkeypatch.setattr(ReferenceAttentionBackend, "features", dataclasses.replace(
+        ReferenceAttentionBackend.features, verify=False))
     with pytest.raises(CapabilityError, match="verify"):
         Engine(str(model_dir("llama")), **ENGINE_DEFAULTS, speculative_algorithm="ngram")

@@ -41,6 +41,7 @@ def main() -> int:
 
     from anyware.kernels.triton.ops import TritonOps
     from anyware.plugin import AttentionLayer, ForwardMode
+    from anyware.runtime import PlatformDriver
     from anyware_conformance.paged import build, spec_for
     from anyware_rocm.platform import RocmPlatform
     from anyware_rocm.probe import RocmEnvironment
@@ -58,7 +59,8 @@ def main() -> int:
 
     platform = RocmPlatform()
     platform.env = RocmEnvironment(None, "portable path", False, 1)
-    platform._device = torch.device("cpu")
+    platform.device = torch.device("cpu")
+    platform = PlatformDriver(platform)
     gen = torch.Generator().manual_seed(0)
     layer = AttentionLayer(0, 4, 2, 64, 64, 0.125)
     for mode, prefix, extend in ((ForwardMode.DECODE, [17, 40], [1, 1]),

@@ -17,6 +17,7 @@ from anyware.plugin import (
     MoESpec,
     PlatformConfig,
 )
+from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_npu.platform import NpuPlatform
 
@@ -30,8 +31,8 @@ def npu():
     fake = FakeTorchNpu()
     p = NpuPlatform()
     p.torch_npu = lambda: fake
-    p._device = torch.device("cpu")
-    return p, fake
+    p.device = torch.device("cpu")
+    return PlatformDriver(p), fake
 
 
 def test_every_op_the_plugin_calls_is_in_the_schema_file():
@@ -115,6 +116,6 @@ def test_grouped_matmul_experts_match_reference(npu):
     w2 = torch.randn(4, h, inter, dtype=torch.float16) * 0.2
     spec = MoESpec(4, 2, h, inter, torch.float16)
     got = p.moe_backend(spec).experts(dispatched, w13, w2)
-    want = ref.ReferenceMoEBackend(p, spec).experts(dispatched, w13, w2)
+    want = ref.ReferenceMoEBackend(p.platform, spec).experts(dispatched, w13, w2)
     torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)
     assert [c[0] for c in fake.calls].count("npu_grouped_matmul") == 2

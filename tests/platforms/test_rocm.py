@@ -8,6 +8,7 @@ import torch
 from anyware.kernels import reference as ref
 from anyware.kernels.triton.attention_backend import TritonAttentionBackend
 from anyware.plugin import CapabilityError, ForwardMode, PlatformConfig
+from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_rocm.platform import RocmPlatform
 from anyware_rocm.probe import RocmEnvironment
@@ -20,14 +21,18 @@ ON_GPU = torch.cuda.is_available()
 def _platform(aiter: bool) -> RocmPlatform:
     p = RocmPlatform()
     p.env = RocmEnvironment(None, None if aiter else "aiter is not installed", False, 1)
-    p._device = torch.device("cpu")
+    p.device = torch.device("cpu")
     return p
 
 
+def _driver(aiter: bool) -> PlatformDriver:
+    return PlatformDriver(_platform(aiter))
+
+
 def test_portable_path_declares_the_triton_backend():
-    p = _platform(aiter=False)
+    p = _driver(aiter=False)
     caps = p.capabilities()
-    assert p.path == "portable"
+    assert p.platform.path == "portable"
     assert [b.name for b in p.attention_backends()] == ["triton"]
     assert caps.page_sizes == TritonAttentionBackend.page_sizes
     assert caps.attention == TritonAttentionBackend.features
@@ -39,7 +44,7 @@ def test_portable_path_declares_the_triton_backend():
 def test_aiter_path_declares_aiter_first_and_its_limits():
     from anyware_rocm.aiter_backend import AiterAttentionBackend
 
-    p = _platform(aiter=True)
+    p = _driver(aiter=True)
     caps = p.capabilities()
     assert [b.name for b in p.attention_backends()] == ["aiter", "triton"]
     assert caps.page_sizes == AiterAttentionBackend.page_sizes == (16, 32, 64)
@@ -53,7 +58,7 @@ def test_aiter_path_declares_aiter_first_and_its_limits():
 
 
 def test_cuda_build_option_needs_the_switch_at_discovery():
-    p = _platform(aiter=False)
+    p = _driver(aiter=False)
     if torch.version.hip is None:
         with pytest.raises(CapabilityError, match="ANYWARE_ROCM_ALLOW_CUDA_BUILD=1"):
             p.configure(PlatformConfig(extra={"rocm_allow_cuda_build": "1"}))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from anyware.plugin import AttentionLayer, ForwardMode, PlatformConfig
+from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_xpu.platform import XpuPlatform
 from anyware_xpu.sdpa_backend import PagedSDPAAttentionBackend
@@ -14,8 +15,8 @@ from anyware_xpu.sdpa_backend import PagedSDPAAttentionBackend
 @pytest.fixture
 def xpu():
     p = XpuPlatform()
-    p._device = torch.device("cpu")
-    return p
+    p.device = torch.device("cpu")
+    return PlatformDriver(p)
 
 
 def test_capabilities_follow_the_sdpa_backend_and_runtime(xpu):

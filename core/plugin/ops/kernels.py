@@ -37,7 +37,14 @@ class SamplingTensors:
 
 
 class KernelOps(ABC):
-    """Norm, rotary, activation, KV store and sampling kernels."""
+    """Norm, rotary, activation, KV store and sampling kernels.
+
+    Built once per process by ``Platform._create_ops`` after init_device. The methods are
+    called by model layers and the sampler on the step path, possibly inside graph capture:
+    they may not synchronise with the host or keep state between calls (beyond ``calls``),
+    and each increments ``self.calls[<method name>]``. Inputs are on the platform's device;
+    outputs are new tensors unless a method says it writes in place.
+    """
 
     provider: str = "abstract"
 

@@ -197,8 +197,8 @@ class MoEBackend(ABC):
     """Runs one MoE layer's routing, dispatch, expert compute and combine on a platform.
 
     Contributed through one hook (``anyware_moe_backends``) and a platform's own
-    ``_moe_backends()``; :meth:`Platform.moe_backend` picks the highest ``priority`` available
-    one that accepts the spec. ``calls`` counts each stage run (``"route"``, ``"dispatch"``,
+    ``_moe_backends()``; the core (``PlatformDriver.moe_backend``) picks the highest
+    ``priority`` available one that accepts the spec. ``calls`` counts each stage run (``"route"``, ``"dispatch"``,
     ``"experts"``, ``"combine"``, ``"forward"``) so the conformance suite can tell that the
     platform's own code ran.
     """
