@@ -37,6 +37,7 @@ from anyware.plugin.ops.attention import (
 from anyware.plugin.ops.comm import Communicator, TorchDistributedCommunicator
 from anyware.plugin.ops.kernels import KernelOps, SamplingTensors
 from anyware.plugin.ops.moe import Dispatched, MoEExperts, TokenDispatcher
+from anyware.plugin.padding import Bucket, dummy_batch, pad_batch
 from anyware.plugin.platform import (
     EXECUTION_KINDS,
     MemoryInfo,
@@ -58,6 +59,7 @@ __all__ = [
     "AttentionFeatures",
     "AttentionLayer",
     "AttentionSpec",
+    "Bucket",
     "Capabilities",
     "CapabilityError",
     "Communicator",
@@ -92,7 +94,9 @@ __all__ = [
     "check_api_version",
     "choose",
     "discover",
+    "dummy_batch",
     "hookimpl",
     "hookspec",
     "load_platform",
+    "pad_batch",
 ]
