@@ -8,6 +8,7 @@ ROOTS = {
     "anyware": "core",
     "anyware_cpu": "platforms/cpu",
     "anyware_cuda": "platforms/cuda",
+    "anyware_torchdev": "platforms/torchdev",
     "anyware_conformance": "conformance",
 }
 

@@ -1,0 +1,201 @@
+"""`TorchGraphExecution`: decode steps, and fresh one-request prefills, replayed from device
+graphs of any torch device module with graph capture (``torch.cuda``, ``torch.xpu``,
+``torch.npu``; see :mod:`anyware_torchdev.graph_api`).
+
+``setup`` allocates the attention backend's persistent metadata buffers and captures one graph
+per request bucket on ``program.dummy(DECODE, Bucket(requests=n))`` (largest first, all
+sharing one memory pool). ``run`` pads a decode batch to the smallest bucket that holds it
+(``program.pad(batch, Bucket(requests=n))``), copies its inputs into the captured batch's
+tensors, lets the backend ``update`` its buffers (graph-safe) and replays.
+
+Prefill graphs: when the attention backend declares ``AttentionFeatures.padded_prefill``,
+``setup`` also captures one graph per token bucket (16, 32, 64, then every 128 up to the
+chunked-prefill size, at most ``max_prefill_tokens``) on
+``program.dummy(EXTEND, Bucket(tokens=n))``. An EXTEND batch of one request with no cached
+prefix (a fresh prompt, or the first chunk of a long one) is padded to its token bucket and
+replayed. Eager prefill of a large model is bound by launching ~500 kernels from Python (40-90
+us per Triton launch on the H200 host measured), not by the device; the graph removes that.
+Everything else (prefix hits, several requests, mixed, verify, decode above the largest
+bucket) runs eagerly.
+
+In graph mode a backend must read per-step metadata that changes shape (page tables, lengths)
+from the buffers it fills in ``update``: the captured batch's own ``page_table`` keeps the
+dummy batch's width and only its overlapping columns are refreshed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from types import ModuleType
+
+import torch
+from anyware.plugin import (
+    Bucket,
+    CapabilityError,
+    ExecutionStrategy,
+    ForwardBatch,
+    ForwardMode,
+    StepProgram,
+)
+from anyware_torchdev.graph_api import graph_api
+
+log = logging.getLogger(__name__)
+
+_STATIC_FIELDS = ("input_ids", "positions", "seq_lens", "prefix_lens", "extend_lens",
+                  "extend_start", "out_slots", "logits_indices")
+
+
+def default_prefill_buckets(max_tokens: int) -> tuple[int, ...]:
+    """16, 32, 64, then every multiple of 128 up to ``max_tokens`` (which is included)."""
+    if max_tokens <= 0:
+        return ()
+    sizes = {t for t in (16, 32, 64) if t <= max_tokens}
+    sizes.update(range(128, max_tokens + 1, 128))
+    sizes.add(max_tokens)
+    return tuple(sorted(sizes))
+
+
+def default_buckets(max_batch_size: int) -> tuple[int, ...]:
+    """1, 2, 4, 8, then every multiple of 8 up to ``max_batch_size`` (which is included)."""
+    sizes = {b for b in (1, 2, 4, 8) if b <= max_batch_size}
+    sizes.update(range(16, max_batch_size + 1, 8))
+    sizes.add(max_batch_size)
+    return tuple(sorted(sizes))
+
+
+class TorchGraphExecution(ExecutionStrategy):
+    """Graph capture and replay through ``module``'s graph API (kind ``graphs``).
+
+    batch_sizes: decode request buckets (default :func:`default_buckets` of ``max_batch_size``).
+    warmup: eager forwards per bucket on the capture stream before capturing (kernels compile
+        and autotune outside the capture).
+    prefill_tokens: prefill token buckets (default :func:`default_prefill_buckets` of
+        ``max_prefill_tokens``; ``max_prefill_tokens=0`` turns prefill graphs off).
+
+    Counters for reports and tests: ``replays``, ``prefill_replays``, ``eager_runs``.
+    Constructing one touches no device; ``setup`` raises :class:`CapabilityError` when
+    ``module`` has no graph API (:func:`anyware_torchdev.supports_graphs`).
+    """
+
+    kind = "graphs"
+
+    def __init__(self, module: ModuleType, batch_sizes: tuple[int, ...] | None = None,
+                 max_batch_size: int = 256, warmup: int = 2,
+                 prefill_tokens: tuple[int, ...] | None = None,
+                 max_prefill_tokens: int = 2048) -> None:
+        self.module = module
+        self.batch_sizes = tuple(sorted(set(batch_sizes or default_buckets(max_batch_size))))
+        if prefill_tokens is None:
+            prefill_tokens = default_prefill_buckets(max_prefill_tokens)
+        self.prefill_tokens = tuple(sorted(set(prefill_tokens)))
+        self.warmup = warmup
+        self._graphs: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
+        self._prefill: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
+        self.replays = 0
+        self.prefill_replays = 0
+        self.eager_runs = 0
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.batch_sizes[-1]
+
+    def setup(self, program: StepProgram) -> None:
+        super().setup(program)
+        api = graph_api(self.module)
+        if api is None:
+            raise CapabilityError(
+                f"{self.module.__name__} has no graph capture in torch {torch.__version__} — "
+                "use --execution eager, or a torch build with graphs for this device")
+        self.api, attn = api, program.attention
+        page_size = program.dummy(ForwardMode.DECODE, Bucket(requests=1)).page_size
+        max_pages = -(-attn.spec.max_context_len // page_size) + 1
+        attn.init_graph_buffers(self.max_batch_size, max_pages)
+        pool = api.pool_handle()
+        stream = api.Stream()  # _capture orders it after the current stream
+        if not attn.features.padded_prefill:
+            self.prefill_tokens = ()
+        # a bucket longer than the context would index rotary tables and page tables past
+        # their end while capturing
+        self.prefill_tokens = tuple(n for n in self.prefill_tokens
+                                    if n <= attn.spec.max_context_len)
+        # largest first: smaller graphs reuse the pool's blocks
+        try:
+            for n in reversed(self.prefill_tokens):
+                dummy = program.dummy(ForwardMode.EXTEND, Bucket(tokens=n))
+                self._prefill[n] = self._capture(dummy, pool, stream)
+        except RuntimeError as exc:  # e.g. an attention kernel that cannot be captured
+            api.synchronize()
+            log.warning("prefill graphs disabled (capture failed: %s); prefill runs eagerly", exc)
+            self._prefill.clear()
+            self.prefill_tokens = ()
+        for bs in reversed(self.batch_sizes):
+            dummy = program.dummy(ForwardMode.DECODE, Bucket(requests=bs))
+            self._graphs[bs] = self._capture(dummy, pool, stream)
+        api.current_stream().wait_stream(stream)
+        api.synchronize()
+
+    def _capture(self, batch: ForwardBatch, pool, stream):
+        api, program, attn = self.api, self.program, self.program.attention
+        attn.prepare(batch)
+        attn.update(batch)
+        # the batch and the backend's buffers were written on the current stream
+        stream.wait_stream(api.current_stream())
+        with api.stream(stream):
+            for _ in range(self.warmup):  # kernels compile / autotune outside capture
+                program.forward(batch)
+        stream.synchronize()
+        graph = api.graph_class()
+        with api.graph(graph, pool=pool, stream=stream):
+            out = program.forward(batch)
+        return graph, batch, out
+
+    def bucket_for(self, batch_size: int) -> int | None:
+        i = bisect.bisect_left(self.batch_sizes, batch_size)
+        return self.batch_sizes[i] if i < len(self.batch_sizes) else None
+
+    def prefill_bucket_for(self, batch: ForwardBatch) -> int | None:
+        """The token bucket whose graph can run ``batch``: one request, no cached prefix, at
+        most one logit row; ``None`` when it must run eagerly."""
+        if (batch.mode is not ForwardMode.EXTEND or batch.batch_size != 1
+                or batch.prefix_lens_cpu != [0] or batch.logits_indices.shape[0] > 1):
+            return None
+        i = bisect.bisect_left(self.prefill_tokens, batch.num_tokens)
+        return self.prefill_tokens[i] if i < len(self.prefill_tokens) else None
+
+    def run(self, batch: ForwardBatch) -> torch.Tensor:
+        if batch.mode is ForwardMode.DECODE:
+            bucket = self.bucket_for(batch.batch_size)
+            if bucket in self._graphs:
+                padded = (batch if bucket == batch.batch_size
+                          else self.program.pad(batch, Bucket(requests=bucket)))
+                self.replays += 1
+                return self._replay(self._graphs[bucket], padded, batch.logits_indices.shape[0])
+        else:
+            bucket = self.prefill_bucket_for(batch)
+            if bucket in self._prefill:
+                rows = batch.logits_indices.shape[0]
+                padded = self.program.pad(batch, Bucket(tokens=bucket))
+                if rows == 0:  # an inner chunk: the captured logit row is computed, not returned
+                    padded.logits_indices = padded.seq_lens.to(torch.int64) - 1
+                self.prefill_replays += 1
+                return self._replay(self._prefill[bucket], padded, rows)
+        self.eager_runs += 1
+        attn = self.program.attention
+        attn.prepare(batch)
+        attn.update(batch)
+        return self.program.forward(batch)
+
+    def _replay(self, captured, padded: ForwardBatch, rows: int) -> torch.Tensor:
+        graph, static, out = captured
+        for name in _STATIC_FIELDS:
+            getattr(static, name).copy_(getattr(padded, name), non_blocking=True)
+        cols = min(static.page_table.shape[1], padded.page_table.shape[1])
+        static.page_table[:, :cols].copy_(padded.page_table[:, :cols], non_blocking=True)
+        self.program.attention.update(padded)
+        graph.replay()
+        return out[:rows].clone()
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self._prefill.clear()
