@@ -182,6 +182,13 @@ class Platform(ABC):
         if self.hooks is not None:
             self.hooks.anyware_configure(platform=self, config=config)
         self.config = config
+        if execution != "eager":
+            # a declared kind must exist now, not fail later at engine start
+            try:
+                self.execution_strategy(execution)
+            except Exception:
+                self.config = None
+                raise
         return config
 
     def _configure(self, config: PlatformConfig) -> PlatformConfig:
@@ -369,10 +376,20 @@ class Platform(ABC):
         kind = kind or (self.config.execution if self.config else "eager")
         if kind == "eager":
             return EagerExecution()
-        return self._execution_strategy(kind)
+        strategy = self._execution_strategy(kind)
+        if getattr(strategy, "kind", None) != kind:
+            raise PluginError(f"platform {self.name!r} returned a "
+                              f"{getattr(strategy, 'kind', type(strategy).__name__)!r} strategy "
+                              f"for execution {kind!r}; it must return one of kind {kind!r}")
+        return strategy
 
     def _execution_strategy(self, kind: str) -> ExecutionStrategy:
-        raise CapabilityError(f"platform {self.name!r} has no {kind!r} execution strategy")
+        """Plugin hook: a new strategy of ``kind`` ("graphs" or "compiled", as declared by
+        ``graph_capture`` / ``compiled_execution``), or :class:`CapabilityError`. Construction
+        must be cheap and touch no device (``configure`` calls it to check that the kind
+        exists); capture and compilation happen in ``ExecutionStrategy.setup``."""
+        raise CapabilityError(f"platform {self.name!r} has no {kind!r} execution strategy — "
+                              "use --execution eager (or another --platform)")
 
     # ---------------------------------------------------------------- lifecycle tail
     def model_loaded(self, model: torch.nn.Module) -> None:
