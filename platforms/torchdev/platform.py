@@ -86,8 +86,14 @@ class TorchDevicePlatform(Platform):
         return self.visible_device_count()
 
     def memory_info(self) -> MemoryInfo:
-        free, total = self.device_module().mem_get_info(self.device)
-        return MemoryInfo(int(free), int(total))
+        """``mem_get_info`` of the device; where the module lacks it (older torch on some
+        devices), total memory minus what this process's allocator has reserved."""
+        module = self.device_module()
+        if hasattr(module, "mem_get_info"):
+            free, total = module.mem_get_info(self.device)
+            return MemoryInfo(int(free), int(total))
+        total = int(module.get_device_properties(self.device).total_memory)
+        return MemoryInfo(total - int(module.memory_reserved(self.device)), total)
 
     def synchronize(self) -> None:
         self.device_module().synchronize(self.device)

@@ -192,6 +192,10 @@ def test_platform_hooks_go_through_the_device_module(monkeypatch):
     plat.manual_seed(7)
     assert {"sync device", "empty_cache", "seed 7"} <= set(module.log)
     assert plat.device_name() == "Fake Accelerator"
+    del module.mem_get_info  # an older module: total minus this process's reservations
+    module.get_device_properties = lambda device: types.SimpleNamespace(total_memory=8 << 30)
+    module.memory_reserved = lambda device: 1 << 30
+    assert plat.memory_info().free_bytes == 7 << 30
     assert "pluggy" in plat.runtime_versions() and "torch" in plat.runtime_versions()
     host = plat.copy_to_host(torch.arange(3))
     assert host.tolist() == [0, 1, 2]
