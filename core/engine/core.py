@@ -1,6 +1,6 @@
-"""`EngineCore`: the model, KV memory, scheduler and sampler, and the step.
+"""`EngineCore`: a model worker, KV bookkeeping, scheduler and sampler, and the step.
 
-Built once per process for one platform; ``step()`` is the whole engine loop body.
+Built once per process (per rank) for one platform; ``step()`` is the whole engine loop body.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from pathlib import Path
 import torch
 from anyware.engine.config import EngineConfig, parse_dtype
 from anyware.engine.outputs import EngineStats
-from anyware.executor import ModelRunner
-from anyware.memory import KVPool, PageAllocator, PageTable, pages_for_budget
+from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
+from anyware.memory import PageAllocator
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
-from anyware.model.context import ModelContext
-from anyware.model.loader import build_model
-from anyware.plugin import AttentionSpec, DeviceEvent, PlatformConfig, load_platform
+from anyware.plugin import DeviceEvent, PlatformConfig, load_platform
 from anyware.request import ScheduledBatch
 from anyware.request.request import Request
 from anyware.sampling import Sampler
@@ -45,7 +43,11 @@ def resolve_model(model: str) -> tuple[ModelConfig, Path | None]:
 
 
 class EngineCore:
-    def __init__(self, cfg: EngineConfig) -> None:
+    """One engine on one rank: the platform, a :class:`ModelWorker` for the model, the KV
+    bookkeeping (allocator, prefix cache, ``KVManager``), the scheduler and the sampler."""
+
+    def __init__(self, cfg: EngineConfig, rank: int = 0, world_size: int = 1,
+                 local_rank: int | None = None) -> None:
         self.cfg = cfg
         model_cfg, self.model_path = resolve_model(cfg.model)
         self.model_config = model_cfg = with_context_len(model_cfg, cfg.context_len)
@@ -54,62 +56,36 @@ class EngineCore:
             dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
             page_size=cfg.page_size, execution=cfg.execution,
             attention_backend=cfg.attention_backend, max_batch_size=cfg.max_running_requests,
-            max_prefill_tokens=cfg.chunked_prefill_size, extra=dict(cfg.platform_options),
+            max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
+            extra=dict(cfg.platform_options),
         ))
-        device = platform.init_device(0)
+        device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
-        max_pages_per_req = -(-model_cfg.context_len // pcfg.page_size)
-        self.attention = platform.attention_backend(AttentionSpec(
-            model_cfg.num_layers, model_cfg.num_heads, model_cfg.num_kv_heads, model_cfg.head_dim,
-            model_cfg.head_dim, pcfg.dtype, cfg.max_running_requests, model_cfg.context_len))
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device)
-        self.model = build_model(model_cfg, ctx, self.model_path, cfg.load_format, cfg.seed,
-                                 cfg.show_progress)
-        platform.model_loaded(self.model)
-
-        layout = self.attention.kv_layout(pcfg.page_size, pcfg.kv_cache_dtype)
-        num_pages = self._num_pages(layout, max_pages_per_req)
-        self.pool = KVPool(platform, layout, model_cfg.num_layers, num_pages)
-        page_table = PageTable(cfg.max_running_requests, max_pages_per_req, device)
-        self.allocator = PageAllocator(self.pool.num_pages)
+        # leave room for the activations and logits of the largest step
+        reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
+                   + model_cfg.vocab_size * cfg.max_running_requests * 8)
+        self.worker = ModelWorker(
+            WorkerConfig(model_cfg, self.model_path, cfg.load_format, cfg.seed,
+                         cfg.max_running_requests, rank, world_size, cfg.show_progress),
+            platform, pcfg, device, KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve))
+        self.allocator = PageAllocator(self.worker.num_pages)
         cache = None
         if not cfg.disable_radix_cache:
             from anyware.memory.radix_cache import RadixCache
             cache = RadixCache(pcfg.page_size, self.allocator.free)
-        self.kv = KVManager(self.allocator, page_table, pcfg.page_size, cache)
+        self.kv = KVManager(self.allocator, self.worker.page_table, pcfg.page_size, cache)
         self.scheduler = Scheduler(
             SchedulerConfig(cfg.max_running_requests, cfg.chunked_prefill_size,
                             cfg.mixed_batches, model_cfg.context_len),
             self.kv, make_policy(cfg.schedule_policy if cache else "fcfs"),
             model_cfg.eos_token_ids)
-        self.runner = ModelRunner(self.model, self.attention, self.pool, page_table,
-                                  pcfg.page_size, device)
-        self.strategy = platform.execution_strategy()
-        self.strategy.setup(self.runner)
         self.sampler = Sampler(platform.ops(), model_cfg.vocab_size, device)
         overlap = cfg.overlap_schedule
         self.overlap = platform.capabilities().async_execution if overlap is None else overlap
         self._inflight: InFlightStep | None = None
         log.info("engine ready: platform=%s dtype=%s page_size=%d kv_pages=%d (%.1f MiB) "
-                 "overlap=%s", platform.name, pcfg.dtype, pcfg.page_size, num_pages,
-                 self.pool.bytes / 2**20, self.overlap)
-
-    def _num_pages(self, layout, max_pages_per_req: int) -> int:
-        cfg, mcfg = self.cfg, self.model_config
-        needed = cfg.max_running_requests * max_pages_per_req + 1
-        if cfg.kv_cache_bytes is not None:
-            budget = cfg.kv_cache_bytes
-        else:
-            # leave room for the activations and logits of the largest step
-            reserve = (64 * cfg.chunked_prefill_size * mcfg.hidden_size * 4
-                       + mcfg.vocab_size * cfg.max_running_requests * 8)
-            budget = self.platform.kv_cache_budget(cfg.mem_fraction, reserve)
-        pages = min(pages_for_budget(budget, layout, mcfg.num_layers), needed)
-        if pages < 2:
-            raise MemoryError(
-                f"KV cache budget of {budget} bytes holds no pages; lower the model size or "
-                f"raise --mem-fraction / kv_cache_bytes")
-        return pages
+                 "overlap=%s", platform.name, pcfg.dtype, pcfg.page_size, self.worker.num_pages,
+                 self.worker.pool.bytes / 2**20, self.overlap)
 
     # ------------------------------------------------------------ the step
     @torch.inference_mode()
@@ -129,16 +105,13 @@ class EngineCore:
     def _launch(self, batch: ScheduledBatch) -> InFlightStep:
         """Queue the forward, the sampling and the copy of the tokens to the host; nothing
         here waits for the device."""
-        fb = self.runner.build_batch(batch)
-        logits = self.strategy.run(fb)
+        logits = self.worker.forward(batch)
         self.scheduler.commit(batch)
-        rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
-        reqs = [batch.reqs[i] for i in rows]
-        out = self.sampler.sample(logits, reqs, [batch.out_index[i] for i in rows],
-                                  self.runner.future.resolve)
-        self.runner.future.publish([batch.rows[i] for i in rows], out.tokens)
-        host = out.to_host(self.platform.copy_to_host)
-        return InFlightStep(batch, host, self.platform.record_event())
+        out = self.sampler.sample_step(logits, batch, self.worker.future.resolve)
+        rows = [row for row, s in zip(batch.rows, batch.sampling_rows()) if s]
+        self.worker.future.publish(rows, out.last_tokens())
+        return InFlightStep(batch, out.to_host(self.platform.copy_to_host),
+                            self.platform.record_event())
 
     def _complete(self, step: InFlightStep) -> None:
         step.event.synchronize()
@@ -180,5 +153,6 @@ class EngineCore:
         if self._inflight is not None:  # let the queued step finish before graphs go away
             self._inflight.event.synchronize()
             self._inflight = None
-        self.strategy.close()
+        self.worker.close()
+        self.platform.empty_cache()
         self.platform.shutdown()

@@ -206,8 +206,6 @@ class Engine:
     def abort(self, request_id: str) -> None:
         """Abort a request (all of its ``n`` completions)."""
         self._loop.abort(request_id)
-        for i in range(128):
-            self._loop.abort(f"{request_id}#{i}")
 
     def stats(self) -> EngineStats:
         return self._loop.call(lambda core: core.stats())

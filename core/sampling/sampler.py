@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import torch
 from anyware.plugin import KernelOps, SamplingTensors
-from anyware.request.request import Request
+from anyware.request import Request, ScheduledBatch
 from anyware.sampling.output import SampleOutput
+from anyware.sampling.verify import accept_chain
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]
 
@@ -27,7 +28,7 @@ class Sampler:
         return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
 
     def _apply_penalties(self, logits: torch.Tensor, reqs: list[Request], steps: list[int],
-                         resolve: Resolver | None) -> torch.Tensor:
+                         resolve: Resolver | None, before: list[list[int]]) -> torch.Tensor:
         rows = [i for i, r in enumerate(reqs) if r.params.uses_penalties]
         if not rows:
             return logits
@@ -39,7 +40,7 @@ class Sampler:
         seen_toks: list[int] = []
         for j, i in enumerate(rows):
             r = reqs[i]
-            outs = r.output_ids[: steps[i]]
+            outs = r.output_ids[: steps[i] - len(before[i])] + before[i]
             out_rows += [j] * len(outs)
             out_toks += outs
             seen_rows += [j] * (len(r.prompt_ids) + len(outs))
@@ -67,20 +68,52 @@ class Sampler:
         return logits.index_copy(0, row_idx, sub)
 
     @torch.inference_mode()
+    def sample_step(self, logits: torch.Tensor, batch: ScheduledBatch,
+                    resolve: Resolver | None = None) -> SampleOutput:
+        """The tokens of a committed step: one per decode or finished prefill, and for a
+        verify row of ``k`` drafts, the target's token at each of its ``k + 1`` positions, of
+        which the longest prefix agreeing with the drafts plus one more is accepted (decided
+        on the device: ``SampleOutput.counts``). Each position is sampled exactly as a
+        one-token step at that position would be (same noise, same penalty history), so
+        speculation never changes the output, greedy or seeded."""
+        reqs, steps, before, spans = [], [], [], []
+        for req, samples, idx, drafts in zip(batch.reqs, batch.sampling_rows(), batch.out_index,
+                                             batch.drafts):
+            if not samples:
+                continue
+            spans.append(1 + len(drafts))
+            for j in range(1 + len(drafts)):
+                reqs.append(req)
+                steps.append(idx + j)
+                before.append(drafts[:j])
+        out = self.sample(logits, reqs, steps, resolve, before)
+        if batch.has_verify:
+            out.spans = spans
+            out.counts = accept_chain(out.tokens, spans,
+                                      [d for d, s in zip(batch.drafts, batch.samples) if s])
+        return out
+
+    @torch.inference_mode()
     def sample(self, logits: torch.Tensor, reqs: list[Request], steps: list[int] | None = None,
-               resolve: Resolver | None = None) -> SampleOutput:
-        """logits fp32 ``[B, V]`` for ``reqs`` (one row each) -> tokens, still on the device.
+               resolve: Resolver | None = None,
+               before: list[list[int]] | None = None) -> SampleOutput:
+        """logits fp32 ``[L, V]``, one row per entry of ``reqs`` -> a token per row, still on
+        the device.
 
         ``steps[i]``: the index in ``reqs[i].output_ids`` of the token being sampled (default:
         the end of the list); it seeds the request's noise and bounds the tokens penalties
-        count. ``resolve`` maps placeholder token ids to their values on the device."""
+        count. ``before[i]``: tokens taken to precede that position instead of the end of
+        ``output_ids[:steps[i]]`` (a verify row's drafts before it). ``resolve`` maps
+        placeholder token ids to their values on the device."""
         if steps is None:
             steps = [len(r.output_ids) for r in reqs]
+        if before is None:
+            before = [[] for _ in reqs]
         want = [r.params.logprobs for r in reqs]
         if logits.shape[0] == 0:
             return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device), want)
         raw = logits
-        logits = self._apply_penalties(logits, reqs, steps, resolve)
+        logits = self._apply_penalties(logits, reqs, steps, resolve, before)
         params = [r.params for r in reqs]
         if all(p.greedy for p in params):
             tokens = logits.argmax(dim=-1)
