@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
 from anyware.request.errors import InvalidRequestError
@@ -20,6 +21,20 @@ def parse_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
         return _DTYPES[value]
     except KeyError:
         raise InvalidRequestError(f"dtype {value!r}; choose from {sorted(_DTYPES)}", "dtype") from None
+
+
+DEMO_MODEL = "anyware-demo"
+
+
+def demo_model_path() -> Path:
+    """The demo model shipped in the package (``anyware/assets/demo-llama``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "demo-llama"
+
+
+def resolve_model(model: str | None) -> str:
+    """``model`` as the engine loads it: ``None`` and ``"anyware-demo"`` name the built-in demo
+    model; anything else (a model directory or a shape preset) is kept."""
+    return str(demo_model_path()) if model is None or model == DEMO_MODEL else str(model)
 
 
 @dataclass(frozen=True)
@@ -52,12 +67,12 @@ class EngineConfig:
     platform_options: dict = field(default_factory=dict)
 
     @classmethod
-    def from_kwargs(cls, model: str, **kwargs) -> EngineConfig:
+    def from_kwargs(cls, model: str | None, **kwargs) -> EngineConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise InvalidRequestError(f"unknown engine option(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(model=str(model), **kwargs)
+        cfg = cls(model=resolve_model(model), **kwargs)
         if not 0 < cfg.mem_fraction <= 1:
             raise InvalidRequestError("mem_fraction must be in (0, 1]", "mem_fraction")
         if cfg.max_running_requests < 1:

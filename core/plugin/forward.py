@@ -151,6 +151,8 @@ class ForwardBatch:
             positions.extend(range(p, p + e))
             if logits_all:
                 logit_rows.extend(range(row, row + e))
+            elif c == 1:
+                logit_rows.append(row + e - 1)
             elif c:
                 logit_rows.extend(range(row + e - c, row + e))
             row += e

@@ -35,14 +35,11 @@ class ScheduledBatch:
     rows: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.samples:
-            self.samples = [p + e == r.seq_len + len(d) for r, p, e, d in
-                            zip(self.reqs, self.prefix_lens, self.extend_lens, self.draft_lists())]
         if not self.drafts:
             self.drafts = [[] for _ in self.reqs]
-
-    def draft_lists(self) -> list[list[int]]:
-        return self.drafts or [[] for _ in self.reqs]
+        if not self.samples:
+            self.samples = [p + e == r.seq_len + len(d) for r, p, e, d in
+                            zip(self.reqs, self.prefix_lens, self.extend_lens, self.drafts)]
 
     @property
     def committed(self) -> bool:

@@ -54,13 +54,16 @@ class SampleOutput:
         """Per sampling request, its kept tokens and their logprobs (``None`` entries where
         not asked), as Python values (reads the tensors)."""
         toks = self.tokens.tolist()
-        spans = self.spans or [1] * len(toks)
-        counts = self.counts.tolist() if self.counts is not None else spans
-        starts, s = [], 0
-        for span in spans:
-            starts.append(s)
-            s += span
-        tokens = [toks[a : a + c] for a, c in zip(starts, counts)]
+        if self.spans is None:  # one row per request
+            starts, counts = range(len(toks)), [1] * len(toks)
+            tokens = [[t] for t in toks]
+        else:
+            counts = self.counts.tolist()
+            starts, s = [], 0
+            for span in self.spans:
+                starts.append(s)
+                s += span
+            tokens = [toks[a : a + c] for a, c in zip(starts, counts)]
         if self.chosen is None:
             return tokens, None
         chosen = self.chosen.tolist()

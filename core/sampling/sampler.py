@@ -28,7 +28,7 @@ class Sampler:
         return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
 
     def _apply_penalties(self, logits: torch.Tensor, reqs: list[Request], steps: list[int],
-                         resolve: Resolver | None, before: list[list[int]]) -> torch.Tensor:
+                         resolve: Resolver | None, before: list[list[int]] | None) -> torch.Tensor:
         rows = [i for i, r in enumerate(reqs) if r.params.uses_penalties]
         if not rows:
             return logits
@@ -40,7 +40,8 @@ class Sampler:
         seen_toks: list[int] = []
         for j, i in enumerate(rows):
             r = reqs[i]
-            outs = r.output_ids[: steps[i] - len(before[i])] + before[i]
+            outs = (r.output_ids[: steps[i] - len(before[i])] + before[i] if before
+                    else r.output_ids[: steps[i]])
             out_rows += [j] * len(outs)
             out_toks += outs
             seen_rows += [j] * (len(r.prompt_ids) + len(outs))
@@ -76,6 +77,10 @@ class Sampler:
         on the device: ``SampleOutput.counts``). Each position is sampled exactly as a
         one-token step at that position would be (same noise, same penalty history), so
         speculation never changes the output, greedy or seeded."""
+        if not batch.has_verify:  # one row per sampling request
+            rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
+            return self.sample(logits, [batch.reqs[i] for i in rows],
+                               [batch.out_index[i] for i in rows], resolve)
         reqs, steps, before, spans = [], [], [], []
         for req, samples, idx, drafts in zip(batch.reqs, batch.sampling_rows(), batch.out_index,
                                              batch.drafts):
@@ -87,10 +92,9 @@ class Sampler:
                 steps.append(idx + j)
                 before.append(drafts[:j])
         out = self.sample(logits, reqs, steps, resolve, before)
-        if batch.has_verify:
-            out.spans = spans
-            out.counts = accept_chain(out.tokens, spans,
-                                      [d for d, s in zip(batch.drafts, batch.samples) if s])
+        out.spans = spans
+        out.counts = accept_chain(out.tokens, spans,
+                                  [d for d, s in zip(batch.drafts, batch.samples) if s])
         return out
 
     @torch.inference_mode()
@@ -107,8 +111,6 @@ class Sampler:
         placeholder token ids to their values on the device."""
         if steps is None:
             steps = [len(r.output_ids) for r in reqs]
-        if before is None:
-            before = [[] for _ in reqs]
         want = [r.params.logprobs for r in reqs]
         if logits.shape[0] == 0:
             return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device), want)

@@ -82,10 +82,8 @@ class KVManager:
     # ------------------------------------------------------------ progress
     def advance(self, req: Request, num_computed: int, unverified: int = 0) -> None:
         """A launched step computes (or queues) KV up to ``num_computed`` positions, the last
-        ``unverified`` of them for draft tokens not judged yet. Pages must be reserved."""
-        if _cdiv(num_computed, self.page_size) > len(req.pages):
-            raise AssertionError(f"{req.rid}: KV for {num_computed} positions but only "
-                                 f"{len(req.pages)} pages reserved")
+        ``unverified`` of them for draft tokens not judged yet. Pages must have been
+        reserved for them (``reserve``)."""
         req.num_computed, req.num_unverified = num_computed, unverified
 
     def truncate(self, req: Request, num_computed: int) -> None:

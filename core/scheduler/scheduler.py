@@ -133,14 +133,14 @@ class Scheduler:
                               [n for _, _, n in prefills] + [1 + len(d) for _, _, d in decodes],
                               [p for _, p, _ in items], drafts=drafts)
 
-    def _wants_decode(self, req: Request) -> bool:
+    def _wants_decode(self, req: Request, spec: bool = False) -> bool:
         """In decode, not waiting for a verify result, and not waiting for its last token (a
-        length limit already reached by the tokens in flight). With speculation on, a request
-        whose newest token is still in flight waits for it too: drafts are proposed from known
-        tokens, so it verifies one step later instead of decoding one token now."""
+        length limit already reached by the tokens in flight). With speculation on (``spec``),
+        a request whose newest token is still in flight waits for it too: drafts are proposed
+        from known tokens, so it verifies one step later instead of decoding one token now."""
         if req.in_prefill or req.awaiting or self._at_length_limit(req, len(req.output_ids)):
             return False
-        return not (self._speculating and req.output_ids and req.output_ids[-1] < 0)
+        return not (spec and req.output_ids and req.output_ids[-1] < 0)
 
     @property
     def _speculating(self) -> bool:
@@ -154,18 +154,21 @@ class Scheduler:
         """A step for each decoding request, oldest first: one token, or a verify of its
         drafts when there are some and their KV fits. When pages run out, retract the newest
         running request (possibly the one asking) until the rest fit."""
+        spec = self._speculating
         drafts: dict[int, list[int]] = {}
-        for req in [r for r in self.running if self._wants_decode(r)]:
+        for req in [r for r in self.running if self._wants_decode(r, spec)]:
             if not req.is_running:  # retracted to make room for an older one
                 continue
-            d = self._propose(req)
+            d = self._propose(req) if spec else None
             if d and self.kv.reserve(req, req.num_computed + 1 + len(d)):
                 drafts[id(req)] = d
                 continue
             while req.is_running and not self.kv.reserve(req, req.num_computed + 1):
                 self._retract(self.running[-1])
+        if not drafts:
+            return [(r, r.num_computed, []) for r in self.running if self._wants_decode(r, spec)]
         return [(r, r.num_computed, drafts.get(id(r), [])) for r in self.running
-                if self._wants_decode(r)]
+                if self._wants_decode(r, spec)]
 
     def _propose(self, req: Request) -> list[int]:
         """Draft tokens for ``req`` (at most k, and never more than its length limits leave
@@ -266,6 +269,15 @@ class Scheduler:
                 continue
             toks, lps = tokens[j], (logprobs[j] if logprobs is not None else None)
             j += 1
+            if not drafts and len(toks) == 1 and not req.finished:  # the common case, inline
+                tok = req.output_ids[idx] = toks[0]
+                reason = self._stop_reason(req, tok, idx + 1)
+                if reason is None:
+                    self.counters.generated_tokens += 1
+                    lp = lps if lps is not None and lps[0] is not None else None
+                    req.sink(TokenDelta(req.rid, toks, lp, False,
+                                        cached_tokens=req.cached_tokens))
+                    continue
             if drafts:
                 req.awaiting = False
                 self.counters.verify_steps += 1

@@ -19,7 +19,12 @@ from anyware.server.prompts import (
     encode_text,
     normalize_completion_prompt,
 )
-from anyware.server.request_checks import check_model, check_unsupported_completion, parse_body
+from anyware.server.request_checks import (
+    check_model,
+    check_tokenizer_options,
+    check_unsupported_completion,
+    parse_body,
+)
 from anyware.server.sampling import build_sampling_params
 from anyware.server.state import ServerState
 from anyware.server.streams import (
@@ -66,6 +71,7 @@ async def create_completion(state: ServerState, request: Request) -> Response:
     req = parse_body(await request.body(), CompletionRequest)
     check_model(req.model, state.served_model_name)
     check_unsupported_completion(req)
+    check_tokenizer_options(state.tokenizer, req)
     prepared = await asyncio.to_thread(_prepare, state, req)
     rid = state.new_id("cmpl")
     usage = UsageCounter([len(p.ids) for p in prepared])

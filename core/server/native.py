@@ -14,7 +14,14 @@ from typing import Any
 
 from anyware.server.choices import ChoiceAccumulator, UsageCounter, primed
 from anyware.server.errors import APIError, from_engine_error, invalid
-from anyware.server.prompts import check_fits, check_token_ids, encode_text
+from anyware.server.openai_requests import RequestModel
+from anyware.server.prompts import (
+    USE_STOP_TOKEN_IDS,
+    check_fits,
+    check_token_ids,
+    encode_text,
+    require_tokenizer,
+)
 from anyware.server.request_checks import parse_body
 from anyware.server.sampling import make_sampling_params
 from anyware.server.state import ServerState
@@ -26,15 +33,14 @@ from anyware.server.streams import (
     sse,
     unless_disconnected,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
-class NativeSamplingParams(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+class NativeSamplingParams(RequestModel):
     max_new_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -52,8 +58,7 @@ class NativeSamplingParams(BaseModel):
     skip_special_tokens: bool = True
 
 
-class GenerateRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+class GenerateRequest(RequestModel):
     text: str | list[str] | None = None
     input_ids: list[int] | list[list[int]] | None = None
     sampling_params: NativeSamplingParams = Field(default_factory=NativeSamplingParams)
@@ -67,7 +72,8 @@ def _prompts(state: ServerState, req: GenerateRequest) -> list[list[int]]:
         texts = [req.text] if isinstance(req.text, str) else req.text
         if not texts:
             raise invalid("'text' must not be an empty list.", param="text")
-        return [encode_text(state.tokenizer, t, add_special_tokens=True) for t in texts]
+        return [encode_text(state.tokenizer, t, add_special_tokens=True, param="text")
+                for t in texts]
     ids = req.input_ids or []
     batch = [ids] if not ids or isinstance(ids[0], int) else ids
     for row in batch:
@@ -79,6 +85,9 @@ def _prompts(state: ServerState, req: GenerateRequest) -> list[list[int]]:
 
 def _prepare(state: ServerState, req: GenerateRequest) -> list[tuple[list[int], Any]]:
     sp = req.sampling_params
+    if sp.stop:
+        require_tokenizer(state.tokenizer, "stop strings cannot be matched", USE_STOP_TOKEN_IDS,
+                          "sampling_params.stop")
     out = []
     for ids in _prompts(state, req):
         param = "text" if req.text is not None else "input_ids"
