@@ -15,6 +15,7 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(where="src"),
     package_dir={"": "src"},
-    package_data={"anyware": ["assets/*/*", "assets/*.md"], "anyware_conformance": ["*.md"]},
+    package_data={"anyware": ["assets/*/*", "assets/*.md", "kernels/triton/moe_configs/*.json"],
+                  "anyware_conformance": ["*.md"]},
     include_package_data=True,
 )

@@ -77,7 +77,8 @@ class ModelWorker:
         self.attention = platform.attention_backend(AttentionSpec(
             mcfg.num_layers, heads, kv_heads, mcfg.head_dim, mcfg.head_dim, pcfg.dtype,
             cfg.max_running_requests, mcfg.context_len))
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device)
+        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device,
+                           moe=platform.moe_backend)
         self.model = build_model(mcfg, ctx, cfg.model_path, cfg.load_format, cfg.seed,
                                  cfg.show_progress)
         platform.model_loaded(self.model)

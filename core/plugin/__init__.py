@@ -36,7 +36,7 @@ from anyware.plugin.ops.attention import (
 )
 from anyware.plugin.ops.comm import Communicator, TorchDistributedCommunicator
 from anyware.plugin.ops.kernels import KernelOps, SamplingTensors
-from anyware.plugin.ops.moe import Dispatched, MoEExperts, TokenDispatcher
+from anyware.plugin.ops.moe import ROUTER_SCORING, Dispatched, MoEBackend, MoESpec, MoEWeightLayout
 from anyware.plugin.padding import Bucket, dummy_batch, pad_batch
 from anyware.plugin.platform import (
     EXECUTION_KINDS,
@@ -54,6 +54,7 @@ __all__ = [
     "EXTENSION_GROUP",
     "PLATFORM_GROUP",
     "PLUGIN_API_VERSION",
+    "ROUTER_SCORING",
     "AnywareError",
     "AttentionBackend",
     "AttentionFeatures",
@@ -77,7 +78,9 @@ __all__ = [
     "KernelOps",
     "KnownFailure",
     "MemoryInfo",
-    "MoEExperts",
+    "MoEBackend",
+    "MoESpec",
+    "MoEWeightLayout",
     "Platform",
     "PlatformConfig",
     "PlatformInfo",
@@ -88,7 +91,6 @@ __all__ = [
     "SamplingTensors",
     "SpecInfo",
     "StepProgram",
-    "TokenDispatcher",
     "TorchDistributedCommunicator",
     "Waiver",
     "check_api_version",

@@ -50,12 +50,9 @@ def anyware_attention_backends(platform):
 
 @hookspec
 def anyware_moe_backends(platform):
-    """Return a list of :class:`MoEExperts` subclasses usable on ``platform``."""
-
-
-@hookspec
-def anyware_token_dispatchers(platform):
-    """Return a list of :class:`TokenDispatcher` subclasses usable on ``platform``."""
+    """Return a list of :class:`~anyware.plugin.ops.moe.MoEBackend` subclasses usable on
+    ``platform`` (routing, dispatch, expert compute and combine of MoE layers, and the expert
+    weight layout they want; the highest ``priority`` that accepts a layer's spec wins)."""
 
 
 @hookspec

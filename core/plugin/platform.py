@@ -22,7 +22,7 @@ from anyware.plugin.execution import EagerExecution, ExecutionStrategy
 from anyware.plugin.ops.attention import AttentionBackend, AttentionSpec
 from anyware.plugin.ops.comm import Communicator
 from anyware.plugin.ops.kernels import KernelOps
-from anyware.plugin.ops.moe import MoEExperts, TokenDispatcher
+from anyware.plugin.ops.moe import MoEBackend, MoESpec
 
 EXECUTION_KINDS = ("eager", "graphs", "compiled")
 
@@ -328,15 +328,40 @@ class Platform(ABC):
             raise CapabilityError(f"platform {self.name!r} has no attention backend {name!r} (known: {known})")
         raise CapabilityError(f"no usable attention backend on {self.name!r}: {'; '.join(reasons) or known}")
 
-    def moe_experts(self) -> MoEExperts:
-        """The highest-priority contributed MoE experts, else the platform's own."""
-        contributed = self._contributed("anyware_moe_backends")
-        if contributed:
-            return contributed[0]()
-        return self._moe_experts()
+    def moe_backends(self) -> list[type[MoEBackend]]:
+        """The platform's own MoE backends plus those contributed through
+        ``anyware_moe_backends``, highest priority first."""
+        found = list(self._moe_backends())
+        if self.hooks is not None:
+            for contributed in self.hooks.anyware_moe_backends(platform=self):
+                found.extend(contributed or ())
+        return sorted(found, key=lambda b: -b.priority)
 
-    def _moe_experts(self) -> MoEExperts:
-        raise CapabilityError(f"platform {self.name!r} provides no MoE experts")
+    def _moe_backends(self) -> list[type[MoEBackend]]:
+        """Plugin hook: the platform's own MoE backends (none by default)."""
+        return []
+
+    def moe_backend(self, spec: MoESpec, communicator: Communicator | None = None,
+                    name: str | None = None) -> MoEBackend:
+        """Instantiate the named MoE backend, or the highest-priority available one that
+        accepts ``spec`` (a named backend is never skipped: its own checks explain a mismatch)."""
+        if not self.capabilities().moe:
+            raise CapabilityError(f"platform {self.name!r} does not declare MoE support")
+        backends = self.moe_backends()
+        reasons = []
+        for cls in backends:
+            if name is not None and cls.name != name:
+                continue
+            ok, why = cls.is_available(self)
+            why = why if not ok else cls.unsupported(spec)
+            if why is None:
+                return cls(self, spec, communicator)
+            reasons.append(f"{cls.name}: {why}")
+        known = ", ".join(b.name for b in backends) or "none"
+        if name is not None and not reasons:
+            raise CapabilityError(f"platform {self.name!r} has no MoE backend {name!r} (known: {known})")
+        raise CapabilityError(f"no usable MoE backend on {self.name!r} for {spec}: "
+                              f"{'; '.join(reasons) or 'none provided'}")
 
     def _contributed(self, hook_name: str) -> list:
         """Classes contributed by extension plugins through ``hook_name``, best first."""
@@ -345,16 +370,6 @@ class Platform(ABC):
             for items in getattr(self.hooks, hook_name)(platform=self):
                 found.extend(items or ())
         return sorted(found, key=lambda c: -getattr(c, "priority", 0))
-
-    def token_dispatcher(self, num_experts: int, ep_rank: int = 0, ep_size: int = 1) -> TokenDispatcher:
-        """The highest-priority contributed dispatcher, else the platform's own."""
-        contributed = self._contributed("anyware_token_dispatchers")
-        if contributed:
-            return contributed[0](num_experts, ep_rank, ep_size)
-        return self._token_dispatcher(num_experts, ep_rank, ep_size)
-
-    def _token_dispatcher(self, num_experts: int, ep_rank: int, ep_size: int) -> TokenDispatcher:
-        raise CapabilityError(f"platform {self.name!r} provides no token dispatcher")
 
     def communicator(self, rank: int, world_size: int) -> Communicator:
         """A communicator over the initialised default process group (the highest-priority

@@ -6,9 +6,8 @@ import os
 
 import torch
 from anyware.kernels.reference import (
-    LocalTokenDispatcher,
     ReferenceAttentionBackend,
-    ReferenceMoEExperts,
+    ReferenceMoEBackend,
     ReferenceOps,
 )
 from anyware.plugin import (
@@ -100,11 +99,8 @@ class CpuPlatform(Platform):
     def _attention_backends(self):
         return [ReferenceAttentionBackend]
 
-    def _moe_experts(self):
-        return ReferenceMoEExperts()
-
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+    def _moe_backends(self):
+        return [ReferenceMoEBackend]
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)

@@ -7,7 +7,6 @@ Device hooks and the graph strategy come from the torch-device toolkit
 from __future__ import annotations
 
 import torch
-from anyware.kernels.reference import LocalTokenDispatcher, ReferenceMoEExperts
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
@@ -69,11 +68,10 @@ class CudaPlatform(TorchDevicePlatform):
         # --attention-backend flashinfer until validated on hardware (docs/cuda.md)
         return [FlashInferAttentionBackend, TritonAttentionBackend]
 
-    def _moe_experts(self):
-        return ReferenceMoEExperts()
+    def _moe_backends(self):
+        from anyware.kernels.triton.moe_backend import TritonMoEBackend
 
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+        return [TritonMoEBackend]
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)

@@ -22,7 +22,6 @@ import importlib.metadata
 from types import ModuleType
 
 import torch
-from anyware.kernels.reference import LocalTokenDispatcher
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
@@ -121,13 +120,10 @@ class NpuPlatform(Platform):
 
         return [NpuFusedAttentionBackend]
 
-    def _moe_experts(self):
-        from anyware_npu.moe import NpuGroupedMatmulExperts
+    def _moe_backends(self):
+        from anyware_npu.moe import NpuGroupedMatmulMoE
 
-        return NpuGroupedMatmulExperts(self.torch_npu())
-
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+        return [NpuGroupedMatmulMoE]
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)

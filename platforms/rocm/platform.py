@@ -22,7 +22,6 @@ import contextlib
 import importlib.metadata
 
 import torch
-from anyware.kernels.reference import LocalTokenDispatcher, ReferenceMoEExperts
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
@@ -165,11 +164,10 @@ class RocmPlatform(Platform):
             return [AiterAttentionBackend, TritonAttentionBackend]
         return [TritonAttentionBackend]
 
-    def _moe_experts(self):
-        return ReferenceMoEExperts()
+    def _moe_backends(self):
+        from anyware.kernels.triton.moe_backend import TritonMoEBackend
 
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+        return [TritonMoEBackend]  # the portable fused-MoE kernel on both paths
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)

@@ -16,7 +16,7 @@ import contextlib
 import importlib.metadata
 
 import torch
-from anyware.kernels.reference import LocalTokenDispatcher, ReferenceMoEExperts
+from anyware.kernels.reference import ReferenceMoEBackend
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
@@ -138,11 +138,12 @@ class XpuPlatform(Platform):
             backends.append(TritonAttentionBackend)
         return backends
 
-    def _moe_experts(self):
-        return ReferenceMoEExperts()
+    def _moe_backends(self):
+        if intel_triton_problem() is None:
+            from anyware.kernels.triton.moe_backend import TritonMoEBackend
 
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+            return [TritonMoEBackend]
+        return [ReferenceMoEBackend]
 
     def _communicator(self, rank, world_size):
         if world_size > 1 and not xccl_available():

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from anyware.kernels import reference as ref
-from anyware.plugin import AttentionLayer, CapabilityError, Dispatched, ForwardMode, PlatformConfig
+from anyware.plugin import (
+    AttentionLayer,
+    CapabilityError,
+    Dispatched,
+    ForwardMode,
+    MoESpec,
+    PlatformConfig,
+)
 from anyware_conformance.paged import build, spec_for
 from anyware_npu.platform import NpuPlatform
 
@@ -101,10 +108,13 @@ def test_grouped_matmul_experts_match_reference(npu):
     p, fake = npu
     counts = torch.tensor([3, 0, 2, 4])
     n, h, inter = int(counts.sum()), 32, 16
-    dispatched = Dispatched(torch.randn(n, h, dtype=torch.float16), counts, torch.rand(n), None)
+    row_expert = torch.repeat_interleave(torch.arange(4), counts)
+    dispatched = Dispatched(torch.randn(n, h, dtype=torch.float16), counts, torch.rand(n),
+                            (None, row_expert, None, None, None))
     w13 = torch.randn(4, 2 * inter, h, dtype=torch.float16) * 0.2
     w2 = torch.randn(4, h, inter, dtype=torch.float16) * 0.2
-    got = p.moe_experts().forward(dispatched, w13, w2)
-    want = ref.ReferenceMoEExperts().forward(dispatched, w13, w2)
+    spec = MoESpec(4, 2, h, inter, torch.float16)
+    got = p.moe_backend(spec).experts(dispatched, w13, w2)
+    want = ref.ReferenceMoEBackend(p, spec).experts(dispatched, w13, w2)
     torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)
     assert [c[0] for c in fake.calls].count("npu_grouped_matmul") == 2

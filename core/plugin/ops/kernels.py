@@ -95,10 +95,3 @@ class KernelOps(ABC):
         ``anyware.kernels.reference.sampling_noise`` (so a seeded request is reproducible on
         any platform and in any batch). Returns int64 ``[B]``.
         """
-
-    @abstractmethod
-    def moe_route(
-        self, router_logits: torch.Tensor, top_k: int, renormalize: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax routing: returns ``(topk_weights fp32 [T, k], topk_ids int32 [T, k])``;
-        with ``renormalize`` the k weights of each token sum to 1."""
