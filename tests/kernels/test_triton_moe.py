@@ -60,9 +60,10 @@ def test_padded_layout_and_unweighted_rows(device):
     assert rel_err(combined, want) < TOL[torch.float32]
 
 
-def test_align_pads_each_expert_to_whole_blocks():
-    ids = torch.tensor([3, 0, 3, 3, 1, 0, 3], dtype=torch.int32)
+def test_align_pads_each_expert_to_whole_blocks(device):
+    ids = torch.tensor([3, 0, 3, 3, 1, 0, 3], dtype=torch.int32, device=device)
     sorted_ids, block_expert, used = moe_align(ids, num_experts=5, block_m=4)
+    ids, sorted_ids, block_expert = ids.cpu(), sorted_ids.cpu(), block_expert.cpu()
     assert int(used) == 12  # experts 0, 1, 3: 2 + 1 + 4 rows -> 4 + 4 + 4
     assert sorted_ids.numel() == 24  # bound: 7 + min(5, 7) * 3, rounded up to a block
     blocks = sorted_ids[:12].view(3, 4)
