@@ -8,6 +8,7 @@ ROOTS = {
     "anyware": "core",
     "anyware_cpu": "platforms/cpu",
     "anyware_cuda": "platforms/cuda",
+    "anyware_tpu": "platforms/tpu",
     "anyware_conformance": "conformance",
 }
 

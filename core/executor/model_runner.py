@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from anyware.executor.future import FutureTokens
 from anyware.memory import KVPool, PageTable
-from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode
+from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode, KVCache
 from anyware.request import ScheduledBatch
 
 
@@ -20,6 +20,10 @@ class ModelRunner:
         self.page_size = page_size
         self.device = device
         self.future = FutureTokens(page_table.table.shape[0], device)
+
+    @property
+    def kv_cache(self) -> KVCache:
+        return self.pool.cache
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch) -> torch.Tensor:

@@ -12,13 +12,23 @@ from typing import ClassVar, Protocol
 
 import torch
 from anyware.plugin.forward import ForwardBatch
-from anyware.plugin.ops.attention import AttentionBackend
+from anyware.plugin.ops.attention import AttentionBackend, KVCache
 
 
 class StepProgram(Protocol):
-    """What the core hands a strategy: the model forward and helpers to pad batches."""
+    """What the core hands a strategy: the model forward and helpers to pad batches.
+
+    kv_cache: the KV cache ``forward`` reads and writes. A compiled strategy passes it into
+        its programs and takes the new state back (replacing ``kv_cache.kv`` / ``.k`` / ``.v``
+        entries), so no write happens outside what the compiler sees.
+    model: the ``torch.nn.Module`` whose parameters and buffers ``forward`` uses, when there
+        is one (``None`` otherwise): a compiled strategy passes them as program inputs
+        instead of baking them in as constants.
+    """
 
     attention: AttentionBackend
+    kv_cache: KVCache
+    model: torch.nn.Module | None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Run the model; returns logits ``[len(batch.logits_indices), vocab]`` (fp32)."""

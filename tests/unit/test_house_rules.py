@@ -34,6 +34,7 @@ VENDOR_PATTERNS: dict[str, str] = {
     "torch.backends.cudnn/mps": r"\btorch\.backends\.(cudnn|cuda|mps)\b",
     "torch_npu": r"\btorch_npu\b",
     "torch_xla": r"\btorch_xla\b",
+    "jax/torchax": r"\b(jax|jaxlib|torchax|libtpu)\b",
     "intel_extension_for_pytorch": r"\bintel_extension_for_pytorch\b",
     "flashinfer": r"\bflashinfer\b",
     "aiter": r"\baiter\b",

@@ -61,6 +61,10 @@ class KVLayout:
     ``[num_slots, num_kv_heads, v_head_dim]`` with ``num_slots = num_pages * page_size`` and
     ``slot = page * page_size + offset``. Page 0 is reserved by the pool as a scratch page
     (padded rows of captured graphs write there), so usable pages are ``1 .. num_pages-1``.
+    order "KV_INTERLEAVED": one tensor per layer, ``[num_pages, page_size, 2 * num_kv_heads,
+    head_dim]`` (:meth:`kv_shape`), K head ``h`` at index ``2h`` and V head ``h`` at ``2h + 1``
+    (needs ``v_head_dim == head_dim``); :meth:`allocate` also gives K and V as strided views of
+    it in the NHD shapes, so code that addresses K/V by slot works on either order.
     alignment: ``num_pages`` is rounded up to a multiple of this.
     """
 
@@ -78,6 +82,31 @@ class KVLayout:
     def v_shape(self, num_pages: int) -> tuple[int, ...]:
         return (num_pages * self.page_size, self.num_kv_heads, self.v_head_dim)
 
+    @property
+    def interleaved(self) -> bool:
+        return self.order == "KV_INTERLEAVED"
+
+    def kv_shape(self, num_pages: int) -> tuple[int, ...]:
+        """The one tensor per layer of the "KV_INTERLEAVED" order."""
+        return (num_pages, self.page_size, 2 * self.num_kv_heads, self.head_dim)
+
+    def allocate(self, platform: Platform, num_layers: int, num_pages: int) -> KVCache:
+        """Zeroed per-layer KV tensors of this layout, allocated through ``platform``."""
+        if self.order not in ("NHD", "KV_INTERLEAVED"):
+            raise ValueError(f"unknown KV layout order {self.order!r}")
+        if not self.interleaved:
+            return KVCache(self, [platform.allocate(self.k_shape(num_pages), self.dtype)
+                                  for _ in range(num_layers)],
+                           [platform.allocate(self.v_shape(num_pages), self.dtype)
+                            for _ in range(num_layers)], num_pages)
+        if self.v_head_dim != self.head_dim:
+            raise ValueError("the KV_INTERLEAVED order needs v_head_dim == head_dim")
+        kv = [platform.allocate(self.kv_shape(num_pages), self.dtype) for _ in range(num_layers)]
+        slots = [t.view(num_pages * self.page_size, self.num_kv_heads, 2, self.head_dim)
+                 for t in kv]
+        return KVCache(self, [s[:, :, 0] for s in slots], [s[:, :, 1] for s in slots],
+                       num_pages, kv=kv)
+
     def bytes_per_page(self) -> int:
         per_token = self.num_kv_heads * (self.head_dim + self.v_head_dim)
         return per_token * self.page_size * torch.empty((), dtype=self.dtype).element_size()
@@ -85,12 +114,19 @@ class KVLayout:
 
 @dataclass
 class KVCache:
-    """Per-layer K and V tensors allocated by the pool according to ``layout``."""
+    """Per-layer K and V tensors allocated by the pool according to ``layout``.
+
+    kv: the per-layer storage of the "KV_INTERLEAVED" order (``k``/``v`` are views of it).
+    An execution strategy that keeps the cache as functional device state (compiled programs
+    that take it in and give it back) replaces these entries after each step; ``k``/``v``
+    views then describe the host tensors allocated at start-up, not the live state.
+    """
 
     layout: KVLayout
     k: list[torch.Tensor]
     v: list[torch.Tensor]
     num_pages: int
+    kv: list[torch.Tensor] | None = None
 
 
 class AttentionBackend(ABC):
