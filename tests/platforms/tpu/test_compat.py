@@ -26,7 +26,7 @@ def test_shim_covers_only_missing_names_and_restores_torch(caplog):
         real = torch.ops.aten.prod.dim_int  # a real overload stays the real one
         assert isinstance(real, torch._ops.OpOverload)
         with pytest.raises(AttributeError):  # an unknown missing name still fails
-            torch.ops.aten.prod.not_an_overload
+            _ = torch.ops.aten.prod.not_an_overload
         for name in missing:
             ns, _, rest = name.partition("::")
             packet, _, overload = rest.partition(".")
@@ -40,7 +40,7 @@ def test_shim_covers_only_missing_names_and_restores_torch(caplog):
     assert (torch_ops.OpOverloadPacket.__getattr__, torch_ops._OpNamespace.__getattr__) == orig
     if missing:
         with pytest.raises(AttributeError):
-            torch.ops.aten.prod.dim_Dimname
+            _ = torch.ops.aten.prod.dim_Dimname
         assert len([r for r in caplog.records if "compatibility shim" in r.message]) == 1
     else:  # a torch that has them all: time to check whether the shim can go
         assert not [r for r in caplog.records if "compatibility shim" in r.message]
