@@ -42,7 +42,7 @@ def _generate(path: str, platform: str, dtype: str, page_size: int | None, promp
     except ImportError as exc:
         pytest.skip(f"provisional: the engine is not available in this install: {exc}")
     engine = Engine(model=path, platform=platform, dtype=dtype, page_size=page_size,
-                    kv_cache_bytes=64 << 20)
+                    kv_cache_bytes=64 << 20, max_running_requests=8, chunked_prefill_size=64)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
                                                        logprobs=top, ignore_eos=True))

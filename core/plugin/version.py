@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from anyware.plugin.errors import PluginVersionError
 
-PLUGIN_API_VERSION = "1.3.0"
+PLUGIN_API_VERSION = "2.0.0"
 
 
 def _parse(version: str) -> tuple[int, int, int]:
