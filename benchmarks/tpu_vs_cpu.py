@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/tpu")
     a = ap.parse_args()
     prompts = workload(a.requests, a.prompt)
-    opts = dict(max_running_requests=8, chunked_prefill_size=128, page_size=16, context_len=256)
+    opts = dict(max_running_requests=8, chunked_prefill_size=64, page_size=16, context_len=256)
     results = {"env": env_info(), "args": vars(a), "engine_options": opts}
     with tempfile.TemporaryDirectory() as cache_dir:
         os.environ["ANYWARE_JAX_CACHE_DIR"] = cache_dir
