@@ -1,33 +1,21 @@
-"""Package mapping: `core/` is `anyware`, `platforms/<name>/` is `anyware_<name>`."""
+"""Package mapping: `core/` is `anyware`, `platforms/<name>/` is `anyware_<name>`,
+`conformance/` is `anyware_conformance`.
 
-from pathlib import Path
+The mapping is spelled as symbolic links in `src/` (`src/anyware -> ../core`, ...), so that
+`src/` is an ordinary "src layout": an editable install (`pip install -e .`) then puts `src/`
+on `sys.path` with a plain `.pth` line, and `import anyware` finds the real package from any
+directory. (A `package_dir` mapping with renamed directories makes setuptools install an import
+hook instead, which loses to the namespace package that a clone directory named `anyware`
+forms when Python starts from its parent directory.) A new platform plugin needs its link:
+`ln -s ../platforms/<name> src/anyware_<name>` (tests/unit/test_packaging.py checks this).
+"""
 
 from setuptools import find_packages, setup
 
-ROOTS = {
-    "anyware": "core",
-    "anyware_cpu": "platforms/cpu",
-    "anyware_cuda": "platforms/cuda",
-    "anyware_tpu": "platforms/tpu",
-    "anyware_conformance": "conformance",
-}
-
-
-def _packages() -> tuple[list[str], dict[str, str]]:
-    packages, package_dir = [], {}
-    for top, root in ROOTS.items():
-        if not Path(root, "__init__.py").exists():
-            continue
-        package_dir[top] = root
-        packages.append(top)
-        packages += [f"{top}.{sub}" for sub in find_packages(where=root)]
-    return packages, package_dir
-
-
-packages, package_dir = _packages()
 setup(
-    packages=packages,
-    package_dir=package_dir,
-    package_data={"anyware": ["assets/*/*", "assets/*.md"], "anyware_conformance": ["*.md"]},
+    packages=find_packages(where="src"),
+    package_dir={"": "src"},
+    package_data={"anyware": ["assets/*/*", "assets/*.md", "kernels/triton/moe_configs/*.json"],
+                  "anyware_conformance": ["*.md"]},
     include_package_data=True,
 )

@@ -26,7 +26,7 @@ from tests.engine.tiny_models import build_model
 
 def timed_forward(core) -> dict:
     stats = {"s": 0.0, "n": 0}
-    run = core.strategy.run
+    run = core.worker.strategy.run
 
     def inner(batch):
         t0 = time.perf_counter()
@@ -34,7 +34,7 @@ def timed_forward(core) -> dict:
         stats["s"] += time.perf_counter() - t0
         stats["n"] += 1
         return out
-    core.strategy.run = inner
+    core.worker.strategy.run = inner
     return stats
 
 

@@ -47,7 +47,7 @@ class StepTimer:
     queued (CUDA events around each forward): 1 - busy/wall is the scheduler's idle share."""
 
     def __init__(self, engine: Engine) -> None:
-        self.strategy = engine.core.strategy
+        self.strategy = engine.core.worker.strategy
         self.inner = self.strategy.run
         self.events: list[tuple] = []
         self.strategy.run = self._run
@@ -85,9 +85,9 @@ def engine_for(preset: str, platform: str | None, **kw) -> Engine:
     opts.update(ENGINE_OPTS)
     engine = Engine(preset, **opts)
     for key, value in BACKEND_ATTRS.items():
-        if not hasattr(engine.core.attention, key):
+        if not hasattr(engine.core.worker.attention, key):
             raise SystemExit(f"the attention backend has no attribute {key!r}")
-        setattr(engine.core.attention, key, value)
+        setattr(engine.core.worker.attention, key, value)
     return engine
 
 
@@ -138,7 +138,7 @@ def w3(args) -> dict:
         flops = 2 * cfg.param_count() * n + 2 * cfg.num_layers * cfg.num_heads * cfg.head_dim * n * n
         out[f"ttft_{n}_ms"] = round(ttft * 1e3, 2)
         out[f"tflops_{n}"] = round(flops / ttft / 1e12, 1)
-    strat = e.core.strategy
+    strat = e.core.worker.strategy
     out["prefill_graph_replays"] = getattr(strat, "prefill_replays", None)
     out["prefill_graph_buckets"] = list(getattr(strat, "_prefill", {}))
     free(e)
@@ -163,7 +163,7 @@ def offline(args, preset: str, wl: Workload, dtype: str, peer_slice: int | None,
         busy = timer.busy_ms()
         res["ours"]["device_busy_fraction"] = round(busy / (r.wall_s * 1e3), 4)
         res["ours"]["forwards"] = len(timer.events)
-        res["ours"]["graph_replays"] = getattr(e.core.strategy, "replays", None)
+        res["ours"]["graph_replays"] = getattr(e.core.worker.strategy, "replays", None)
     free(e)
     e = timer = None
     free(None)

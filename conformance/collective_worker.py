@@ -43,7 +43,7 @@ def expected(op: str, inputs: list[torch.Tensor], rank: int, world: int) -> torc
 
 
 def run(args) -> list[dict]:
-    from anyware.plugin import load_platform
+    from anyware.runtime import load_platform
 
     rank, world = args.rank, args.world_size
     platform = load_platform(args.platform)

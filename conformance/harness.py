@@ -49,7 +49,7 @@ class Harness:
     # ------------------------------------------------------------ the platform under test
     def plugin_info(self):
         if self._info is None:
-            from anyware.plugin import choose, discover
+            from anyware.runtime import choose, discover
 
             self._info = choose(discover(), self.name)
         return self._info
@@ -57,7 +57,7 @@ class Harness:
     def platform(self, init_device: bool = True):
         """The platform instance (one per process; its device is this xdist worker's)."""
         if self._platform is None:
-            from anyware.plugin import load_platform
+            from anyware.runtime import load_platform
 
             self._platform = load_platform(self.name, [self.plugin_info()])
         if init_device and not self._device_ready:

@@ -4,7 +4,7 @@ that directory's own conftest."""
 from __future__ import annotations
 
 import pytest
-from anyware.plugin import ENV_VAR
+from anyware.runtime import ENV_VAR
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +16,6 @@ def _no_platform_override(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def cpu_platform():
     """The CPU reference platform, loaded through discovery like any other plugin."""
-    from anyware.plugin import load_platform
+    from anyware.runtime import load_platform
 
     return load_platform("cpu")

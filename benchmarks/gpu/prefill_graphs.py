@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     e = Engine(args.model, load_format="dummy", dtype="bfloat16", context_len=8192,
                max_running_requests=8, disable_radix_cache=True, show_progress=False)
-    strat = e.core.strategy
+    strat = e.core.worker.strategy
     buckets = strat.prefill_tokens
     timer = StepTimer(e)
 

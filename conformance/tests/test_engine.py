@@ -1,5 +1,6 @@
 """Tier engine (provisional in this release): end-to-end greedy generation of tiny random
-Llama models on the platform equals the CPU reference platform token for token (a first
+Llama models, and of a tiny Qwen3-MoE model (through the platform's MoE backend), on the
+platform equals the CPU reference platform token for token (a first
 difference is allowed only at a near tie of the fp32 reference, within the dtype's logprob
 tolerance; later tokens then continue from another prefix and are not compared), and the
 chosen tokens' logprobs are close. Prompts are token ids (no tokenizer needed)."""
@@ -16,17 +17,25 @@ MODELS = {  # name: LlamaConfig overrides
     "llama-mha-d64": dict(hidden_size=128, intermediate_size=192, num_hidden_layers=2,
                           num_attention_heads=2, num_key_value_heads=2),
 }
+MOE_MODELS = {  # name: Qwen3MoeConfig overrides (16 experts, top-4, renormalised)
+    "qwen3-moe-e16-k4": dict(hidden_size=64, intermediate_size=128, moe_intermediate_size=48,
+                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             head_dim=16, num_experts=16, num_experts_per_tok=4,
+                             norm_topk_prob=True),
+}
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     paths = {}
-    for i, (name, overrides) in enumerate(MODELS.items()):
+    specs = [(n, "Llama", o) for n, o in MODELS.items()] + [(n, "Qwen3Moe", o) for n, o in MOE_MODELS.items()]
+    for i, (name, family, overrides) in enumerate(specs):
         torch.manual_seed(1234 + i)
-        cfg = transformers.LlamaConfig(vocab_size=256, max_position_embeddings=512,
-                                       rms_norm_eps=1e-5, tie_word_embeddings=False, **overrides)
-        model = transformers.LlamaForCausalLM(cfg)
+        cfg = getattr(transformers, f"{family}Config")(
+            vocab_size=256, max_position_embeddings=512, rms_norm_eps=1e-5,
+            tie_word_embeddings=False, **overrides)
+        model = getattr(transformers, f"{family}ForCausalLM")(cfg)
         with torch.no_grad():  # spread logits so greedy choices are far from ties
             model.lm_head.weight.mul_(8.0)
         path = tmp_path_factory.mktemp(name)
@@ -56,6 +65,17 @@ def _generate(path: str, platform: str, dtype: str, page_size: int | None, promp
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model", list(MODELS))
 def test_greedy_generation_matches_reference(harness, caps, conf, tiny_models, model, dtype):
+    _check_greedy(harness, caps, conf, tiny_models, model, dtype)
+
+
+@pytest.mark.anyware(tier="engine", capability="engine.moe", needs=("dtype", "moe"), provisional=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("model", list(MOE_MODELS))
+def test_moe_generation_matches_reference(harness, caps, conf, tiny_models, model, dtype):
+    _check_greedy(harness, caps, conf, tiny_models, model, dtype)
+
+
+def _check_greedy(harness, caps, conf, tiny_models, model, dtype):
     g = torch.Generator().manual_seed(len(model) * 7919)  # same prompts for every dtype
     prompts = [torch.randint(3, 256, (n,), generator=g).tolist() for n in (7, 19, 1, 33)]
     page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
@@ -69,3 +89,32 @@ def test_greedy_generation_matches_reference(harness, caps, conf, tiny_models, m
         if lps[:n] and ref_lps[:n]:
             conf.close(f"request {i} logprobs", torch.tensor(lps[:n]), torch.tensor(ref_lps[:n]),
                        op="logprob", dtype=dtype)
+
+
+@pytest.mark.anyware(tier="engine", capability="engine.speculative",
+                     needs=("attention.verify",), provisional=True)
+def test_speculative_loop_greedy_matches_reference(harness, caps, conf, tiny_models):
+    """The whole speculative loop on the platform (prompt lookup drafts, VERIFY / MIXED
+    forwards, acceptance on the device, KV truncation): greedy tokens equal the CPU fp32
+    reference (near-tie rule as above), and drafts were verified and some accepted."""
+    try:
+        from anyware import Engine, SamplingParams
+    except ImportError as exc:
+        pytest.skip(f"provisional: the engine is not available in this install: {exc}")
+    model, dtype = "llama-gqa", "float32" if torch.float32 in caps.dtypes else "bfloat16"
+    prompts = [[5, 6, 7, 8, 9] * 4, [40, 41, 42, 43] * 3 + [40], [9, 200, 31]]
+    page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
+    engine = Engine(model=tiny_models[model], platform=harness.name, dtype=dtype,
+                    page_size=page_size, kv_cache_bytes=64 << 20,
+                    speculative_algorithm="ngram", speculative_num_draft_tokens=3)
+    try:
+        outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
+                                                       ignore_eos=True))
+        stats = engine.stats()
+    finally:
+        engine.shutdown()
+    want = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
+    for i, (o, (ref_toks, _, ref_top)) in enumerate(zip(outs, want)):
+        conf.greedy_tokens(f"request {i} tokens", list(o.outputs[0].token_ids), ref_toks,
+                           ref_top, dtype=dtype)
+    assert stats.verify_steps > 0 and stats.drafted_tokens > 0, stats

@@ -14,7 +14,7 @@ SUBCOMMANDS = ("platforms", "generate", "serve", "bench", "conformance")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="anyware", description="One LLM serving engine, any hardware."
+        prog="anyware", description="One LLM serving engine, any hardware.", allow_abbrev=False
     )
     parser.add_argument("--version", action="version", version=f"anyware {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -26,20 +26,33 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for subparser in sub.choices.values():  # no silent prefix matches, in any subcommand
+        subparser.allow_abbrev = False
+    return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand's usage, not the top-level one
+        _subparser(parser, getattr(args, "command", None)).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from anyware.cli.options import PresetNeedsDummyError
     from anyware.plugin.errors import AnywareError
 
     try:
         return int(args.func(args) or 0)
-    except AnywareError as exc:
+    except (AnywareError, PresetNeedsDummyError) as exc:
         print(f"anyware: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,9 +1,34 @@
-"""``--platform-option KEY=VALUE``: platform-specific settings from the command line."""
+"""Options shared by the subcommands: the engine's settings (one spelling, one set of choices,
+one default each, in ``serve``, ``generate`` and ``bench``), ``--platform-option KEY=VALUE``,
+and the check that a shape preset runs only with ``--load-format dummy``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+DEMO_MODEL = "anyware-demo"  # anyware.engine.config.DEMO_MODEL (a test checks they agree)
+# anyware.model.loader.LOAD_FORMATS (a test checks they agree; the CLI does not import torch
+# to build its parser)
+LOAD_FORMATS = ("auto", "safetensors", "dummy")
+EXECUTIONS = ("auto", "eager", "graphs", "compiled")
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default (``%(default)s``) unless it is ``None``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is argparse.SUPPRESS or (
+            action.default == [] or action.default is False
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand parser with the house conventions: no prefix abbreviations, defaults in the
+    help."""
+    return sub.add_parser(name, allow_abbrev=False, formatter_class=Formatter, **kwargs)
 
 
 def _value(text: str):
@@ -27,3 +52,111 @@ def add_platform_option(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="platform-specific setting, repeatable (e.g. cuda_graph_max_prefill_tokens=0; "
              "the platform's docs list its keys)")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --platform, --dtype, --load-format, --seed: what every engine-building command
+    takes."""
+    parser.add_argument(
+        "--model", default=DEMO_MODEL, metavar="PATH|PRESET",
+        help="Hugging Face model directory, shape preset (random weights, no tokenizer: needs "
+             f"--load-format dummy), or '{DEMO_MODEL}' (the built-in demo model)")
+    parser.add_argument("--platform", default=None, metavar="NAME",
+                        help="platform plugin (default: $ANYWARE_PLATFORM, else the "
+                             "highest-priority available one)")
+    parser.add_argument("--dtype", default=None,
+                        help="model dtype: float32, bfloat16, float16 (default: the platform's)")
+    parser.add_argument("--load-format", default="auto", choices=LOAD_FORMATS,
+                        help="'dummy': random weights of the model's shapes (required for a "
+                             "preset); 'auto'/'safetensors': read the weights")
+    parser.add_argument("--seed", type=int, default=0, help="engine random seed")
+
+
+def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests: int = 256) -> None:
+    """The engine's capacity and execution settings."""
+    parser.add_argument("--page-size", type=int, default=None,
+                        help="KV-cache page size in tokens (default: the platform's)")
+    parser.add_argument("--max-running-requests", type=int, default=max_running_requests,
+                        help="most requests in the running batch")
+    parser.add_argument("--chunked-prefill-size", type=int, default=2048,
+                        help="most prompt tokens prefilled per step")
+    parser.add_argument("--context-len", type=int, default=None,
+                        help="cap on prompt + completion length (default: the model's)")
+    parser.add_argument("--mem-fraction", type=float, default=0.85,
+                        help="fraction of device memory for weights + KV cache")
+    parser.add_argument("--disable-radix-cache", action="store_true",
+                        help="turn off prefix caching")
+    parser.add_argument("--attention-backend", default=None, metavar="NAME",
+                        help="attention backend by name (default: the platform's best)")
+    parser.add_argument("--execution", default="auto", choices=EXECUTIONS,
+                        help="execution strategy ('auto': the platform's)")
+    parser.add_argument("--overlap-schedule", action=argparse.BooleanOptionalAction, default=None,
+                        help="schedule step N+1 while step N runs (default: on where the device "
+                             "runs asynchronously)")
+    add_platform_option(parser)
+    add_speculative_options(parser)
+
+
+SPECULATIVE_ALGORITHMS = ("ngram", "draft")  # anyware.spec.ALGORITHMS (a test checks)
+
+
+def add_speculative_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("speculative decoding (docs/speculative.md)")
+    g.add_argument("--speculative-algorithm", default=None, choices=SPECULATIVE_ALGORITHMS,
+                   help="propose draft tokens and verify them in one target forward: 'ngram' "
+                        "(prompt lookup in the request's own tokens) or 'draft' (a small model "
+                        "with the target's tokenizer, --speculative-draft-model)")
+    g.add_argument("--speculative-num-draft-tokens", type=int, default=4, metavar="K",
+                   help="draft tokens verified per request per step")
+    g.add_argument("--speculative-draft-model", default=None, metavar="PATH",
+                   help="draft model directory (same tokenizer as --model)")
+    g.add_argument("--speculative-ngram-min", type=int, default=1, metavar="N",
+                   help="shortest n-gram prompt lookup matches")
+    g.add_argument("--speculative-ngram-max", type=int, default=4, metavar="N",
+                   help="longest n-gram prompt lookup matches (tried first)")
+    g.add_argument("--speculative-acceptance", default="exact", choices=("exact", "rejection"),
+                   help="temperature > 0: 'exact' (a draft is kept when it equals the target's "
+                        "seeded sample: output identical to no speculation, seed for seed) or "
+                        "'rejection' sampling (min(1, p/q), residual resampled); both keep the "
+                        "target distribution and, for deterministic drafts, keep as many")
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict:
+    """``Engine(**engine_kwargs(args))`` for a parser built with the two functions above."""
+    kwargs = dict(model=args.model, platform=args.platform, dtype=args.dtype,
+                  load_format=args.load_format, seed=args.seed)
+    if hasattr(args, "page_size"):
+        kwargs.update(
+            page_size=args.page_size, max_running_requests=args.max_running_requests,
+            chunked_prefill_size=args.chunked_prefill_size, context_len=args.context_len,
+            mem_fraction=args.mem_fraction, disable_radix_cache=args.disable_radix_cache,
+            attention_backend=args.attention_backend, execution=args.execution,
+            overlap_schedule=args.overlap_schedule,
+            platform_options=dict(args.platform_option),
+        )
+    if getattr(args, "speculative_algorithm", None) is not None:
+        kwargs.update(
+            speculative_algorithm=args.speculative_algorithm,
+            speculative_num_draft_tokens=args.speculative_num_draft_tokens,
+            speculative_draft_model=args.speculative_draft_model,
+            speculative_ngram_min=args.speculative_ngram_min,
+            speculative_ngram_max=args.speculative_ngram_max,
+            speculative_acceptance=args.speculative_acceptance,
+        )
+    return kwargs
+
+
+class PresetNeedsDummyError(ValueError):
+    pass
+
+
+def check_preset(args: argparse.Namespace) -> None:
+    """A shape preset has no weights (and no tokenizer): running one without ``--load-format
+    dummy`` is an error, so nobody mistakes random output for a real model."""
+    from anyware.model.config import PRESETS
+
+    if args.model in PRESETS and args.load_format != "dummy":
+        raise PresetNeedsDummyError(
+            f"'{args.model}' is a shape preset: it has no weights and no tokenizer. Add "
+            f"--load-format dummy to run it with random weights (for benchmarks), or pass a "
+            f"Hugging Face model directory as --model.")

@@ -35,16 +35,16 @@ def _capabilities(info: Any) -> dict[str, Any] | None:
     if not info.available:
         return None
     try:
-        caps = info.cls().capabilities()
+        caps = info.capabilities()
     except Exception:
         return None
-
-    return caps.to_dict()
+    return caps.to_dict() if caps is not None else None
 
 
 def _selection(infos: list[Any], explicit: str | None) -> tuple[Any, str, str | None]:
     """(selected info or None, how it was chosen, error message or None)."""
-    from anyware.plugin import ENV_VAR, PlatformSelectionError, choose
+    from anyware.plugin import PlatformSelectionError
+    from anyware.runtime import ENV_VAR, choose
 
     env = os.environ.get(ENV_VAR) or None
     if explicit:
@@ -69,7 +69,8 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anyware.plugin import ENV_VAR, PLUGIN_API_VERSION, discover
+    from anyware.plugin import PLUGIN_API_VERSION
+    from anyware.runtime import ENV_VAR, discover
     from anyware.version import __version__
 
     infos = discover()

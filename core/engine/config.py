@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
 from anyware.request.errors import InvalidRequestError
+from anyware.spec import SpecConfig
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -20,6 +22,20 @@ def parse_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
         return _DTYPES[value]
     except KeyError:
         raise InvalidRequestError(f"dtype {value!r}; choose from {sorted(_DTYPES)}", "dtype") from None
+
+
+DEMO_MODEL = "anyware-demo"
+
+
+def demo_model_path() -> Path:
+    """The demo model shipped in the package (``anyware/assets/demo-llama``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "demo-llama"
+
+
+def resolve_model(model: str | None) -> str:
+    """``model`` as the engine loads it: ``None`` and ``"anyware-demo"`` name the built-in demo
+    model; anything else (a model directory or a shape preset) is kept."""
+    return str(demo_model_path()) if model is None or model == DEMO_MODEL else str(model)
 
 
 @dataclass(frozen=True)
@@ -50,16 +66,46 @@ class EngineConfig:
     # platform-specific settings, handed to the plugin unchanged as PlatformConfig.extra (each
     # platform's doc lists the keys it reads; unknown keys are ignored by the platform)
     platform_options: dict = field(default_factory=dict)
+    # speculative decoding (docs/speculative.md): None (off), "ngram" (prompt lookup) or
+    # "draft" (the model at speculative_draft_model, same tokenizer); k drafts per verify
+    speculative_algorithm: str | None = None
+    speculative_num_draft_tokens: int = 4
+    speculative_draft_model: str | None = None
+    speculative_ngram_min: int = 1
+    speculative_ngram_max: int = 4
+    # temperature > 0: "exact" keeps a draft only when it equals the target's own seeded
+    # sample (output identical to no speculation, seed for seed); "rejection" accepts draft d
+    # with probability min(1, p(d) / q(d)) and resamples a rejection from the residual. Both
+    # keep the target's distribution; for the deterministic drafts of "ngram" and "draft"
+    # (q a point mass) both keep a draft with probability p(d), so "exact" is the default.
+    # Greedy requests always take the argmax.
+    speculative_acceptance: str = "exact"
+
+    def spec_config(self) -> SpecConfig | None:
+        """The speculative-decoding settings, or ``None`` when speculation is off."""
+        if self.speculative_algorithm is None:
+            return None
+        return SpecConfig(self.speculative_algorithm, self.speculative_num_draft_tokens,
+                          self.speculative_draft_model, self.speculative_ngram_min,
+                          self.speculative_ngram_max)
 
     @classmethod
-    def from_kwargs(cls, model: str, **kwargs) -> EngineConfig:
+    def from_kwargs(cls, model: str | None, **kwargs) -> EngineConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise InvalidRequestError(f"unknown engine option(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(model=str(model), **kwargs)
+        cfg = cls(model=resolve_model(model), **kwargs)
         if not 0 < cfg.mem_fraction <= 1:
             raise InvalidRequestError("mem_fraction must be in (0, 1]", "mem_fraction")
+        if cfg.speculative_algorithm is not None:
+            try:
+                cfg.spec_config().check()
+            except ValueError as e:
+                raise InvalidRequestError(str(e), "speculative_algorithm") from None
+        if cfg.speculative_acceptance not in ("rejection", "exact"):
+            raise InvalidRequestError("speculative_acceptance must be 'rejection' or 'exact'",
+                                      "speculative_acceptance")
         if cfg.max_running_requests < 1:
             raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
         return cfg

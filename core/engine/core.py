@@ -1,6 +1,6 @@
-"""`EngineCore`: the model, KV memory, scheduler and sampler, and the step.
+"""`EngineCore`: a model worker, KV bookkeeping, scheduler and sampler, and the step.
 
-Built once per process for one platform; ``step()`` is the whole engine loop body.
+Built once per process (per rank) for one platform; ``step()`` is the whole engine loop body.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from pathlib import Path
 import torch
 from anyware.engine.config import EngineConfig, parse_dtype
 from anyware.engine.outputs import EngineStats
-from anyware.executor import ModelRunner
-from anyware.memory import KVPool, PageAllocator, PageTable, pages_for_budget
+from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
+from anyware.memory import PageAllocator
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
-from anyware.model.context import ModelContext
-from anyware.model.loader import build_model
-from anyware.plugin import AttentionSpec, DeviceEvent, PlatformConfig, load_platform
+from anyware.plugin import AttentionFeatures, CapabilityError, DeviceEvent, PlatformConfig
 from anyware.request import ScheduledBatch
 from anyware.request.request import Request
+from anyware.runtime import load_platform
 from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
+from anyware.spec import NgramDrafter, SpecConfig, Speculator
 
 log = logging.getLogger("anyware")
 
@@ -44,78 +44,118 @@ def resolve_model(model: str) -> tuple[ModelConfig, Path | None]:
     return ModelConfig.from_dir(path), path
 
 
+def _split_budget(budget: KVBudget, target: ModelConfig, draft: ModelConfig,
+                  dtype: torch.dtype) -> KVBudget:
+    """The target's share of ``budget`` when a draft model keeps a KV pool of as many pages:
+    split by KV bytes per token, after the draft's weights (loaded after the target's budget
+    is measured)."""
+    def per_token(m: ModelConfig) -> int:
+        return m.num_layers * m.num_kv_heads * m.head_dim
+
+    share = per_token(target) / (per_token(target) + per_token(draft))
+    if budget.bytes is not None:
+        return KVBudget(int(budget.bytes * share), budget.mem_fraction, budget.reserve_bytes)
+    weights = draft.param_count() * torch.empty((), dtype=dtype).element_size()
+    return KVBudget(None, budget.mem_fraction * share,
+                    int((budget.reserve_bytes + weights) * share))
+
+
 class EngineCore:
-    def __init__(self, cfg: EngineConfig) -> None:
+    """One engine on one rank: the platform, a :class:`ModelWorker` for the model, the KV
+    bookkeeping (allocator, prefix cache, ``KVManager``), the scheduler and the sampler."""
+
+    def __init__(self, cfg: EngineConfig, rank: int = 0, world_size: int = 1,
+                 local_rank: int | None = None) -> None:
         self.cfg = cfg
         model_cfg, self.model_path = resolve_model(cfg.model)
         self.model_config = model_cfg = with_context_len(model_cfg, cfg.context_len)
+        spec = cfg.spec_config()
+        draft_cfg = draft_path = None
+        if spec is not None and spec.algorithm == "draft":
+            draft_cfg, draft_path = resolve_model(spec.draft_model)
+            draft_cfg = with_context_len(draft_cfg, model_cfg.context_len)
+            if draft_cfg.vocab_size != model_cfg.vocab_size:
+                raise ValueError(
+                    f"draft model {spec.draft_model} has a vocabulary of "
+                    f"{draft_cfg.vocab_size} tokens, the target {model_cfg.vocab_size}: a draft "
+                    "model must share the target's tokenizer")
         platform = self.platform = load_platform(cfg.platform)
-        pcfg = platform.configure(PlatformConfig(
-            dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
-            page_size=cfg.page_size, execution=cfg.execution,
-            attention_backend=cfg.attention_backend, max_batch_size=cfg.max_running_requests,
-            max_prefill_tokens=cfg.chunked_prefill_size, extra=dict(cfg.platform_options),
-        ))
-        device = platform.init_device(0)
+        features = AttentionFeatures(verify=spec is not None, tree_mask=False)
+        try:
+            pcfg = platform.configure(PlatformConfig(
+                dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
+                page_size=cfg.page_size, execution=cfg.execution,
+                attention_backend=cfg.attention_backend, attention_features=features,
+                max_batch_size=cfg.max_running_requests,
+                max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
+                extra=dict(cfg.platform_options),
+            ))
+        except CapabilityError as e:
+            if spec is None or "verify" not in str(e):
+                raise
+            raise CapabilityError(
+                f"{e} Speculative decoding (--speculative-algorithm {spec.algorithm}) needs "
+                "the attention capability 'verify' (several new tokens per request with logits "
+                "for each); run without --speculative-algorithm on this platform.") from None
+        device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
-        max_pages_per_req = -(-model_cfg.context_len // pcfg.page_size)
-        self.attention = platform.attention_backend(AttentionSpec(
-            model_cfg.num_layers, model_cfg.num_heads, model_cfg.num_kv_heads, model_cfg.head_dim,
-            model_cfg.head_dim, pcfg.dtype, cfg.max_running_requests, model_cfg.context_len))
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device)
-        self.model = build_model(model_cfg, ctx, self.model_path, cfg.load_format, cfg.seed,
-                                 cfg.show_progress)
-        platform.model_loaded(self.model)
-
-        layout = self.attention.kv_layout(pcfg.page_size, pcfg.kv_cache_dtype)
-        num_pages = self._num_pages(layout, max_pages_per_req)
-        self.pool = KVPool(platform, layout, model_cfg.num_layers, num_pages)
-        page_table = PageTable(cfg.max_running_requests, max_pages_per_req, device)
-        self.allocator = PageAllocator(self.pool.num_pages)
+        # leave room for the activations and logits of the largest step
+        reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
+                   + model_cfg.vocab_size * cfg.max_running_requests * 8)
+        budget = KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
+        if draft_cfg is not None:
+            budget = _split_budget(budget, model_cfg, draft_cfg, pcfg.dtype)
+        self.worker = ModelWorker(
+            WorkerConfig(model_cfg, self.model_path, cfg.load_format, cfg.seed,
+                         cfg.max_running_requests, rank, world_size, cfg.show_progress),
+            platform, pcfg, device, budget)
+        self.draft_worker: ModelWorker | None = None
+        if draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
+            self.draft_worker = ModelWorker(
+                WorkerConfig(draft_cfg, draft_path, cfg.load_format, cfg.seed,
+                             cfg.max_running_requests, rank, world_size, cfg.show_progress),
+                platform, pcfg, device, budget, share_pages_with=self.worker)
+        self.allocator = PageAllocator(self.worker.num_pages)
         cache = None
         if not cfg.disable_radix_cache:
             from anyware.memory.radix_cache import RadixCache
             cache = RadixCache(pcfg.page_size, self.allocator.free)
-        self.kv = KVManager(self.allocator, page_table, pcfg.page_size, cache)
+        self.kv = KVManager(self.allocator, self.worker.page_table, pcfg.page_size, cache)
+        self.speculator = self._speculator(spec) if spec is not None else None
         self.scheduler = Scheduler(
             SchedulerConfig(cfg.max_running_requests, cfg.chunked_prefill_size,
-                            cfg.mixed_batches, model_cfg.context_len),
+                            cfg.mixed_batches, model_cfg.context_len,
+                            spec.num_draft_tokens if spec is not None else 0),
             self.kv, make_policy(cfg.schedule_policy if cache else "fcfs"),
-            model_cfg.eos_token_ids)
-        self.runner = ModelRunner(self.model, self.attention, self.pool, page_table,
-                                  pcfg.page_size, device)
-        self.strategy = platform.execution_strategy()
-        self.strategy.setup(self.runner)
-        self.sampler = Sampler(platform.ops(), model_cfg.vocab_size, device)
+            model_cfg.eos_token_ids,
+            drafts=self.speculator.propose if self.speculator is not None else None)
+        self.sampler = Sampler(platform.ops(), model_cfg.vocab_size, device,
+                               rejection=spec is not None
+                               and cfg.speculative_acceptance == "rejection")
         overlap = cfg.overlap_schedule
         self.overlap = platform.capabilities().async_execution if overlap is None else overlap
         self._inflight: InFlightStep | None = None
         log.info("engine ready: platform=%s dtype=%s page_size=%d kv_pages=%d (%.1f MiB) "
-                 "overlap=%s", platform.name, pcfg.dtype, pcfg.page_size, num_pages,
-                 self.pool.bytes / 2**20, self.overlap)
+                 "overlap=%s speculative=%s", platform.name, pcfg.dtype, pcfg.page_size,
+                 self.worker.num_pages, self.worker.pool.bytes / 2**20, self.overlap,
+                 f"{spec.algorithm} k={spec.num_draft_tokens}" if spec else "off")
 
-    def _num_pages(self, layout, max_pages_per_req: int) -> int:
-        cfg, mcfg = self.cfg, self.model_config
-        needed = cfg.max_running_requests * max_pages_per_req + 1
-        if cfg.kv_cache_bytes is not None:
-            budget = cfg.kv_cache_bytes
+    def _speculator(self, spec: SpecConfig) -> Speculator:
+        if spec.algorithm == "ngram":
+            drafter = NgramDrafter(spec.ngram_min, spec.ngram_max)
         else:
-            # leave room for the activations and logits of the largest step
-            reserve = (64 * cfg.chunked_prefill_size * mcfg.hidden_size * 4
-                       + mcfg.vocab_size * cfg.max_running_requests * 8)
-            budget = self.platform.kv_cache_budget(cfg.mem_fraction, reserve)
-        pages = min(pages_for_budget(budget, layout, mcfg.num_layers), needed)
-        if pages < 2:
-            raise MemoryError(
-                f"KV cache budget of {budget} bytes holds no pages; lower the model size or "
-                f"raise --mem-fraction / kv_cache_bytes")
-        return pages
+            from anyware.spec.draft_model import DraftModelDrafter
+
+            drafter = DraftModelDrafter(self.draft_worker, self.kv, self.cfg.chunked_prefill_size)
+        return Speculator(drafter, spec.num_draft_tokens, self.model_config.context_len)
 
     # ------------------------------------------------------------ the step
     @torch.inference_mode()
     def step(self) -> bool:
         """Schedule and launch one batch; then complete the batch launched before it
         (overlap) or this one (synchronous). Returns whether anything happened."""
+        if self.speculator is not None:
+            self.speculator.before_schedule(self.scheduler.running)
         batch = self.scheduler.schedule()
         launched = self._launch(batch) if batch is not None else None
         if self.overlap:
@@ -129,21 +169,20 @@ class EngineCore:
     def _launch(self, batch: ScheduledBatch) -> InFlightStep:
         """Queue the forward, the sampling and the copy of the tokens to the host; nothing
         here waits for the device."""
-        fb = self.runner.build_batch(batch)
-        logits = self.strategy.run(fb)
+        logits = self.worker.forward(batch)
         self.scheduler.commit(batch)
-        rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
-        reqs = [batch.reqs[i] for i in rows]
-        out = self.sampler.sample(logits, reqs, [batch.out_index[i] for i in rows],
-                                  self.runner.future.resolve)
-        self.runner.future.publish([batch.rows[i] for i in rows], out.tokens)
-        host = out.to_host(self.platform.copy_to_host)
-        return InFlightStep(batch, host, self.platform.record_event())
+        out = self.sampler.sample_step(logits, batch, self.worker.future.resolve)
+        rows = [row for row, s in zip(batch.rows, batch.sampling_rows()) if s]
+        self.worker.future.publish(rows, out.last_tokens())
+        return InFlightStep(batch, out.to_host(self.platform.copy_to_host),
+                            self.platform.record_event())
 
     def _complete(self, step: InFlightStep) -> None:
         step.event.synchronize()
         tokens, logprobs = step.output.lists()
-        self.scheduler.process(step.batch, tokens, logprobs)
+        self.scheduler.process(step.batch, tokens, logprobs, step.output.prompt_lists())
+        if self.speculator is not None:
+            self.speculator.after_process(step.batch, tokens)
 
     def has_work(self) -> bool:
         return self._inflight is not None or self.scheduler.has_work()
@@ -173,12 +212,18 @@ class EngineCore:
             generated_tokens=c.generated_tokens, cached_prompt_tokens=c.cached_prompt_tokens,
             evicted_pages=cache.evicted_pages_total if cache else 0,
             cached_pages=cache.total_cached_pages if cache else 0,
-            retractions=c.retractions,
+            retractions=c.retractions, drafted_tokens=c.drafted_tokens,
+            accepted_tokens=c.accepted_tokens, verify_steps=c.verify_steps,
         )
 
     def shutdown(self) -> None:
         if self._inflight is not None:  # let the queued step finish before graphs go away
             self._inflight.event.synchronize()
             self._inflight = None
-        self.strategy.close()
+        if self.speculator is not None:
+            self.speculator.close()
+        if self.draft_worker is not None:
+            self.draft_worker.close()
+        self.worker.close()
+        self.platform.empty_cache()
         self.platform.shutdown()

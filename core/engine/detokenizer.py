@@ -43,6 +43,8 @@ class OutputAssembler:
         self.seqs = [_Seq() for _ in child_ids]
         self.hold = max((len(s) for s in params.stop), default=1) - 1
         self.error: str | None = None
+        self._prompt_lps: list[TokenLogprob] = []  # prompt tokens 1.. (from the first child)
+        self._prompt_sent = False
         # a fast (Rust) tokenizer decodes the same text without the Python wrapper's
         # per-call overhead, unless the wrapper would post-process it (space clean-up)
         fast = getattr(tokenizer, "backend_tokenizer", None)
@@ -88,6 +90,8 @@ class OutputAssembler:
         if delta.error:
             self.error = delta.error
         seq.cached_tokens = delta.cached_tokens
+        if delta.prompt_logprobs:
+            self._prompt_lps.extend(delta.prompt_logprobs)
         seq.ids.extend(delta.token_ids)
         if delta.logprobs:
             seq.logprobs.extend(delta.logprobs)
@@ -114,6 +118,15 @@ class OutputAssembler:
         seq.emitted = max(seq.emitted, limit)
         return out
 
+    def prompt_logprobs(self) -> list[TokenLogprob | None] | None:
+        """All prompt logprobs (first entry ``None``) once known; ``None`` before that or
+        when not asked for."""
+        if self.params.prompt_logprobs is None:
+            return None
+        if len(self._prompt_lps) < len(self.prompt_ids) - 1:
+            return None
+        return [None, *self._prompt_lps]
+
     def delta_output(self, sent: list[tuple[int, int]]) -> RequestOutput:
         """The new part since the last call (``sent`` holds per-child (ids, logprobs) counts)."""
         outs = []
@@ -125,13 +138,17 @@ class OutputAssembler:
                 seq.finish_reason if seq.finished else None,
                 seq.stop_reason if seq.finished else None))
             sent[i] = (len(seq.ids), len(seq.logprobs))
-        return RequestOutput(self.request_id, self.prompt_ids, outs, self.finished, self.usage())
+        prompt = None if self._prompt_sent else self.prompt_logprobs()
+        self._prompt_sent = self._prompt_sent or prompt is not None
+        return RequestOutput(self.request_id, self.prompt_ids, outs, self.finished, self.usage(),
+                             prompt)
 
     def final_output(self) -> RequestOutput:
         outs = [CompletionOutput(i, s.text, list(s.ids),
                                  list(s.logprobs) if self.params.logprobs is not None else None,
                                  s.finish_reason, s.stop_reason) for i, s in enumerate(self.seqs)]
-        return RequestOutput(self.request_id, self.prompt_ids, outs, self.finished, self.usage())
+        return RequestOutput(self.request_id, self.prompt_ids, outs, self.finished, self.usage(),
+                             self.prompt_logprobs())
 
     def usage(self) -> Usage:
         return Usage(len(self.prompt_ids), sum(len(s.ids) for s in self.seqs),

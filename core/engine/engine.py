@@ -13,7 +13,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
-from anyware.engine.config import EngineConfig
+from anyware.engine.config import DEMO_MODEL, EngineConfig
 from anyware.engine.core import EngineCore
 from anyware.engine.detokenizer import OutputAssembler
 from anyware.engine.errors import EngineDeadError
@@ -66,13 +66,18 @@ class _Mailbox:
 class Engine:
     """See docs/engine-api.md."""
 
-    def __init__(self, model: str, **options) -> None:
+    def __init__(self, model: str | None = None, **options) -> None:
+        """``model``: a Hugging Face model directory, a shape preset, or ``None`` /
+        ``"anyware-demo"`` for the built-in demo model (see docs/engine-api.md)."""
         self.config = EngineConfig.from_kwargs(model, **options)
         self.core = EngineCore(self.config)
         self.model_config = self.core.model_config
         tok_path = Path(self.config.tokenizer) if self.config.tokenizer else self.core.model_path
         self.tokenizer = _load_tokenizer(tok_path)
-        self.model_name = Path(model).name if self.core.model_path else model
+        if model is None or model == DEMO_MODEL:
+            self.model_name = DEMO_MODEL
+        else:
+            self.model_name = Path(model).name if self.core.model_path else model
         self._rng = random.Random(self.config.seed)
         self._ids = itertools.count()
         self._loop = EngineLoop(self.core, self.config.debug_invariants)
@@ -112,7 +117,9 @@ class Engine:
         rid = request_id or f"req-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         base = params.seed if params.seed is not None else self._rng.getrandbits(63)
         children = [rid] if params.n == 1 else [f"{rid}#{i}" for i in range(params.n)]
-        reqs = [Request(cid, list(ids), params, (base + 0x9E3779B97F4A7C15 * i) % (1 << 63), sink)
+        # prompt logprobs are the same for every child: only the first computes them
+        reqs = [Request(cid, list(ids), params, (base + 0x9E3779B97F4A7C15 * i) % (1 << 63), sink,
+                        prompt_lp_next=0 if i == 0 else len(ids))
                 for i, cid in enumerate(children)]
         assembler = OutputAssembler(rid, ids, params, self.tokenizer, children)
         return reqs, assembler
@@ -206,8 +213,6 @@ class Engine:
     def abort(self, request_id: str) -> None:
         """Abort a request (all of its ``n`` completions)."""
         self._loop.abort(request_id)
-        for i in range(128):
-            self._loop.abort(f"{request_id}#{i}")
 
     def stats(self) -> EngineStats:
         return self._loop.call(lambda core: core.stats())

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 from anyware.engine.core import EngineCore
@@ -17,15 +18,24 @@ from anyware.request.request import Request
 log = logging.getLogger("anyware")
 
 
+def _stop_thread(inbox: queue.SimpleQueue, thread: threading.Thread) -> None:
+    if thread.is_alive():
+        inbox.put(("stop", None))
+        thread.join(timeout=30)
+
+
 class EngineLoop:
     def __init__(self, core: EngineCore, debug_invariants: bool = False) -> None:
         self.core = core
         self.debug = debug_invariants
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._sinks: dict[str, Callable[[TokenDelta], None]] = {}
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="anyware-engine", daemon=True)
         self._thread.start()
+        # a script that never calls shutdown(): stop the thread between steps at interpreter
+        # exit, before the runtime tears down under a step still running (which aborts the
+        # process with "terminate called without an active exception")
+        weakref.finalize(self, _stop_thread, self._inbox, self._thread)
 
     # ------------------------------------------------------------ called from any thread
     def submit(self, reqs: list[Request]) -> None:
@@ -48,9 +58,7 @@ class EngineLoop:
         return value
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._inbox.put(("stop", None))
-            self._thread.join(timeout=30)
+        _stop_thread(self._inbox, self._thread)
 
     def _check_alive(self) -> None:
         if self.error is not None:

@@ -31,11 +31,16 @@ class CompletionOutput:
 
 @dataclass
 class RequestOutput:
+    """``prompt_logprobs`` (with ``SamplingParams.prompt_logprobs``): one entry per prompt
+    token, the first ``None`` (nothing precedes it); set once all of them are known, and in a
+    stream only on the first output after that."""
+
     request_id: str
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput]
     finished: bool
     usage: Usage
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
 
 @dataclass
@@ -50,6 +55,20 @@ class EngineStats:
     evicted_pages: int
     cached_pages: int = 0
     retractions: int = 0
+    drafted_tokens: int = 0  # speculative decoding: draft tokens verified
+    accepted_tokens: int = 0  # of which the target kept
+    verify_steps: int = 0  # request-steps that verified drafts
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted / drafted tokens (0 without speculation)."""
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        """Tokens a verify step produced on average: accepted drafts plus the target's own
+        (between 1 and k + 1; 0 without speculation)."""
+        return (self.accepted_tokens + self.verify_steps) / self.verify_steps if self.verify_steps else 0.0
 
     @property
     def kv_usage(self) -> float:

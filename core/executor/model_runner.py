@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from anyware.executor.future import FutureTokens
 from anyware.memory import KVPool, PageTable
-from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode, KVCache
+from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode, KVCache, SpecInfo
 from anyware.request import ScheduledBatch
 
 
@@ -32,8 +32,12 @@ class ModelRunner:
     def build_batch(self, sb: ScheduledBatch) -> ForwardBatch:
         ps = self.page_size
         input_ids, out_slots = [], []
-        for req, pre, ext in zip(sb.reqs, sb.prefix_lens, sb.extend_lens):
-            input_ids.extend(req.tokens(pre, pre + ext))
+        for req, pre, ext, drafts in zip(sb.reqs, sb.prefix_lens, sb.extend_lens, sb.drafts):
+            if drafts:  # verify: the last token, then the drafts
+                input_ids.extend(req.tokens(pre, pre + 1))
+                input_ids.extend(drafts)
+            else:
+                input_ids.extend(req.tokens(pre, pre + ext))
             pages = req.pages
             if ext == 1:
                 out_slots.append(pages[pre // ps] * ps + pre % ps)
@@ -50,7 +54,8 @@ class ModelRunner:
             out_slots=out_slots,
             page_size=ps,
             device=self.device,
-            logit_requests=sb.sampling_rows(),
+            logit_counts=sb.logit_counts(),
+            spec=SpecInfo(len(sb.drafts[0])) if sb.mode is ForwardMode.VERIFY else None,
         )
         if input_ids and min(input_ids) < 0:  # decode inputs sampled by a step still in flight
             batch.input_ids = self.future.resolve(batch.input_ids)

@@ -3,7 +3,8 @@ layout the attention backend declares."""
 
 from __future__ import annotations
 
-from anyware.plugin import KVCache, KVLayout, Platform
+from anyware.plugin import KVCache, KVLayout
+from anyware.runtime import PlatformDriver
 
 
 def pages_for_budget(budget_bytes: int, layout: KVLayout, num_layers: int) -> int:
@@ -17,7 +18,7 @@ def pages_for_budget(budget_bytes: int, layout: KVLayout, num_layers: int) -> in
 class KVPool:
     """Owns the KV tensors; ``cache`` is what attention backends receive."""
 
-    def __init__(self, platform: Platform, layout: KVLayout, num_layers: int, num_pages: int):
+    def __init__(self, platform: PlatformDriver, layout: KVLayout, num_layers: int, num_pages: int):
         if num_pages < 2:
             raise ValueError("the KV pool needs at least 2 pages")
         if num_pages % layout.alignment:

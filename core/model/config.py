@@ -36,17 +36,39 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...] = ()
     bos_token_id: int | None = None
     torch_dtype: str | None = None
+    # mixture of experts (num_experts 0: dense); see is_sparse_layer
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = True
+    decoder_sparse_step: int = 1
+    mlp_only_layers: tuple[int, ...] = ()
+    router_scoring: str = "softmax"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def context_len(self) -> int:
         return self.max_position_embeddings
 
-    def param_count(self) -> int:
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def is_sparse_layer(self, layer_id: int) -> bool:
+        """Whether layer ``layer_id`` has an MoE block (else a dense MLP of
+        ``intermediate_size``): Qwen-MoE's ``mlp_only_layers`` and ``decoder_sparse_step``."""
+        return (self.is_moe and layer_id not in self.mlp_only_layers
+                and (layer_id + 1) % self.decoder_sparse_step == 0)
+
+    def param_count(self, active: bool = False) -> int:
+        """Parameters (with ``active``: those one token reads, i.e. top-k experts only)."""
         h, i, v, layers = self.hidden_size, self.intermediate_size, self.vocab_size, self.num_layers
         qkv = h * (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
-        per_layer = qkv + self.num_heads * self.head_dim * h + 3 * h * i + 2 * h
-        return v * h * (1 if self.tie_word_embeddings else 2) + layers * per_layer + h
+        attn = qkv + self.num_heads * self.head_dim * h + 2 * h
+        experts = self.num_experts_per_tok if active else self.num_experts
+        sparse = h * self.num_experts + 3 * h * self.moe_intermediate_size * experts
+        body = sum(attn + (sparse if self.is_sparse_layer(n) else 3 * h * i) for n in range(layers))
+        return v * h * (1 if self.tie_word_embeddings else 2) + body + h
 
     @classmethod
     def from_hf_dict(cls, cfg: dict[str, Any]) -> ModelConfig:
@@ -65,7 +87,7 @@ class ModelConfig:
             rope_theta = params.get("rope_theta", rope_theta)
             if params.get("rope_type", "default") not in ("default", None):
                 rope_scaling = params
-        window = cfg.get("sliding_window") if cfg.get("use_sliding_window", arch.startswith("Mistral")) else None
+        window = cfg.get("sliding_window") if cfg.get("use_sliding_window", arch.startswith(("Mistral", "Mixtral"))) else None
         return cls(
             architecture=arch,
             hidden_size=hidden,
@@ -86,6 +108,7 @@ class ModelConfig:
             eos_token_ids=eos_ids,
             bos_token_id=cfg.get("bos_token_id"),
             torch_dtype=cfg.get("torch_dtype") or cfg.get("dtype"),
+            **_moe_fields(arch, cfg),
             extra=cfg,
         )
 
@@ -99,6 +122,26 @@ class ModelConfig:
             )
         return cls.from_hf_dict(json.loads(p.read_text()))
 
+
+def _moe_fields(arch: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """MoE facts from a Hugging Face config: Mixtral (``num_local_experts``, experts of
+    ``intermediate_size``, always renormalised) and Qwen-MoE (``num_experts`` or, as
+    transformers 5 writes it, ``num_local_experts``; ``moe_intermediate_size``)."""
+    experts = cfg.get("num_experts") or cfg.get("num_local_experts") or 0
+    if not experts or arch not in MOE_ARCHITECTURES:
+        return {}
+    mixtral = arch.startswith("Mixtral")
+    return dict(
+        num_experts=int(experts),
+        num_experts_per_tok=int(cfg.get("num_experts_per_tok", 2)),
+        moe_intermediate_size=int(cfg["intermediate_size"] if mixtral else cfg["moe_intermediate_size"]),
+        norm_topk_prob=True if mixtral else bool(cfg.get("norm_topk_prob", False)),
+        decoder_sparse_step=int(cfg.get("decoder_sparse_step") or 1),
+        mlp_only_layers=tuple(cfg.get("mlp_only_layers") or ()),
+    )
+
+
+MOE_ARCHITECTURES = ("MixtralForCausalLM", "Qwen3MoeForCausalLM")
 
 _LLAMA3_SCALING = {
     "rope_type": "llama3",
@@ -133,6 +176,16 @@ PRESETS: dict[str, ModelConfig] = {
     "qwen3-0.6b": ModelConfig(
         "Qwen3ForCausalLM", 1024, 28, 16, 8, 128, 3072, 151936, 1e-6, 1000000.0, None, 40960,
         tie_word_embeddings=True, qk_norm=True, eos_token_ids=(151645,),
+    ),
+    "qwen3-30b-a3b": ModelConfig(
+        "Qwen3MoeForCausalLM", 2048, 48, 32, 4, 128, 6144, 151936, 1e-6, 1000000.0, None, 40960,
+        qk_norm=True, eos_token_ids=(151645,), bos_token_id=151643, num_experts=128,
+        num_experts_per_tok=8, moe_intermediate_size=768, norm_topk_prob=True,
+    ),
+    "mixtral-8x7b": ModelConfig(
+        "MixtralForCausalLM", 4096, 32, 32, 8, 128, 14336, 32000, 1e-5, 1000000.0, None, 32768,
+        eos_token_ids=(2,), bos_token_id=1, num_experts=8, num_experts_per_tok=2,
+        moe_intermediate_size=14336, norm_topk_prob=True,
     ),
 }
 

@@ -59,10 +59,10 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> None:
+    def __init__(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext, mlp: nn.Module) -> None:
         super().__init__()
         self.self_attn = Attention(cfg, layer_id, ctx)
-        self.mlp = MLP(cfg, ctx)
+        self.mlp = mlp
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
 
@@ -86,16 +86,26 @@ class LlamaForCausalLM(nn.Module):
         "gate_proj": ("gate_up_proj", "gate"), "up_proj": ("gate_up_proj", "up"),
     }
 
+    # feed-forward block classes by kind; "sparse" (MoE) is used where cfg.is_sparse_layer
+    MLP_CLASSES: ClassVar[dict[str, type[nn.Module]]] = {}
+
     def __init__(self, cfg: ModelConfig, ctx: ModelContext) -> None:
         super().__init__()
         self.config = cfg
         self.ctx = ctx
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, dtype=ctx.dtype)
         self.embed_tokens.weight.requires_grad_(False)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i, ctx) for i in range(cfg.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, ctx, self._mlp(cfg, i, ctx))
+                                    for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
         self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, ctx.dtype)
         self.register_buffer("cos_sin", torch.empty(0), persistent=False)
+
+    def _mlp(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> nn.Module:
+        sparse = self.MLP_CLASSES.get("sparse")
+        if sparse is not None and cfg.is_sparse_layer(layer_id):
+            return sparse(cfg, ctx)
+        return MLP(cfg, ctx)
 
     def init_rope(self) -> None:
         cfg = self.config
@@ -113,13 +123,14 @@ class LlamaForCausalLM(nn.Module):
         w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return torch.nn.functional.linear(x, w).float()
 
-    def load_weight(self, name: str, tensor: torch.Tensor) -> bool:
-        """Load one checkpoint tensor; returns False for names this model ignores."""
+    def load_weight(self, name: str, tensor: torch.Tensor) -> str | None:
+        """Load one checkpoint tensor; returns the parameter it filled, None for names this
+        model ignores."""
         name = name.removeprefix("model.")
         if name.startswith("lm_head.") and self.lm_head is None:
-            return False  # tied: the embedding is the head
+            return None  # tied: the embedding is the head
         if "rotary_emb.inv_freq" in name:
-            return False
+            return None
         parts = name.split(".")
         param = parts[-1]
         module_path, shard = parts[:-1], None
@@ -133,4 +144,4 @@ class LlamaForCausalLM(nn.Module):
             if target.shape != tensor.shape:
                 raise ValueError(f"{name}: shape {tuple(tensor.shape)} != {tuple(target.shape)}")
             target.copy_(tensor)
-        return True
+        return ".".join([*module_path, param])

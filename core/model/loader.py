@@ -32,13 +32,20 @@ def _safetensor_files(path: Path) -> list[Path]:
 
 
 def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of the checkpoint, with a progress bar over tensors (MoE checkpoints hold
+    one per expert and projection: tens of thousands, stacked into fused weights as read)."""
     files = _safetensor_files(path)
-    with tqdm(total=len(files), desc="Loading weights", unit="file", disable=not show_progress) as bar:
-        for f in files:
+    names = []
+    for f in files:  # headers only: cheap
+        with safe_open(str(f), framework="pt") as fh:
+            names.append(list(fh.keys()))
+    total = sum(len(n) for n in names)
+    with tqdm(total=total, desc="Loading weights", unit="tensor", disable=not show_progress) as bar:
+        for f, keys in zip(files, names):
             with safe_open(str(f), framework="pt") as fh:
-                for name in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                for name in keys:
                     yield name, fh.get_tensor(name)
-            bar.update(1)
+                    bar.update(1)
 
 
 @torch.no_grad()
@@ -69,23 +76,20 @@ def build_model(
     with torch.device("meta"):
         model = cls(cfg, ctx)
     model = model.to_empty(device=ctx.device)
-    if load_format == "dummy" or path is None:
+    from_checkpoint = not (load_format == "dummy" or path is None)
+    if not from_checkpoint:
         _dummy_init(model, seed)
     else:
         missing = {n for n, _ in model.named_parameters()}
         for name, tensor in iter_weights(path, show_progress):
-            if model.load_weight(name, tensor.to(ctx.dtype)):
-                missing.discard(_param_name(model, name))
+            loaded = model.load_weight(name, tensor.to(ctx.dtype))
+            if loaded is not None:
+                missing.discard(loaded)
         if missing:
             raise ModelConfigError(f"checkpoint in {path} lacks weights: {sorted(missing)[:8]}")
+    if hasattr(model, "finish_loading"):  # e.g. MoE: every expert present, layout padding zeroed
+        model.finish_loading(from_checkpoint)
     model.init_rope()
     model.eval()
     return model
-
-
-def _param_name(model, hf_name: str) -> str:
-    name = hf_name.removeprefix("model.")
-    for src, (dst, _) in model.SHARDS.items():
-        name = name.replace(f".{src}.", f".{dst}.")
-    return name
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from anyware.model.config import ModelConfigError
 from anyware.model.llama import LlamaForCausalLM
+from anyware.model.moe import MoEForCausalLM
 
 _REGISTRY = {
     "LlamaForCausalLM": LlamaForCausalLM,
     "MistralForCausalLM": LlamaForCausalLM,
+    "MixtralForCausalLM": MoEForCausalLM,
+    "Qwen3MoeForCausalLM": MoEForCausalLM,
     "Qwen2ForCausalLM": LlamaForCausalLM,
     "Qwen3ForCausalLM": LlamaForCausalLM,
 }

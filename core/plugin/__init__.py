@@ -1,4 +1,8 @@
-"""The plugin contract: the only module platform plugins import (besides anyware.kernels).
+"""The plugin contract: what a platform plugin implements and what it receives. The only
+module platform plugins import (besides ``anyware.kernels``).
+
+Discovery, selection, configuration checks and the merging of extension contributions are
+the core's business and live in ``anyware.runtime``; nothing here drives a plugin.
 
 Everything listed in ``__all__`` is the public surface, snapshot-tested so that a change is
 deliberate (see :mod:`anyware.plugin.version`).
@@ -6,15 +10,6 @@ deliberate (see :mod:`anyware.plugin.version`).
 
 from anyware.plugin.capabilities import COLLECTIVES, AttentionFeatures, Capabilities
 from anyware.plugin.conformance import ConformanceMetadata, KnownFailure, Waiver
-from anyware.plugin.discovery import (
-    ENV_VAR,
-    EXTENSION_GROUP,
-    PLATFORM_GROUP,
-    PlatformInfo,
-    choose,
-    discover,
-    load_platform,
-)
 from anyware.plugin.errors import (
     AnywareError,
     CapabilityError,
@@ -26,7 +21,7 @@ from anyware.plugin.errors import (
 from anyware.plugin.events import CompletedEvent, DeviceEvent
 from anyware.plugin.execution import EagerExecution, ExecutionStrategy, StepProgram
 from anyware.plugin.forward import ForwardBatch, ForwardMode, SpecInfo
-from anyware.plugin.hookspecs import hookimpl, hookspec
+from anyware.plugin.hookspecs import EXTENSION_GROUP, PLATFORM_GROUP, hookimpl, hookspec
 from anyware.plugin.ops.attention import (
     AttentionBackend,
     AttentionLayer,
@@ -36,7 +31,7 @@ from anyware.plugin.ops.attention import (
 )
 from anyware.plugin.ops.comm import Communicator, TorchDistributedCommunicator
 from anyware.plugin.ops.kernels import KernelOps, SamplingTensors
-from anyware.plugin.ops.moe import Dispatched, MoEExperts, TokenDispatcher
+from anyware.plugin.ops.moe import ROUTER_SCORING, Dispatched, MoEBackend, MoESpec, MoEWeightLayout
 from anyware.plugin.platform import (
     EXECUTION_KINDS,
     MemoryInfo,
@@ -44,15 +39,15 @@ from anyware.plugin.platform import (
     PlatformConfig,
     ProbeResult,
 )
-from anyware.plugin.version import PLUGIN_API_VERSION, check_api_version
+from anyware.plugin.version import PLUGIN_API_VERSION
 
 __all__ = [
     "COLLECTIVES",
-    "ENV_VAR",
     "EXECUTION_KINDS",
     "EXTENSION_GROUP",
     "PLATFORM_GROUP",
     "PLUGIN_API_VERSION",
+    "ROUTER_SCORING",
     "AnywareError",
     "AttentionBackend",
     "AttentionFeatures",
@@ -75,10 +70,11 @@ __all__ = [
     "KernelOps",
     "KnownFailure",
     "MemoryInfo",
-    "MoEExperts",
+    "MoEBackend",
+    "MoESpec",
+    "MoEWeightLayout",
     "Platform",
     "PlatformConfig",
-    "PlatformInfo",
     "PlatformSelectionError",
     "PluginError",
     "PluginVersionError",
@@ -86,13 +82,8 @@ __all__ = [
     "SamplingTensors",
     "SpecInfo",
     "StepProgram",
-    "TokenDispatcher",
     "TorchDistributedCommunicator",
     "Waiver",
-    "check_api_version",
-    "choose",
-    "discover",
     "hookimpl",
     "hookspec",
-    "load_platform",
 ]

@@ -1,13 +1,17 @@
-"""What a platform (and each of its attention backends) declares it can do.
+"""What a platform declares it can do, and what an attention backend declares it implements.
 
-Capabilities are data. The engine checks a request against them at start-up and fails with
-the reason when something is missing; it never falls back silently. The conformance suite
-reads the same declaration to decide which tests apply, and requires every claim to pass.
+Capabilities are data (rule 6). A platform declares the facts of its device and runtime
+(:class:`Capabilities`); an attention backend declares the facts of its kernels as class
+attributes (``features``: :class:`AttentionFeatures`, ``page_sizes``, ``kv_dtypes``). Each
+fact is declared exactly once: the core combines the two (``anyware.runtime``), checks a request
+against the combination at start-up and fails with the reason when something is missing; it
+never falls back silently. The conformance suite reads the same combination to decide which
+tests apply, and requires every claim to pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -16,7 +20,8 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broa
 
 @dataclass(frozen=True)
 class AttentionFeatures:
-    """Attention features a backend implements.
+    """Attention features a backend implements (its ``features`` class attribute), or that a
+    model/engine will use (``PlatformConfig.attention_features``).
 
     extend_with_prefix: prefill of new tokens on top of KV already in the cache.
     decode: one new token per request.
@@ -41,6 +46,7 @@ class AttentionFeatures:
     padded_prefill: bool = False
 
     def names(self) -> tuple[str, ...]:
+        """The names of the features set, in declaration order."""
         return tuple(f.name for f in fields(self) if getattr(self, f.name))
 
     def missing(self, wanted: AttentionFeatures) -> tuple[str, ...]:
@@ -50,12 +56,13 @@ class AttentionFeatures:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """A platform's declared capabilities.
+    """What a platform declares about its device and runtime (``Platform._capabilities``).
+
+    KV-cache dtypes, page sizes and attention features are not declared here: they are the
+    attention backend's class attributes, and the core derives them from the backend it
+    selects (so a platform cannot contradict its own default backend).
 
     dtypes: model/activation dtypes it computes in.
-    kv_cache_dtypes: dtypes the KV cache may be stored in.
-    page_sizes: KV page sizes (tokens per page) its default attention backend accepts.
-    attention: features of its default attention backend.
     graph_capture: it replays captured graphs (``ExecutionStrategy`` kind ``"graphs"``).
     compiled_execution: it runs compiled programs with padded shape buckets (``"compiled"``).
     collectives: the :class:`~anyware.plugin.ops.comm.Communicator` operations it implements.
@@ -63,12 +70,12 @@ class Capabilities:
     moe: it provides MoE expert compute.
     async_execution: device work runs asynchronously to the host (calls return once the work
         is queued). The engine then overlaps the scheduling of step N+1 with step N by default.
+
+    Raises ``ValueError`` for a declaration that cannot be true (no dtype, an unknown
+    collective, ``max_world_size < 1``).
     """
 
     dtypes: frozenset[torch.dtype]
-    kv_cache_dtypes: frozenset[torch.dtype]
-    page_sizes: tuple[int, ...]
-    attention: AttentionFeatures = field(default_factory=AttentionFeatures)
     graph_capture: bool = False
     compiled_execution: bool = False
     collectives: frozenset[str] = frozenset(COLLECTIVES)
@@ -79,44 +86,11 @@ class Capabilities:
     def __post_init__(self) -> None:
         # accept any iterables, store hashable immutable values
         object.__setattr__(self, "dtypes", frozenset(self.dtypes))
-        object.__setattr__(self, "kv_cache_dtypes", frozenset(self.kv_cache_dtypes))
         object.__setattr__(self, "collectives", frozenset(self.collectives))
-        object.__setattr__(self, "page_sizes", tuple(self.page_sizes))
         if self.max_world_size < 1:
             raise ValueError("max_world_size must be >= 1")
-        if not self.dtypes or not self.kv_cache_dtypes or not self.page_sizes:
-            raise ValueError("Capabilities need at least one dtype, KV dtype and page size")
+        if not self.dtypes:
+            raise ValueError("Capabilities need at least one dtype")
         unknown = set(self.collectives) - set(COLLECTIVES)
         if unknown:
             raise ValueError(f"unknown collectives {sorted(unknown)}; known: {COLLECTIVES}")
-        if any(p < 1 for p in self.page_sizes):
-            raise ValueError("page sizes must be positive")
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (reports, ``anyware platforms --json``)."""
-
-        def names(dtypes) -> list[str]:
-            return sorted(str(d).removeprefix("torch.") for d in dtypes)
-
-        return {
-            "dtypes": names(self.dtypes),
-            "kv_cache_dtypes": names(self.kv_cache_dtypes),
-            "page_sizes": list(self.page_sizes),
-            "attention": list(self.attention.names()),
-            "graph_capture": self.graph_capture,
-            "compiled_execution": self.compiled_execution,
-            "collectives": sorted(self.collectives),
-            "max_world_size": self.max_world_size,
-            "moe": self.moe,
-            "async_execution": self.async_execution,
-        }
-
-    def summary(self) -> str:
-        """One line for ``anyware platforms``."""
-        dt = ",".join(sorted(str(d).removeprefix("torch.") for d in self.dtypes))
-        pages = ",".join(str(p) for p in self.page_sizes)
-        extras = [n for n in ("graph_capture", "compiled_execution", "moe") if getattr(self, n)]
-        return (
-            f"dtypes={dt} pages={pages} attn={'+'.join(self.attention.names())} "
-            f"world<={self.max_world_size}" + (f" {' '.join(extras)}" if extras else "")
-        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class KnownFailure:
 
 @dataclass(frozen=True)
 class ConformanceMetadata:
+    """What ``Platform._conformance_metadata`` (and the ``anyware_conformance_metadata`` hook)
+    returns: tolerance waivers and strict expected failures, both listed in every report."""
+
     waivers: tuple[Waiver, ...] = ()
     known_failures: tuple[KnownFailure, ...] = ()
-    provisional_ok: bool = field(default=True)

@@ -2,7 +2,7 @@
 
 The core owns the step loop and the model; a strategy only decides *how* a forward runs:
 eagerly, by replaying graphs captured per batch-size bucket, or as compiled programs over
-padded shape buckets. Platforms return one from ``Platform.execution_strategy``.
+padded shape buckets. Platforms return one from ``Platform._execution_strategy``.
 """
 
 from __future__ import annotations
@@ -49,20 +49,30 @@ class StepProgram(Protocol):
 
 
 class ExecutionStrategy(ABC):
-    """Runs forwards for the core. ``kind`` is "eager", "graphs" or "compiled"."""
+    """Runs forwards for the core. ``kind`` is "eager", "graphs" or "compiled".
+
+    Built once per model by the core (eager) or by ``Platform._execution_strategy`` (graphs,
+    compiled) after init_device and model loading; ``setup`` once after the KV cache exists;
+    ``run`` once per step; ``close`` at shutdown. A strategy may not change what a forward
+    computes: its output equals ``program.forward``'s on the same batch (conformance checks).
+    """
 
     kind: ClassVar[str]
 
     def setup(self, program: StepProgram) -> None:
-        """Called once after the model and KV cache exist (capture/compile here)."""
+        """Called once after the model and KV cache exist: capture graphs or compile here.
+        ``program`` is the core's model runner (:class:`StepProgram`)."""
         self.program = program
 
     @abstractmethod
     def run(self, batch: ForwardBatch) -> torch.Tensor:
-        """Run one forward; returns what ``program.forward`` would."""
+        """Run one forward of ``batch``; returns what ``program.forward`` would. Called once
+        per step, on the engine's thread; may not synchronise with the host beyond what the
+        platform's kernels do."""
 
     def close(self) -> None:  # noqa: B027 - optional
-        """Release captured graphs / compiled programs."""
+        """Release captured graphs / compiled programs. Called once, at shutdown; must
+        tolerate a strategy whose ``setup`` never ran. Default: nothing."""
 
 
 class EagerExecution(ExecutionStrategy):

@@ -14,7 +14,7 @@ slot where the KV of new token ``t`` is written.
 
 Modes. DECODE: every ``extend_len`` is 1. EXTEND: prefill (any prefix). VERIFY: each request
 carries ``spec.num_draft_tokens + 1`` tokens and needs logits for all of them. MIXED: prefill
-and decode requests in one batch. IDLE: no tokens (a rank with nothing to do).
+and decode (or verify) requests in one batch.
 
 Device tensors are on the platform's device; the ``*_cpu`` lists are host copies for the
 host-side ``prepare`` step of attention backends (dynamic shapes allowed there, never in the
@@ -35,11 +35,6 @@ class ForwardMode(enum.Enum):
     DECODE = "decode"
     VERIFY = "verify"
     MIXED = "mixed"
-    IDLE = "idle"
-
-    @property
-    def is_decode(self) -> bool:
-        return self is ForwardMode.DECODE
 
 
 @dataclass
@@ -157,12 +152,14 @@ class ForwardBatch:
         device: torch.device | str,
         logits_all: bool = False,
         logit_requests: list[bool] | None = None,
+        logit_counts: list[int] | None = None,
         spec: SpecInfo | None = None,
     ) -> ForwardBatch:
         """Build a batch from host lists (the engine's and the conformance suite's helper).
 
-        Logit rows: every new token with ``logits_all``; otherwise the last new token of each
-        request, or of the requests flagged in ``logit_requests``.
+        Logit rows: every new token with ``logits_all``; else the last ``logit_counts[i]`` new
+        tokens of request ``i`` (a verify row needs all of its tokens); else the last new token
+        of each request, or of the requests flagged in ``logit_requests``.
         """
         if not (len(prefix_lens) == len(extend_lens) == page_table.shape[0]):
             raise ValueError("prefix_lens, extend_lens and page_table rows must agree")
@@ -170,14 +167,18 @@ class ForwardBatch:
             raise ValueError("input_ids / out_slots length must equal sum(extend_lens)")
         seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
         starts, positions, logit_rows, row = [], [], [], 0
-        wants = logit_requests or [True] * len(extend_lens)
-        for p, e, w in zip(prefix_lens, extend_lens, wants):
+        if logit_counts is None:
+            wants = logit_requests or [True] * len(extend_lens)
+            logit_counts = [int(w) for w in wants]
+        for p, e, c in zip(prefix_lens, extend_lens, logit_counts):
             starts.append(row)
             positions.extend(range(p, p + e))
             if logits_all:
                 logit_rows.extend(range(row, row + e))
-            elif w:
+            elif c == 1:
                 logit_rows.append(row + e - 1)
+            elif c:
+                logit_rows.extend(range(row + e - c, row + e))
             row += e
 
         # one host->device copy for all index vectors, then views (int32 ones converted there)

@@ -1,28 +1,35 @@
-"""The `Platform` base class: what every platform plugin implements.
+"""The `Platform` base class: the hooks every platform plugin implements.
 
-Template-method style: the public methods validate arguments, translate errors into named
-exceptions and call narrow ``_hooks`` that a plugin overrides. Lifecycle, per process:
-``probe`` (class method, cheap, no side effects) -> ``configure`` -> ``init_device`` (per rank)
--> ``model_loaded`` -> ``shutdown``. Extension plugins take part through the pluggy hooks of
-:mod:`anyware.plugin.hookspecs`, relayed by ``self.hooks``.
+A plugin subclasses :class:`Platform` and implements its hooks; it never drives them itself.
+The core wraps the selected instance in ``anyware.runtime.PlatformDriver``, which probes,
+validates configurations against the declared capabilities, merges contributions of extension
+plugins, translates failures into named exceptions and calls the hooks in this order, once per
+process (rule 11):
+
+``_probe`` (class method, at discovery) -> ``_capabilities`` (any time, may repeat) ->
+``_configure`` -> ``_init_device`` (per rank) -> ops/backends/communicator/strategy ->
+``_model_loaded`` -> ``_shutdown``.
+
+What a plugin receives from the core is state on the instance: ``config`` (after configure),
+``rank`` and ``device`` (after init_device), and ``ops()``, the shared kernel object.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from anyware.plugin.capabilities import AttentionFeatures, Capabilities
 from anyware.plugin.conformance import ConformanceMetadata
-from anyware.plugin.errors import CapabilityError, DeviceError, PluginError
+from anyware.plugin.errors import CapabilityError, DeviceError
 from anyware.plugin.events import CompletedEvent, DeviceEvent
-from anyware.plugin.execution import EagerExecution, ExecutionStrategy
-from anyware.plugin.ops.attention import AttentionBackend, AttentionSpec
+from anyware.plugin.execution import ExecutionStrategy
+from anyware.plugin.ops.attention import AttentionBackend
 from anyware.plugin.ops.comm import Communicator
 from anyware.plugin.ops.kernels import KernelOps
-from anyware.plugin.ops.moe import MoEExperts, TokenDispatcher
+from anyware.plugin.ops.moe import MoEBackend
 
 EXECUTION_KINDS = ("eager", "graphs", "compiled")
 
@@ -43,6 +50,7 @@ class ProbeResult:
 
     @classmethod
     def yes(cls, reason: str = "") -> ProbeResult:
+        """Available; ``reason`` says what was found ("2 CUDA devices, CUDA 13.0")."""
         return cls(True, reason)
 
     @classmethod
@@ -52,27 +60,36 @@ class ProbeResult:
 
     @classmethod
     def no(cls, reason: str) -> ProbeResult:
+        """Unavailable; ``reason`` says why and what to do ("pip install anyware[rocm]")."""
         return cls(False, reason)
 
 
 @dataclass(frozen=True)
 class MemoryInfo:
+    """Free and total bytes of one device's memory."""
+
     free_bytes: int
     total_bytes: int
 
 
 @dataclass(frozen=True)
 class PlatformConfig:
-    """What the engine asks of a platform; ``configure`` fills defaults and validates.
+    """What the engine asks of a platform. The core fills the defaults and validates it against
+    the capabilities before ``Platform._configure`` sees it.
 
-    dtype / kv_cache_dtype: ``None`` lets the platform choose.
+    dtype / kv_cache_dtype: ``None`` lets the platform (``_default_dtype``) choose; the KV dtype
+        then follows ``dtype``.
     page_size: ``None`` lets the attention backend choose its first declared size.
-    execution: "auto", "eager", "graphs" or "compiled".
-    attention_backend: a backend name, or ``None`` for the highest-priority available one.
+    world_size: ranks of the job (one device each).
+    execution: "auto" (the platform's ``_default_execution``), "eager", "graphs" or "compiled".
+    attention_backend: a backend name, or ``None`` for the highest-priority available one that
+        computes in ``dtype``; after configure it always names the selected backend.
     attention_features: features the model/engine will use (sliding window, soft-cap, ...).
     max_batch_size: the most requests one forward will carry (graph buckets stop there).
     max_prefill_tokens: the most new tokens one forward will carry (the chunked-prefill size;
         prefill graph buckets stop there).
+    extra: platform-specific settings (``--platform-option KEY=VALUE``); the platform's docs
+        list its keys.
     """
 
     dtype: torch.dtype | None = None
@@ -90,11 +107,20 @@ class PlatformConfig:
 
 
 class Platform(ABC):
-    """Base class of platform plugins.
+    """Base class of platform plugins: implement the hooks, never call them yourself.
 
-    Class attributes: ``name`` (what ``--platform`` takes), ``device_type`` (torch device
-    type), ``dist_backend`` (torch.distributed backend), ``priority`` (higher wins when several
-    are available), ``plugin_api_version`` (the contract version the plugin targets).
+    Class attributes: ``name`` (what ``--platform`` takes; equals the entry-point name),
+    ``device_type`` (torch device type), ``dist_backend`` (torch.distributed backend),
+    ``priority`` (higher wins when several are available; the CPU is 0),
+    ``plugin_api_version`` (the contract version the plugin targets), ``description`` (one line).
+
+    The constructor takes no arguments and must stay cheap (no device work, no vendor imports):
+    the core instantiates a platform to read its capabilities for ``anyware platforms``.
+    Subclasses that override ``__init__`` call ``super().__init__()``.
+
+    Hooks may raise; the core translates the exception into a named one (``DeviceError`` for
+    the device hooks, ``PluginError`` for a malformed answer) that names the platform. Raise
+    :class:`~anyware.plugin.errors.CapabilityError` to refuse a request with the reason.
     """
 
     name: ClassVar[str]
@@ -105,152 +131,155 @@ class Platform(ABC):
     description: ClassVar[str] = ""
 
     def __init__(self) -> None:
-        self.hooks: Any = None  # pluggy hook relay, set by discovery
+        #: the validated configuration, set by the core before ``_configure`` returns to it
+        #: (``None`` until configure ran; a conformance run may never configure)
         self.config: PlatformConfig | None = None
+        #: this process's global rank, set by the core before ``_init_device``
         self.rank = 0
         self._device: torch.device | None = None
-        self._caps: Capabilities | None = None
         self._ops: KernelOps | None = None
 
-    # ---------------------------------------------------------------- probe
-    @classmethod
-    def probe(cls) -> ProbeResult:
-        """Cheap, side-effect-free availability check. Never raises."""
-        try:
-            result = cls._probe()
-        except Exception as exc:  # a probe must never take the others down
-            return ProbeResult.no(f"probe raised {type(exc).__name__}: {exc}")
-        if not isinstance(result, ProbeResult):
-            return ProbeResult.no(f"probe returned {type(result).__name__}, not ProbeResult")
-        return result
-
-    @classmethod
-    @abstractmethod
-    def _probe(cls) -> ProbeResult:
-        """Plugin hook: decide availability without importing vendor libraries eagerly
-        (``importlib.util.find_spec`` is fine) and without initialising a device."""
-
-    # ---------------------------------------------------------------- capabilities
-    def capabilities(self) -> Capabilities:
-        if self._caps is None:
-            caps = self._capabilities()
-            if not isinstance(caps, Capabilities):
-                raise PluginError(f"platform {self.name!r} returned no Capabilities")
-            self._caps = caps
-        return self._caps
-
-    @abstractmethod
-    def _capabilities(self) -> Capabilities:
-        """Plugin hook: the declared capabilities."""
-
-    # ---------------------------------------------------------------- configure
-    def configure(self, config: PlatformConfig) -> PlatformConfig:
-        """Fill defaults, validate ``config`` against the capabilities, and return it.
-
-        Raises :class:`CapabilityError` naming what is missing; never falls back silently.
-        """
-        caps = self.capabilities()
-        dtype = config.dtype or self._default_dtype()
-        kv_dtype = config.kv_cache_dtype or dtype
-        execution = config.execution
-        if execution == "auto":
-            execution = self._default_execution()
-        problems = []
-        if dtype not in caps.dtypes:
-            problems.append(f"dtype {dtype} (supported: {sorted(map(str, caps.dtypes))})")
-        if kv_dtype not in caps.kv_cache_dtypes:
-            problems.append(f"KV-cache dtype {kv_dtype} "
-                            f"(supported: {sorted(map(str, caps.kv_cache_dtypes))})")
-        if config.attention_backend is not None:
-            names = [b.name for b in self.attention_backends()]
-            if config.attention_backend not in names:
-                problems.append(f"attention backend {config.attention_backend!r} (known: {names})")
-        if config.page_size is not None and config.page_size not in caps.page_sizes:
-            problems.append(f"page size {config.page_size} (supported: {caps.page_sizes})")
-        if config.world_size > caps.max_world_size:
-            problems.append(f"world size {config.world_size} (max {caps.max_world_size})")
-        if execution not in EXECUTION_KINDS:
-            problems.append(f"execution {execution!r} (one of {EXECUTION_KINDS})")
-        elif execution == "graphs" and not caps.graph_capture:
-            problems.append("execution 'graphs' (no graph capture)")
-        elif execution == "compiled" and not caps.compiled_execution:
-            problems.append("execution 'compiled' (no compiled execution)")
-        missing = caps.attention.missing(config.attention_features)
-        if missing:
-            problems.append(f"attention features {', '.join(missing)}")
-        if problems:
-            raise CapabilityError(
-                f"platform {self.name!r} does not support: " + "; ".join(problems)
-                + ". Choose another setting or another --platform (see `anyware platforms`)."
-            )
-        config = replace(
-            config,
-            dtype=dtype,
-            kv_cache_dtype=kv_dtype,
-            page_size=config.page_size or caps.page_sizes[0],
-            execution=execution,
-        )
-        config = self._configure(config)
-        if self.hooks is not None:
-            self.hooks.anyware_configure(platform=self, config=config)
-        self.config = config
-        return config
-
-    def _configure(self, config: PlatformConfig) -> PlatformConfig:
-        """Plugin hook: adjust or reject a validated config."""
-        return config
-
-    def _default_dtype(self) -> torch.dtype:
-        return torch.bfloat16
-
-    def _default_execution(self) -> str:
-        return "eager"
-
-    # ---------------------------------------------------------------- device
-    def init_device(self, rank: int = 0, local_rank: int | None = None) -> torch.device:
-        """Select and initialise this rank's device; returns it."""
-        self.rank = rank
-        try:
-            self._device = self._init_device(rank, rank if local_rank is None else local_rank)
-        except Exception as exc:
-            raise DeviceError(f"platform {self.name!r} could not initialise its device: {exc}") from exc
-        if self.hooks is not None:
-            self.hooks.anyware_init_device(platform=self, rank=rank)
-        return self._device
-
-    @abstractmethod
-    def _init_device(self, rank: int, local_rank: int) -> torch.device:
-        """Plugin hook: set the device for this process and return it."""
-
+    # ---------------------------------------------------------------- received state
     @property
     def device(self) -> torch.device:
+        """This rank's device, as ``_init_device`` returned it. Raises ``DeviceError`` before
+        init_device."""
         if self._device is None:
             raise DeviceError(f"platform {self.name!r}: init_device() has not been called")
         return self._device
 
+    @device.setter
+    def device(self, value: torch.device) -> None:
+        """Set by the core after ``_init_device``; a plugin never assigns it."""
+        self._device = value
+
+    def ops(self) -> KernelOps:
+        """This process's :class:`KernelOps`, built by ``_create_ops`` on first use and shared
+        from then on (the model layers, the sampler and the platform's own backends use the
+        same object, so its ``calls`` counters see every call). Call it after init_device;
+        do not override it (override ``_create_ops``)."""
+        if self._ops is None:
+            self._ops = self._create_ops()
+        return self._ops
+
+    # ---------------------------------------------------------------- probe (discovery)
+    @classmethod
+    @abstractmethod
+    def _probe(cls) -> ProbeResult:
+        """Decide whether this platform can run in this process.
+
+        Called: at discovery, for every installed platform, before any instance exists
+        (``anyware platforms``, engine start-up, the conformance suite), possibly several
+        times per process.
+
+        Returns: :class:`ProbeResult` — ``yes(what was found)`` or ``no(why, what to do)``.
+
+        May not: import vendor libraries eagerly (``importlib.util.find_spec`` is fine),
+        initialise a device or a driver context, allocate device memory, spawn processes, or
+        take long (rule 5). An exception is caught and reported as "unavailable"; it never
+        takes the other platforms down.
+        """
+
+    # ---------------------------------------------------------------- capabilities
+    @abstractmethod
+    def _capabilities(self) -> Capabilities:
+        """Declare the device and runtime facts of this platform (rule 6).
+
+        Called: after instantiation, before configure and possibly before ``_probe`` returned
+        "yes" on another machine (``anyware platforms --json``); the core caches the answer
+        for the instance's lifetime.
+
+        Returns: :class:`Capabilities`. KV-cache dtypes, page sizes and attention features are
+        not declared here: the core derives them from the selected attention backend's class
+        attributes.
+
+        May not: initialise the device, read ``self.device`` or ``self.config``, or depend on
+        anything that changes after it first returned (the answer must be stable).
+        """
+
+    # ---------------------------------------------------------------- configure
+    def _default_dtype(self) -> torch.dtype:
+        """The model dtype when ``PlatformConfig.dtype`` is ``None``; must be in
+        ``Capabilities.dtypes``. Called during configure, before validation. Default: bf16."""
+        return torch.bfloat16
+
+    def _default_execution(self) -> str:
+        """The execution kind when ``PlatformConfig.execution`` is "auto" (one of
+        ``EXECUTION_KINDS`` the platform supports). Called during configure, before validation.
+        Default: "eager"."""
+        return "eager"
+
+    def _configure(self, config: PlatformConfig) -> PlatformConfig:
+        """Adjust or reject a configuration the core already validated.
+
+        Called: once per process, after the core filled the defaults (dtype, KV dtype, page
+        size, execution, attention backend) and checked them against the capabilities; before
+        ``_init_device``.
+
+        Parameters: ``config`` — complete: no ``None`` dtype or page size, no "auto".
+
+        Returns: the configuration to use (``dataclasses.replace`` it to change a field); the
+        core stores it in ``self.config`` and hands it to the extensions' ``anyware_configure``.
+
+        May not: touch the device, or return a configuration that breaks the declared
+        capabilities. Raise :class:`CapabilityError` with the reason to reject. Default:
+        returns ``config`` unchanged.
+        """
+        return config
+
+    # ---------------------------------------------------------------- device
+    @abstractmethod
+    def _init_device(self, rank: int, local_rank: int) -> torch.device:
+        """Bind this process to its device and return it.
+
+        Called: once per process, after configure (when the engine configured), with
+        ``self.rank`` already set. ``rank`` is the global rank, ``local_rank`` the index of the
+        device on this host (the core passes ``rank`` when the launcher gave none).
+
+        Returns: the ``torch.device`` every tensor of this rank lives on; the core stores it
+        in ``self.device``.
+
+        May not: allocate large buffers (the KV pool comes later, through ``allocate``) or
+        initialise ``torch.distributed`` (the launcher does). Raise when the device cannot be
+        used; the core reports it as :class:`DeviceError` naming the platform.
+        """
+
     @abstractmethod
     def device_count(self) -> int:
-        """Devices visible to this process."""
+        """Devices of this platform visible to this process. Called at any time, also before
+        init_device (the conformance suite spreads its workers over them). May not initialise
+        a device context."""
 
     @abstractmethod
     def memory_info(self) -> MemoryInfo:
-        """Free and total bytes of this rank's device memory."""
+        """Free and total bytes of this rank's device memory. Called after init_device (the
+        KV-cache budget, reports). May not allocate."""
 
     @abstractmethod
     def synchronize(self) -> None:
-        """Wait for all queued device work."""
+        """Block until all work queued on this rank's device has finished. Called after
+        init_device (tests, benchmarks, reports); never on the engine's step path."""
 
     def kv_cache_budget(self, mem_fraction: float, reserve_bytes: int) -> int:
-        """Bytes the engine may give the KV cache when the user set no explicit size:
-        ``mem_fraction`` of the free device memory minus ``reserve_bytes`` (the engine's
-        estimate of its largest step's activations). Override where the device memory is
-        shared with the rest of the system (the CPU caps it)."""
+        """Bytes the engine may give the KV cache when the user set no explicit size.
+
+        Called: once, after the model is loaded and before the KV pool is allocated.
+        Parameters: ``mem_fraction`` (0..1, the user's ``--mem-fraction``), ``reserve_bytes``
+        (the engine's estimate of its largest step's activations).
+        Returns: a byte count (may be <= 0: the engine then reports that nothing fits).
+        Default: ``mem_fraction`` of the free device memory minus ``reserve_bytes``. Override
+        where the device memory is shared with the rest of the system (the CPU caps it).
+        """
         return int(self.memory_info().free_bytes * mem_fraction) - reserve_bytes
 
     def record_event(self) -> DeviceEvent:
-        """An event after the work queued so far on the current stream. Default:
-        ``torch.Event`` for the device type; host devices (and other synchronous platforms)
-        return a :class:`~anyware.plugin.events.CompletedEvent`."""
+        """An event after the work queued so far on the current stream.
+
+        Called: after init_device, once per engine step (overlap scheduling waits on it).
+        Returns: a :class:`DeviceEvent`. May not: synchronise the device.
+        Default: ``torch.Event`` for the device type; host devices (and other synchronous
+        platforms) return a :class:`~anyware.plugin.events.CompletedEvent`.
+        """
         if self.device.type == "cpu":
             return CompletedEvent()
         event = torch.Event(device=self.device)
@@ -258,9 +287,14 @@ class Platform(ABC):
         return event
 
     def copy_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Start copying a device tensor to host memory without waiting for the device. The
-        returned host tensor holds the values once an event recorded after this call has
-        completed. Default: a pinned buffer and a non-blocking copy (a copy for host tensors)."""
+        """Start copying a device tensor to host memory without waiting for the device.
+
+        Called: after init_device, once per engine step for the sampled tokens.
+        Returns: a host tensor that holds the values once an event recorded after this call
+        has completed; never the device tensor itself.
+        May not: synchronise the device.
+        Default: a pinned buffer and a non-blocking copy (a clone for host tensors).
+        """
         if tensor.device.type == "cpu":
             return tensor.clone()
         out = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
@@ -268,153 +302,119 @@ class Platform(ABC):
         return out
 
     def empty_cache(self) -> None:  # noqa: B027 - optional
-        """Return cached allocator blocks to the device."""
+        """Return the device allocator's cached blocks to the device.
+
+        Called: at engine shutdown, after the execution strategy was closed and before
+        ``_shutdown``. May not: free memory that live tensors use. Default: nothing.
+        """
 
     def manual_seed(self, seed: int) -> None:
+        """Seed the host and device generators. Called once, after init_device.
+        Default: ``torch.manual_seed``."""
         torch.manual_seed(seed)
 
     def device_name(self) -> str:
-        """Human-readable device model (reports)."""
+        """Human-readable device model for reports. Called after init_device. Default: the
+        device type."""
         return self.device_type
 
     def runtime_versions(self) -> dict[str, str]:
-        """Driver/runtime/library versions for reports."""
+        """Driver/runtime/library versions for reports (name -> version). Called after
+        init_device. Default: torch's version."""
         return {"torch": torch.__version__}
 
     def allocate(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        """Allocate a zero-filled device tensor (the KV pool uses this)."""
-        try:
-            return torch.zeros(shape, dtype=dtype, device=self.device)
-        except RuntimeError as exc:
-            raise DeviceError(f"could not allocate {shape} {dtype} on {self.device}: {exc}") from exc
+        """A zero-filled tensor of ``shape`` and ``dtype`` on this rank's device.
+
+        Called: after init_device, by the KV pool (one K and one V tensor per layer) and the
+        conformance suite. Returns: the tensor, zeros everywhere (never uninitialised memory).
+        Raise on failure (out of memory); the core reports it as :class:`DeviceError`.
+        """
+        return torch.zeros(shape, dtype=dtype, device=self.device)
 
     # ---------------------------------------------------------------- ops
-    def ops(self) -> KernelOps:
-        if self._ops is None:
-            self._ops = self._create_ops()
-        return self._ops
-
     @abstractmethod
     def _create_ops(self) -> KernelOps:
-        """Plugin hook: the platform's norm/rotary/activation/KV/sampling kernels."""
+        """Build the platform's norm/rotary/activation/KV-store/sampling kernels.
 
-    def attention_backends(self) -> list[type[AttentionBackend]]:
-        """The platform's own backends plus those contributed by extension plugins,
-        highest priority first."""
-        found = list(self._attention_backends())
-        if self.hooks is not None:
-            for contributed in self.hooks.anyware_attention_backends(platform=self):
-                found.extend(contributed or ())
-        return sorted(found, key=lambda b: -b.priority)
+        Called: once per process, after init_device, through ``ops()`` (which caches it).
+        Returns: a :class:`KernelOps` (often a ``ReferenceOps`` subclass that overrides what the
+        platform accelerates). May not: return an object shared with another platform
+        instance (its ``calls`` counter is per instance).
+        """
 
     @abstractmethod
     def _attention_backends(self) -> list[type[AttentionBackend]]:
-        """Plugin hook: the platform's own attention backends."""
+        """The platform's own attention backend classes (not instances), in any order.
 
-    def attention_backend(self, spec: AttentionSpec, name: str | None = None) -> AttentionBackend:
-        """Instantiate the named backend, or the highest-priority available one that supports
-        ``spec.dtype`` (a named backend is never skipped: its own checks explain a mismatch)."""
-        name = name or (self.config.attention_backend if self.config else None)
-        backends = self.attention_backends()
-        reasons = []
-        for cls in backends:
-            if name is not None and cls.name != name:
-                continue
-            if name is None and spec.dtype not in cls.kv_dtypes:
-                # priority picks among the backends that compute in the model's dtype
-                reasons.append(f"{cls.name}: no {spec.dtype} support")
-                continue
-            ok, why = cls.is_available(self)
-            if ok:
-                return cls(self, spec)
-            reasons.append(f"{cls.name}: {why}")
-        known = ", ".join(b.name for b in backends) or "none"
-        if name is not None and not reasons:
-            raise CapabilityError(f"platform {self.name!r} has no attention backend {name!r} (known: {known})")
-        raise CapabilityError(f"no usable attention backend on {self.name!r}: {'; '.join(reasons) or known}")
+        Called: at any time, also before init_device (capability derivation, configure,
+        ``anyware platforms``). The core adds those contributed by extension plugins, orders
+        all of them by ``priority`` and picks one: the highest-priority available one is the
+        platform's *default* backend, whose ``features``, ``page_sizes`` and ``kv_dtypes``
+        become the platform's effective capabilities.
 
-    def moe_experts(self) -> MoEExperts:
-        """The highest-priority contributed MoE experts, else the platform's own."""
-        contributed = self._contributed("anyware_moe_backends")
-        if contributed:
-            return contributed[0]()
-        return self._moe_experts()
+        May not: import heavy vendor libraries at module import time of the platform
+        (import inside this hook), or instantiate the backends.
+        """
 
-    def _moe_experts(self) -> MoEExperts:
-        raise CapabilityError(f"platform {self.name!r} provides no MoE experts")
+    def _moe_backends(self) -> list[type[MoEBackend]]:
+        """The platform's own MoE backend classes (not instances), in any order.
 
-    def _contributed(self, hook_name: str) -> list:
-        """Classes contributed by extension plugins through ``hook_name``, best first."""
-        found: list = []
-        if self.hooks is not None:
-            for items in getattr(self.hooks, hook_name)(platform=self):
-                found.extend(items or ())
-        return sorted(found, key=lambda c: -getattr(c, "priority", 0))
+        Called: when the model builds its MoE layers, after init_device (and by the conformance
+        suite). The core adds those contributed through ``anyware_moe_backends``, orders all by
+        ``priority`` and instantiates the highest-priority available one that accepts the
+        layer's :class:`MoESpec` (``cls(platform, spec, communicator)``), unless one is named.
+        Only consulted when ``Capabilities.moe`` is declared.
 
-    def token_dispatcher(self, num_experts: int, ep_rank: int = 0, ep_size: int = 1) -> TokenDispatcher:
-        """The highest-priority contributed dispatcher, else the platform's own."""
-        contributed = self._contributed("anyware_token_dispatchers")
-        if contributed:
-            return contributed[0](num_experts, ep_rank, ep_size)
-        return self._token_dispatcher(num_experts, ep_rank, ep_size)
-
-    def _token_dispatcher(self, num_experts: int, ep_rank: int, ep_size: int) -> TokenDispatcher:
-        raise CapabilityError(f"platform {self.name!r} provides no token dispatcher")
-
-    def communicator(self, rank: int, world_size: int) -> Communicator:
-        """A communicator over the initialised default process group (the highest-priority
-        contributed one, else the platform's own)."""
-        if world_size > self.capabilities().max_world_size:
-            raise CapabilityError(f"platform {self.name!r} supports world size <= "
-                                  f"{self.capabilities().max_world_size}, not {world_size}")
-        contributed = self._contributed("anyware_communicators")
-        if contributed:
-            return contributed[0](rank, world_size)
-        return self._communicator(rank, world_size)
+        May not: instantiate the backends or import heavy libraries at the platform module's
+        import time. Default: none.
+        """
+        return []
 
     @abstractmethod
     def _communicator(self, rank: int, world_size: int) -> Communicator:
-        """Plugin hook: build the communicator (usually TorchDistributedCommunicator)."""
+        """Build the communicator of ``rank`` in a group of ``world_size`` ranks.
 
-    def execution_strategy(self, kind: str | None = None) -> ExecutionStrategy:
-        """The strategy for ``kind`` (default: the configured one)."""
-        kind = kind or (self.config.execution if self.config else "eager")
-        if kind == "eager":
-            return EagerExecution()
-        return self._execution_strategy(kind)
+        Called: after init_device and after the launcher initialised ``torch.distributed``
+        (the core has checked ``world_size <= Capabilities.max_world_size``), and only when no
+        extension contributes one (``anyware_communicators``).
+        Returns: a :class:`Communicator` (usually ``TorchDistributedCommunicator``).
+        May not: initialise or destroy the process group.
+        """
 
     def _execution_strategy(self, kind: str) -> ExecutionStrategy:
+        """A strategy for ``kind`` "graphs" or "compiled" (the core builds "eager" itself).
+
+        Called: once, after init_device and model loading; only for a kind the capabilities
+        declare (``graph_capture`` / ``compiled_execution``). ``self.config`` holds the sizes
+        to capture for (``max_batch_size``, ``max_prefill_tokens``, ``extra``).
+        Returns: a fresh :class:`ExecutionStrategy`; the core calls its ``setup`` later.
+        Default: raises :class:`CapabilityError`.
+        """
         raise CapabilityError(f"platform {self.name!r} has no {kind!r} execution strategy")
 
     # ---------------------------------------------------------------- lifecycle tail
-    def model_loaded(self, model: torch.nn.Module) -> None:
-        """Called once the model's weights are on the device."""
-        self._model_loaded(model)
-        if self.hooks is not None:
-            self.hooks.anyware_model_loaded(platform=self, model=model)
-
     def _model_loaded(self, model: torch.nn.Module) -> None:  # noqa: B027 - optional
-        """Plugin hook: e.g. repack weights for the platform's kernels."""
+        """React to the model being ready (e.g. repack weights for the platform's kernels).
 
-    def shutdown(self) -> None:
-        if self.hooks is not None:
-            self.hooks.anyware_shutdown(platform=self)
-        self._shutdown()
+        Called: once per model, after its weights are on the device and before the KV pool is
+        allocated and graphs are captured; before the extensions' ``anyware_model_loaded``.
+        May not: change the model's outputs (the conformance suite compares them with the
+        reference) or keep references that outlive ``_shutdown``. Default: nothing.
+        """
 
     def _shutdown(self) -> None:  # noqa: B027 - optional
-        """Plugin hook: release device resources."""
+        """Release device resources (graphs, workspaces, driver handles).
 
-    def conformance_metadata(self) -> ConformanceMetadata:
-        """Waivers and known failures the conformance suite applies to this platform."""
-        meta = self._conformance_metadata()
-        if self.hooks is not None:
-            extra = [m for m in self.hooks.anyware_conformance_metadata(platform=self) if m]
-            for m in extra:
-                meta = ConformanceMetadata(
-                    waivers=meta.waivers + m.waivers,
-                    known_failures=meta.known_failures + m.known_failures,
-                )
-        return meta
+        Called: once, last, after the extensions' ``anyware_shutdown``. Must not raise for
+        resources that were never created (the engine may shut down after a failed start).
+        Default: nothing.
+        """
 
     def _conformance_metadata(self) -> ConformanceMetadata:
+        """Waivers and known failures the conformance suite applies to this platform.
+
+        Called: by the conformance suite at collection time, before init_device. The core
+        appends the extensions' ``anyware_conformance_metadata``. Default: none.
+        """
         return ConformanceMetadata()

@@ -1,39 +1,18 @@
-"""The plugin contract's version and the load-time compatibility check.
+"""The plugin contract's version.
 
 ``PLUGIN_API_VERSION`` follows semantic versioning:
 
-* a plugin targets ``MAJOR.MINOR``: it loads when its MAJOR equals ours and its MINOR is not
-  newer than ours (a plugin written against 1.3 may use things added in 1.3, so a 1.2 engine
-  refuses it);
+* a plugin targets ``MAJOR.MINOR`` (``Platform.plugin_api_version``): it loads when its MAJOR
+  equals ours and its MINOR is not newer than ours (a plugin written against 1.3 may use things
+  added in 1.3, so a 1.2 engine refuses it); the core checks this at discovery
+  (``anyware.runtime.compat.check_api_version``) and reports a mismatch as the plugin being
+  unavailable, with the reason;
 * any removal or change of meaning in :mod:`anyware.plugin` bumps MAJOR; additions bump MINOR.
 
 The public surface of :mod:`anyware.plugin` is snapshot-tested (``tests/unit/test_api_surface``)
-so that every change to it is deliberate and comes with a version bump.
+so that every change to it is deliberate and comes with a version bump (rule 4).
 """
 
 from __future__ import annotations
 
-from anyware.plugin.errors import PluginVersionError
-
 PLUGIN_API_VERSION = "2.0.0"
-
-
-def _parse(version: str) -> tuple[int, int, int]:
-    parts = str(version).strip().split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise PluginVersionError(f"plugin API version {version!r} is not of the form MAJOR.MINOR[.PATCH]")
-    nums = [int(p) for p in parts] + [0] * (3 - len(parts))
-    return nums[0], nums[1], nums[2]
-
-
-def check_api_version(plugin: str, targeted: str) -> None:
-    """Raise :class:`PluginVersionError` unless a plugin targeting ``targeted`` can load."""
-    ours = _parse(PLUGIN_API_VERSION)
-    theirs = _parse(targeted)
-    if theirs[0] != ours[0] or theirs[1] > ours[1]:
-        raise PluginVersionError(
-            f"plugin {plugin!r} targets plugin API {targeted}, but this anyware provides "
-            f"{PLUGIN_API_VERSION} (compatible: {ours[0]}.0 to {ours[0]}.{ours[1]}). "
-            f"Install a version of the plugin built for anyware's plugin API {ours[0]}.x, "
-            f"or an anyware release that provides {targeted}."
-        )

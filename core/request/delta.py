@@ -15,7 +15,11 @@ class TokenLogprob:
 
 @dataclass
 class TokenDelta:
-    """One request's new tokens from one engine step (core -> front end)."""
+    """One request's new tokens from one engine step (core -> front end).
+
+    ``prompt_logprobs``: with ``SamplingParams.prompt_logprobs``, the logprobs of the prompt
+    tokens this step computed, in order, continuing those of earlier deltas (the first prompt
+    token has none: entry ``j`` overall is prompt token ``j + 1``)."""
 
     request_id: str
     token_ids: list[int]
@@ -25,3 +29,4 @@ class TokenDelta:
     stop_reason: str | int | None = None
     cached_tokens: int = 0
     error: str | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None  # the next prompt positions' logprobs

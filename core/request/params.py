@@ -27,6 +27,7 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     logprobs: int | None = None
+    prompt_logprobs: int | None = None
     skip_special_tokens: bool = True
     cache_salt: str | None = None
     min_new_tokens: int = field(default=0)
@@ -39,8 +40,9 @@ class SamplingParams:
             object.__setattr__(self, "stop", (self.stop,))
         object.__setattr__(self, "stop", tuple(self.stop or ()))
         object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids or ()))
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            bad("max_new_tokens", f"must be a positive integer, got {self.max_new_tokens!r}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            bad("max_new_tokens", f"must be a non-negative integer (0: prefill only, for "
+                f"prompt_logprobs), got {self.max_new_tokens!r}")
         if not 0 <= self.temperature <= 100:
             bad("temperature", f"must be in [0, 100], got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -58,6 +60,11 @@ class SamplingParams:
             bad("n", f"must be an integer in [1, 128], got {self.n!r}")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
             bad("logprobs", f"must be in [0, {MAX_TOP_LOGPROBS}], got {self.logprobs}")
+        if self.prompt_logprobs is not None and not (
+                isinstance(self.prompt_logprobs, int)
+                and 0 <= self.prompt_logprobs <= MAX_TOP_LOGPROBS):
+            bad("prompt_logprobs", f"must be an integer in [0, {MAX_TOP_LOGPROBS}] (the number of "
+                f"top logprobs per prompt position), got {self.prompt_logprobs!r}")
         if any(not s for s in self.stop):
             bad("stop", "must not contain empty strings")
         if self.seed is not None and not isinstance(self.seed, int):

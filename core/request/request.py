@@ -22,9 +22,23 @@ def placeholder(row: int) -> int:
 class Request:
     """One sequence being generated (``n > 1`` becomes ``n`` of these).
 
-    KV state: ``pages[i]`` holds positions ``i*page_size ..``; ``num_computed`` tokens of
-    ``all_ids`` have KV in those pages. The first ``len(cache_pages)`` pages are shared with
-    the prefix cache (locked through ``cache_node``), the rest are owned by the request.
+    KV state (``row``, ``pages``, ``num_computed``, ``cache_node``, ``num_cache_pages``,
+    ``num_unverified``) is owned by :class:`anyware.scheduler.kv_manager.KVManager`: only it
+    writes these fields; everyone else reads them. ``pages[i]`` holds positions
+    ``i*page_size ..``; ``num_computed`` positions have KV in those pages (or have it queued
+    by a launched step). The first ``num_cache_pages`` pages are shared with the prefix cache
+    (locked through ``cache_node``), the rest are owned by the request. The last
+    ``num_unverified`` computed positions hold the KV of draft tokens a verify step has not
+    judged yet: they are never cached, and ``KVManager.truncate`` drops the rejected ones.
+
+    ``awaiting`` is set while a step whose number of accepted tokens is not known yet (a
+    verify) is in flight: the request's next position is unknown, so it is not scheduled
+    until that step is processed.
+
+    ``prompt_lp_next``: with ``params.prompt_logprobs``, the first prompt position whose
+    logprob (of the prompt token after it) has not been computed by a launched step yet;
+    positions ``< len(prompt_ids) - 1`` have one. Advanced by the scheduler at launch. Set it
+    to ``len(prompt_ids)`` to ask for none (the ``n > 1`` siblings of the first child).
     """
 
     rid: str
@@ -38,12 +52,15 @@ class Request:
     num_computed: int = 0
     cache_node: Any = None
     num_cache_pages: int = 0
+    num_unverified: int = 0
     cached_tokens: int = 0
     row: int | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None
     retractions: int = 0
     is_running: bool = False  # maintained by the scheduler (O(1) membership)
+    awaiting: bool = False  # maintained by the scheduler (a verify step in flight)
+    prompt_lp_next: int = 0  # maintained by the scheduler (prompt logprobs launched so far)
 
     @property
     def seq_len(self) -> int:
@@ -61,6 +78,12 @@ class Request:
         if end <= n:
             return self.prompt_ids[start:end]
         return self.prompt_ids[start:] + self.output_ids[: end - n]
+
+    @property
+    def prompt_lp_pending(self) -> bool:
+        """Whether prompt logprobs are asked for and some are still to be computed."""
+        return (self.params.prompt_logprobs is not None
+                and self.prompt_lp_next < len(self.prompt_ids) - 1)
 
     @property
     def in_prefill(self) -> bool:

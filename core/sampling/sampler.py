@@ -11,23 +11,31 @@ from collections.abc import Callable
 
 import torch
 from anyware.plugin import KernelOps, SamplingTensors
-from anyware.request.request import Request
+from anyware.request import Request, ScheduledBatch
 from anyware.sampling.output import SampleOutput
+from anyware.sampling.prompt_logprobs import prompt_logprobs
+from anyware.sampling.rejection import rejection_chain, target_probs
+from anyware.sampling.verify import accept_chain
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Sampler:
-    def __init__(self, ops: KernelOps, vocab_size: int, device: torch.device) -> None:
+    def __init__(self, ops: KernelOps, vocab_size: int, device: torch.device,
+                 rejection: bool = False) -> None:
+        """``rejection``: verify rows of requests with temperature > 0 keep drafts by
+        speculative rejection sampling (``sampling/rejection.py``) instead of by exact match
+        with the target's seeded sample; greedy requests always match the argmax."""
         self.ops = ops
         self.vocab_size = vocab_size
         self.device = device
+        self.rejection = rejection
 
     def _tensor(self, values, dtype) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
 
     def _apply_penalties(self, logits: torch.Tensor, reqs: list[Request], steps: list[int],
-                         resolve: Resolver | None) -> torch.Tensor:
+                         resolve: Resolver | None, before: list[list[int]] | None) -> torch.Tensor:
         rows = [i for i, r in enumerate(reqs) if r.params.uses_penalties]
         if not rows:
             return logits
@@ -39,7 +47,8 @@ class Sampler:
         seen_toks: list[int] = []
         for j, i in enumerate(rows):
             r = reqs[i]
-            outs = r.output_ids[: steps[i]]
+            outs = (r.output_ids[: steps[i] - len(before[i])] + before[i] if before
+                    else r.output_ids[: steps[i]])
             out_rows += [j] * len(outs)
             out_toks += outs
             seen_rows += [j] * (len(r.prompt_ids) + len(outs))
@@ -67,20 +76,109 @@ class Sampler:
         return logits.index_copy(0, row_idx, sub)
 
     @torch.inference_mode()
+    def sample_step(self, logits: torch.Tensor, batch: ScheduledBatch,
+                    resolve: Resolver | None = None) -> SampleOutput:
+        """The tokens of a committed step: one per decode or finished prefill, and for a
+        verify row of ``k`` drafts, the target's token at each of its ``k + 1`` positions, of
+        which the longest prefix agreeing with the drafts plus one more is accepted (decided
+        on the device: ``SampleOutput.counts``). Each position is sampled exactly as a
+        one-token step at that position would be (same noise, same penalty history), so
+        speculation never changes the output, greedy or seeded. With ``rejection``, the
+        verify rows of requests with temperature > 0 keep drafts by rejection sampling
+        instead: the same distribution, more drafts kept, a different seeded sample.
+
+        Requests that asked for prompt logprobs have more logit rows (``batch.prompt_lp``):
+        those rows give ``SampleOutput.prompt``, the rest are sampled as usual."""
+        rows = batch.sampling_logit_rows()
+        if rows is None:
+            return self._sample_step(logits, batch, resolve)
+        prompt = prompt_logprobs(logits, batch)
+        out = self._sample_step(logits.index_select(0, self._tensor(rows, torch.int64)), batch,
+                                resolve)
+        out.prompt = prompt
+        return out
+
+    def _sample_step(self, logits: torch.Tensor, batch: ScheduledBatch,
+                     resolve: Resolver | None) -> SampleOutput:
+        if not batch.has_verify:  # one row per sampling request
+            rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
+            return self.sample(logits, [batch.reqs[i] for i in rows],
+                               [batch.out_index[i] for i in rows], resolve)
+        reqs, steps, before, spans = [], [], [], []
+        for req, samples, idx, drafts in zip(batch.reqs, batch.sampling_rows(), batch.out_index,
+                                             batch.drafts):
+            if not samples:
+                continue
+            spans.append(1 + len(drafts))
+            for j in range(1 + len(drafts)):
+                reqs.append(req)
+                steps.append(idx + j)
+                before.append(drafts[:j])
+        drafts = [d for d, s in zip(batch.drafts, batch.samples) if s]
+        processed = self._apply_penalties(logits, reqs, steps, resolve, before)
+        out = self._draw(logits, processed, reqs, steps)
+        out.spans = spans
+        out.counts = accept_chain(out.tokens, spans, drafts)
+        if self.rejection:
+            self._reject(out, logits, processed, reqs, steps, spans, drafts)
+        return out
+
+    def _reject(self, out: SampleOutput, raw: torch.Tensor, processed: torch.Tensor,
+                reqs: list[Request], steps: list[int], spans: list[int],
+                drafts: list[list[int]]) -> None:
+        """Replace the tokens and counts of the non-greedy verify requests by rejection
+        sampling (greedy ones keep the exact-match result)."""
+        rows, sel, start = [], [], 0
+        for r, (span, d) in enumerate(zip(spans, drafts)):
+            if d and not reqs[start].params.greedy:
+                rows.append(r)
+                sel += range(start, start + span)
+            start += span
+        if not rows:
+            return
+        params = [reqs[i].params for i in sel]
+        v = processed.shape[-1]
+        idx = self._tensor(sel, torch.int64)
+        probs = target_probs(
+            processed.index_select(0, idx),
+            self._tensor([p.temperature for p in params], torch.float32),
+            self._tensor([p.top_k if p.top_k > 0 else v for p in params], torch.int64),
+            self._tensor([p.top_p for p in params], torch.float32),
+            self._tensor([p.min_p for p in params], torch.float32))
+        tokens, counts = rejection_chain(
+            probs, self._tensor([reqs[i].seed for i in sel], torch.int64),
+            self._tensor([steps[i] for i in sel], torch.int64),
+            [spans[r] for r in rows], [drafts[r] for r in rows])
+        out.tokens = out.tokens.index_copy(0, idx, tokens)
+        out.counts = out.counts.index_copy(0, self._tensor(rows, torch.int64), counts)
+        if out.chosen is not None:
+            lp = torch.log_softmax(raw.float(), dim=-1)
+            out.chosen = lp.gather(1, out.tokens[:, None]).squeeze(1)
+
+    @torch.inference_mode()
     def sample(self, logits: torch.Tensor, reqs: list[Request], steps: list[int] | None = None,
-               resolve: Resolver | None = None) -> SampleOutput:
-        """logits fp32 ``[B, V]`` for ``reqs`` (one row each) -> tokens, still on the device.
+               resolve: Resolver | None = None,
+               before: list[list[int]] | None = None) -> SampleOutput:
+        """logits fp32 ``[L, V]``, one row per entry of ``reqs`` -> a token per row, still on
+        the device.
 
         ``steps[i]``: the index in ``reqs[i].output_ids`` of the token being sampled (default:
         the end of the list); it seeds the request's noise and bounds the tokens penalties
-        count. ``resolve`` maps placeholder token ids to their values on the device."""
+        count. ``before[i]``: tokens taken to precede that position instead of the end of
+        ``output_ids[:steps[i]]`` (a verify row's drafts before it). ``resolve`` maps
+        placeholder token ids to their values on the device."""
         if steps is None:
             steps = [len(r.output_ids) for r in reqs]
         want = [r.params.logprobs for r in reqs]
         if logits.shape[0] == 0:
             return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device), want)
-        raw = logits
-        logits = self._apply_penalties(logits, reqs, steps, resolve)
+        return self._draw(logits, self._apply_penalties(logits, reqs, steps, resolve, before),
+                          reqs, steps)
+
+    def _draw(self, raw: torch.Tensor, logits: torch.Tensor, reqs: list[Request],
+              steps: list[int]) -> SampleOutput:
+        """A token per row from penalised ``logits``; logprobs from ``raw``."""
+        want = [r.params.logprobs for r in reqs]
         params = [r.params for r in reqs]
         if all(p.greedy for p in params):
             tokens = logits.argmax(dim=-1)

@@ -1,5 +1,10 @@
 """`KVManager`: a request's KV pages across the allocator, the page table and the optional
 radix prefix cache. The scheduler decides *who* runs; this decides *where* their KV lives.
+It is the only writer of a request's KV fields (``row``, ``pages``, ``num_computed``,
+``cache_node``, ``num_cache_pages``, ``num_unverified``).
+
+Only final tokens reach the prefix cache: the KV of draft tokens a verify step has not judged
+(``num_unverified``) is never inserted, and ``truncate`` releases the slots of rejected ones.
 
 Invariant (``check``): free + evictable + locked-in-cache + owned-by-requests == capacity.
 """
@@ -33,11 +38,20 @@ class KVManager:
         return max(0, _cdiv(upto_tokens, self.page_size) - len(req.pages))
 
     # ------------------------------------------------------------ admission
+    @staticmethod
+    def _match_limit(req: Request) -> int:
+        """The most tokens a cached prefix may cover: all but the last, and none past the
+        first prompt position whose prompt logprob is still to be computed (a cached prefix
+        has no logits, so those positions are recomputed)."""
+        if req.prompt_lp_pending:
+            return min(req.seq_len - 1, req.prompt_lp_next)
+        return req.seq_len - 1
+
     def cached_prefix_len(self, req: Request) -> int:
         if self.cache is None:
             return 0
         return self.cache.peek_prefix_len(req.all_ids, salt=req.params.cache_salt,
-                                          max_tokens=req.seq_len - 1)
+                                          max_tokens=self._match_limit(req))
 
     def admit(self, req: Request) -> None:
         """Give ``req`` a page-table row and its cached prefix (locked)."""
@@ -45,7 +59,7 @@ class KVManager:
         req.pages, req.num_computed, req.num_cache_pages = [], 0, 0
         if self.cache is not None:
             m = self.cache.match_prefix(req.all_ids, salt=req.params.cache_salt,
-                                        max_tokens=req.seq_len - 1)
+                                        max_tokens=self._match_limit(req))
             if m.num_tokens:
                 self.cache.lock(m.node)
                 req.cache_node = m.node
@@ -74,11 +88,31 @@ class KVManager:
         self.owned_pages += need
         return True
 
+    # ------------------------------------------------------------ progress
+    def advance(self, req: Request, num_computed: int, unverified: int = 0) -> None:
+        """A launched step computes (or queues) KV up to ``num_computed`` positions, the last
+        ``unverified`` of them for draft tokens not judged yet. Pages must have been
+        reserved for them (``reserve``)."""
+        req.num_computed, req.num_unverified = num_computed, unverified
+
+    def truncate(self, req: Request, num_computed: int) -> None:
+        """Keep the KV of the first ``num_computed`` positions (all final) and release the
+        slots past them: whole pages beyond the last one needed go back to the allocator
+        (pages shared with the cache never lie past final tokens)."""
+        if num_computed > req.num_computed:
+            raise ValueError(f"cannot truncate {req.rid} from {req.num_computed} up to {num_computed}")
+        req.num_computed, req.num_unverified = num_computed, 0
+        keep = max(_cdiv(num_computed, self.page_size), req.num_cache_pages)
+        if keep < len(req.pages):
+            self.allocator.free(req.pages[keep:])
+            self.owned_pages -= len(req.pages) - keep
+            del req.pages[keep:]
+
     # ------------------------------------------------------------ caching progress
     def _insert(self, req: Request):
-        """Insert ``req``'s computed full pages into the cache; free pages the cache already
-        had from another request and switch ``req`` to the cache's copies."""
-        n_full = req.num_computed // self.page_size
+        """Insert ``req``'s computed full pages of final tokens into the cache; free pages the
+        cache already had from another request and switch ``req`` to the cache's copies."""
+        n_full = (req.num_computed - req.num_unverified) // self.page_size
         if n_full <= req.num_cache_pages:
             return None, n_full
         tokens = req.all_ids[: n_full * self.page_size]
@@ -126,7 +160,7 @@ class KVManager:
         if req.row is not None:
             self.page_table.release_row(req.row)
         req.pages, req.num_computed, req.num_cache_pages = [], 0, 0
-        req.cache_node, req.row = None, None
+        req.cache_node, req.row, req.num_unverified = None, None, 0
 
     # ------------------------------------------------------------ invariant
     def check(self) -> None:

@@ -12,12 +12,21 @@ rules. With overlap scheduling the next ``schedule`` and ``commit`` come before 
 so stop rules that depend on a token's value act one step late: a request that stopped may
 have one more decode in flight, whose result is dropped. Length limits are known from counts
 and never cost that extra step.
+
+k tokens per step: with ``num_draft_tokens = k > 0`` and a draft source, a decoding request
+whose tokens are all known verifies up to k draft tokens in one step and gets back between 1
+and k+1 tokens. Its next position is unknown until then, so it sits out the steps launched
+before that result is processed (``Request.awaiting``); the draft KV is marked unverified (never
+cached) and ``KVManager.truncate`` releases the slots of rejected drafts. Under overlap
+scheduling a speculating request therefore runs every other step (its verify overlaps with
+the other requests' steps, not with its own next one).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from anyware.plugin import ForwardMode
 from anyware.request import ScheduledBatch, TokenDelta
@@ -32,6 +41,12 @@ class SchedulerConfig:
     chunked_prefill_size: int = 2048  # prefill tokens per step; <= 0 disables chunking
     mixed: bool = True
     context_len: int = 4096
+    num_draft_tokens: int = 0  # k: draft tokens a decoding request may verify per step
+
+
+DraftSource = Callable[[Request, int], Sequence[int]]
+"""``propose(request, max_tokens)`` -> up to ``max_tokens`` draft tokens that would follow the
+request's tokens (all known when called); an empty result means a plain decode."""
 
 
 @dataclass
@@ -41,13 +56,16 @@ class SchedulerCounters:
     cached_prompt_tokens: int = 0
     retractions: int = 0
     finished: int = 0
-    extra: dict = field(default_factory=dict)
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+    verify_steps: int = 0
 
 
 class Scheduler:
     def __init__(self, cfg: SchedulerConfig, kv: KVManager, policy: SchedulePolicy | None = None,
-                 eos_token_ids: tuple[int, ...] = ()) -> None:
+                 eos_token_ids: tuple[int, ...] = (), drafts: DraftSource | None = None) -> None:
         self.cfg = cfg
+        self.drafts = drafts
         self.kv = kv
         self.policy = policy or FCFSPolicy()
         self.eos = frozenset(eos_token_ids)
@@ -61,19 +79,23 @@ class Scheduler:
         self.counters.prompt_tokens += len(req.prompt_ids)
 
     def abort(self, rid: str) -> bool:
-        for req in list(self.waiting):
-            if req.rid == rid:
-                self.waiting.remove(req)
-                self._finish(req, "abort")
-                return True
-        for req in self.running:
-            if req.rid == rid:
-                self.running.remove(req)
-                req.is_running = False
-                self.kv.release(req, cache_it=False)
-                self._finish(req, "abort")
-                return True
-        return False
+        """Abort request ``rid`` and its ``n > 1`` children (``rid#i``); whether any was
+        found."""
+        def match(req: Request) -> bool:
+            return req.rid == rid or req.rid.startswith(rid + "#")
+
+        found = False
+        for req in [r for r in self.waiting if match(r)]:
+            self.waiting.remove(req)
+            self._finish(req, "abort")
+            found = True
+        for req in [r for r in self.running if match(r)]:
+            self.running.remove(req)
+            req.is_running = False
+            self.kv.release(req, cache_it=False)
+            self._finish(req, "abort")
+            found = True
+        return found
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
@@ -100,27 +122,76 @@ class Scheduler:
         items = prefills + decodes
         if not items:
             return None
-        mode = ForwardMode.DECODE if not prefills else (
-            ForwardMode.EXTEND if not decodes else ForwardMode.MIXED)
-        return ScheduledBatch(mode, [r for r, _, _ in items], [n for _, _, n in items],
-                              [p for _, p, _ in items])
+        drafts = [[] for _ in prefills] + [d for _, _, d in decodes]
+        ks = {len(d) for d in drafts[len(prefills):]}
+        if not prefills:
+            mode = ForwardMode.DECODE if ks == {0} else (
+                ForwardMode.VERIFY if len(ks) == 1 else ForwardMode.MIXED)
+        else:
+            mode = ForwardMode.EXTEND if not decodes else ForwardMode.MIXED
+        prompt_lp = []
+        if any(r.prompt_lp_pending for r, _, _ in prefills):
+            prompt_lp = ([self._prompt_span(r, p, n) for r, p, n in prefills]
+                         + [None] * len(decodes))
+        return ScheduledBatch(mode, [r for r, *_ in items],
+                              [n for _, _, n in prefills] + [1 + len(d) for _, _, d in decodes],
+                              [p for _, p, _ in items], drafts=drafts, prompt_lp=prompt_lp)
 
-    def _wants_decode(self, req: Request) -> bool:
-        """In decode and not waiting for its last token (a length limit already reached by
-        the tokens in flight)."""
-        return not req.in_prefill and not self._at_length_limit(req, len(req.output_ids))
+    @staticmethod
+    def _prompt_span(req: Request, pre: int, n: int) -> tuple[int, int] | None:
+        """The prompt positions of the chunk ``[pre, pre + n)`` whose prompt logprobs are
+        still to be computed (those of positions before ``prompt_lp_next`` were)."""
+        if not req.prompt_lp_pending:
+            return None
+        start, end = max(pre, req.prompt_lp_next), min(pre + n, len(req.prompt_ids) - 1)
+        return (start, end) if start < end else None
+
+    def _wants_decode(self, req: Request, spec: bool = False) -> bool:
+        """In decode, not waiting for a verify result, and not waiting for its last token (a
+        length limit already reached by the tokens in flight). With speculation on (``spec``),
+        a request whose newest token is still in flight waits for it too: drafts are proposed
+        from known tokens, so it verifies one step later instead of decoding one token now."""
+        if req.in_prefill or req.awaiting or self._at_length_limit(req, len(req.output_ids)):
+            return False
+        return not (spec and req.output_ids and req.output_ids[-1] < 0)
+
+    @property
+    def _speculating(self) -> bool:
+        return bool(self.cfg.num_draft_tokens and self.drafts is not None)
 
     def _at_length_limit(self, req: Request, n_out: int) -> bool:
         return (n_out >= req.params.max_new_tokens
                 or len(req.prompt_ids) + n_out >= self.cfg.context_len)
 
-    def _schedule_decodes(self) -> list[tuple[Request, int, int]]:
-        """One token for each decoding request, oldest first; when pages run out, retract
-        the newest running request (possibly the one asking) until the rest fit."""
-        for req in [r for r in self.running if self._wants_decode(r)]:
+    def _schedule_decodes(self) -> list[tuple[Request, int, list[int]]]:
+        """A step for each decoding request, oldest first: one token, or a verify of its
+        drafts when there are some and their KV fits. When pages run out, retract the newest
+        running request (possibly the one asking) until the rest fit."""
+        spec = self._speculating
+        drafts: dict[int, list[int]] = {}
+        for req in [r for r in self.running if self._wants_decode(r, spec)]:
+            if not req.is_running:  # retracted to make room for an older one
+                continue
+            d = self._propose(req) if spec else None
+            if d and self.kv.reserve(req, req.num_computed + 1 + len(d)):
+                drafts[id(req)] = d
+                continue
             while req.is_running and not self.kv.reserve(req, req.num_computed + 1):
                 self._retract(self.running[-1])
-        return [(r, r.num_computed, 1) for r in self.running if self._wants_decode(r)]
+        if not drafts:
+            return [(r, r.num_computed, []) for r in self.running if self._wants_decode(r, spec)]
+        return [(r, r.num_computed, drafts.get(id(r), [])) for r in self.running
+                if self._wants_decode(r, spec)]
+
+    def _propose(self, req: Request) -> list[int]:
+        """Draft tokens for ``req`` (at most k, and never more than its length limits leave
+        room for: a verify produces up to ``len(drafts) + 1`` tokens)."""
+        k = self.cfg.num_draft_tokens
+        if not self._speculating or (req.output_ids and req.output_ids[-1] < 0):
+            return []
+        room = min(k, req.params.max_new_tokens - len(req.output_ids) - 1,
+                   self.cfg.context_len - req.seq_len - 1)
+        return list(self.drafts(req, room))[:room] if room > 0 else []
 
     def _retract(self, req: Request) -> None:
         """Preempt: release KV (kept in the prefix cache when enabled) and requeue first."""
@@ -146,6 +217,8 @@ class Scheduler:
         for req in ordered:
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
+            if req.awaiting:  # retracted with a verify in flight: its length is unknown
+                continue
             if self.kv.page_table.num_free_rows == 0:
                 break
             self.kv.admit(req)
@@ -173,53 +246,120 @@ class Scheduler:
     def commit(self, batch: ScheduledBatch) -> None:
         """``batch`` was launched: its KV is written in stream order before anything launched
         later reads it. Advance each request, share completed prefill chunks through the
-        prefix cache, and append a placeholder for each token the batch samples."""
+        prefix cache, and append a placeholder for each token a non-verify row samples (a
+        verify row's tokens are appended by ``process``; the request awaits them)."""
         batch.out_index = [-1] * len(batch.reqs)
         batch.rows = [r.row for r in batch.reqs]
-        for i, (req, pre, ext, samples) in enumerate(zip(
-                batch.reqs, batch.prefix_lens, batch.extend_lens, batch.sampling_rows())):
-            req.num_computed = pre + ext
+        for req, span in zip(batch.reqs, batch.prompt_lp):
+            if span is not None:
+                req.prompt_lp_next = span[1]
+        for i, (req, pre, ext, samples, drafts) in enumerate(zip(
+                batch.reqs, batch.prefix_lens, batch.extend_lens, batch.sampling_rows(),
+                batch.drafts)):
+            self.kv.advance(req, pre + ext, unverified=len(drafts))
+            if drafts:
+                batch.out_index[i] = len(req.output_ids)
+                req.awaiting = True
+                self.counters.drafted_tokens += len(drafts)
+                continue
             if ext > 1:  # a prefill chunk, complete or not: share its pages right away
                 self.kv.cache_progress(req)
             if samples:
                 batch.out_index[i] = len(req.output_ids)
                 req.output_ids.append(placeholder(req.row))
 
-    def process(self, batch: ScheduledBatch, tokens: list[int], logprobs: list | None) -> None:
-        """Fill in the tokens ``batch`` sampled (one per sampling row, in order); apply the
-        stop rules. Commits ``batch`` first if the caller has not (synchronous use)."""
+    def process(self, batch: ScheduledBatch, tokens: list[list[int]],
+                logprobs: list[list] | None,
+                prompt_logprobs: dict[int, list] | None = None) -> None:
+        """Fill in the tokens ``batch`` produced: ``tokens[j]`` (and ``logprobs[j]``, one
+        ``TokenLogprob`` or ``None`` per token) for the ``j``-th sampling request, one token
+        for a decode or a prompt's last chunk, 1 to ``k + 1`` for a verify of ``k`` drafts.
+        Applies the stop rules token by token (a stop inside an accepted run drops the tokens
+        after it). ``prompt_logprobs[i]``: the prompt logprobs request ``i`` of the batch
+        computed (delivered before its tokens). A request with ``max_new_tokens == 0``
+        finishes ("length") once a chunk reaching its prompt's last position is processed. Commits ``batch``
+        first if the caller has not (synchronous use)."""
         if not batch.committed:
             self.commit(batch)
-        row = 0
-        for req, samples, idx in zip(batch.reqs, batch.sampling_rows(), batch.out_index):
+        for i, lps in (prompt_logprobs or {}).items():
+            req = batch.reqs[i]
+            if not req.finished:
+                req.sink(TokenDelta(req.rid, [], None, False, cached_tokens=req.cached_tokens,
+                                    prompt_logprobs=lps))
+        j = 0
+        for req, samples, idx, pre, ext, drafts in zip(
+                batch.reqs, batch.sampling_rows(), batch.out_index, batch.prefix_lens,
+                batch.extend_lens, batch.drafts):
             if not samples:
+                if (req.params.max_new_tokens == 0 and pre + ext >= len(req.prompt_ids) - 1
+                        and not req.finished):
+                    self._finish_prefill_only(req)
                 continue
-            tok = tokens[row]
-            lp = [logprobs[row]] if logprobs is not None and logprobs[row] is not None else None
-            row += 1
+            toks, lps = tokens[j], (logprobs[j] if logprobs is not None else None)
+            j += 1
+            if not drafts and len(toks) == 1 and not req.finished:  # the common case, inline
+                tok = req.output_ids[idx] = toks[0]
+                reason = self._stop_reason(req, tok, idx + 1)
+                if reason is None:
+                    self.counters.generated_tokens += 1
+                    lp = lps if lps is not None and lps[0] is not None else None
+                    req.sink(TokenDelta(req.rid, toks, lp, False,
+                                        cached_tokens=req.cached_tokens))
+                    continue
+            if drafts:
+                req.awaiting = False
+                self.counters.verify_steps += 1
+                self.counters.accepted_tokens += len(toks) - 1
+                if not req.finished:
+                    del req.output_ids[idx:]  # nothing past a verify's tokens
+                    req.output_ids.extend(toks)
+                    if req.is_running:  # release the rejected drafts' KV slots
+                        self.kv.truncate(req, pre + len(toks))
+            elif not req.finished:
+                # a request retracted after this batch launched still takes its token
+                req.output_ids[idx] = toks[0]
             if req.finished:  # aborted, or stopped one step earlier (its extra decode)
                 continue
-            # a request retracted after this batch launched still takes its token
-            req.output_ids[idx] = tok
-            self.counters.generated_tokens += 1
-            reason = self._stop_reason(req, tok, idx + 1)
-            if reason is None:
-                req.sink(TokenDelta(req.rid, [tok], lp, False, cached_tokens=req.cached_tokens))
-                continue
-            self._stop(req, idx + 1)
-            req.finish_reason, req.stop_reason = reason
-            self.counters.finished += 1
-            req.sink(TokenDelta(req.rid, [tok], lp, True, req.finish_reason, req.stop_reason,
-                                cached_tokens=req.cached_tokens))
+            self._deliver(req, idx, toks, lps)
+
+    def _deliver(self, req: Request, idx: int, toks: list[int], lps: list | None) -> None:
+        """Stop checks for the tokens now at ``output_ids[idx:idx + len(toks)]``; send them."""
+        reason = None
+        for n, tok in enumerate(toks):
+            reason = self._stop_reason(req, tok, idx + n + 1)
+            if reason is not None:
+                toks = toks[: n + 1]
+                break
+        self.counters.generated_tokens += len(toks)
+        lp = None
+        if lps is not None and any(x is not None for x in lps):
+            lp = list(lps[: len(toks)])
+        if reason is None:
+            req.sink(TokenDelta(req.rid, toks, lp, False, cached_tokens=req.cached_tokens))
+            return
+        self._stop(req, idx + len(toks))
+        req.finish_reason, req.stop_reason = reason
+        self.counters.finished += 1
+        req.sink(TokenDelta(req.rid, toks, lp, True, req.finish_reason, req.stop_reason,
+                            cached_tokens=req.cached_tokens))
+
+    def _finish_prefill_only(self, req: Request) -> None:
+        """A request that generates no tokens (``max_new_tokens == 0``: prompt logprobs only)
+        is done once its whole prompt has been through the model."""
+        self._stop(req, 0)
+        req.finish_reason, req.stop_reason = "length", None
+        self.counters.finished += 1
+        req.sink(TokenDelta(req.rid, [], None, True, "length", cached_tokens=req.cached_tokens))
 
     def _stop(self, req: Request, n_out: int) -> None:
-        """Drop tokens past the last kept one (an in-flight decode's placeholder) and give the
-        request's KV to the cache, or take it off the queue if it was retracted."""
+        """Drop tokens past the last kept one (an in-flight decode's placeholder, or the rest
+        of an accepted run) and give the request's KV to the cache, or take it off the queue
+        if it was retracted."""
         del req.output_ids[n_out:]
         if req.is_running:
             self.running.remove(req)
             req.is_running = False
-            req.num_computed = min(req.num_computed, req.seq_len)
+            self.kv.truncate(req, min(req.num_computed, req.seq_len))
             self.kv.release(req, cache_it=True)
         elif req in self.waiting:
             self.waiting.remove(req)

@@ -8,10 +8,11 @@ from typing import Any
 __all__ = ["create_app", "serve"]
 
 
-def create_app(engine: Any, served_model_name: str, api_key: str | None = None) -> Any:
+def create_app(engine: Any, served_model_name: str, api_key: str | None = None,
+               **kwargs: Any) -> Any:
     from anyware.server.app import create_app as _create_app
 
-    return _create_app(engine, served_model_name, api_key)
+    return _create_app(engine, served_model_name, api_key, **kwargs)
 
 
 def serve(engine: Any, served_model_name: str, **kwargs: Any) -> None:

@@ -8,17 +8,23 @@ or, for tokenization, in worker threads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 from anyware.server.chat import create_chat_completion
 from anyware.server.completions import create_completion
 from anyware.server.errors import APIError, error_body, from_engine_error
+from anyware.server.info import model_info, server_info, version
 from anyware.server.middleware import ServerMiddleware
 from anyware.server.native import generate
 from anyware.server.openai_responses import ModelCard, ModelList
 from anyware.server.sampling import make_sampling_params
 from anyware.server.state import ServerState
+from anyware.server.stats_log import EngineStatsLogger
 from anyware.server.streams import ClientGone
+from anyware.server.tokenize import detokenize, tokenize, tokenizer_info
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,11 +37,36 @@ HEALTH_GENERATE_TIMEOUT_S = 30.0
 STATUS_CLIENT_CLOSED = 499  # nobody reads it: the client has gone
 
 
-def create_app(engine, served_model_name: str, api_key: str | None = None) -> FastAPI:
-    """A FastAPI app serving ``engine`` under the model name ``served_model_name``; when
-    ``api_key`` is set, /v1/* and /generate require ``Authorization: Bearer <api_key>``."""
-    state = ServerState.build(engine, served_model_name, api_key)
-    app = FastAPI(title="Anyware", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(
+    engine,
+    served_model_name: str,
+    api_key: str | None = None,
+    *,
+    launch: dict[str, Any] | None = None,
+    log_stats_interval: float | None = None,
+) -> FastAPI:
+    """A FastAPI app serving ``engine`` under the model name ``served_model_name``. When
+    ``api_key`` is set, every route except the probes (``PUBLIC_PATHS``) requires
+    ``Authorization: Bearer <api_key>``. ``launch`` (host, port, ...) is reported by
+    /get_server_info; ``log_stats_interval`` (seconds, ``None`` or 0: off) logs engine
+    statistics periodically while the server runs."""
+    state = ServerState.build(engine, served_model_name, api_key, launch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if log_stats_interval:
+            task = asyncio.ensure_future(EngineStatsLogger(engine, log_stats_interval).run())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="Anyware", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.anyware = state
     _install_error_handlers(app)
     app.add_middleware(ServerMiddleware, api_key=api_key, metrics=state.metrics)
@@ -93,6 +124,37 @@ def create_app(engine, served_model_name: str, api_key: str | None = None) -> Fa
                 error_body(f"generation failed: {exc!r}", "server_error"), status_code=503
             )
         return Response(status_code=200)
+
+    @app.post("/tokenize")
+    @app.post("/v1/tokenize")
+    async def tokenize_route(request: Request) -> Response:
+        return await tokenize(state, request)
+
+    @app.post("/detokenize")
+    @app.post("/v1/detokenize")
+    async def detokenize_route(request: Request) -> Response:
+        return await detokenize(state, request)
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info_route() -> Response:
+        return tokenizer_info(state)
+
+    @app.get("/version")
+    async def version_route() -> JSONResponse:
+        return JSONResponse(version())
+
+    @app.get("/ping")
+    @app.post("/ping")
+    async def ping() -> Response:
+        return await health()
+
+    @app.get("/get_model_info")
+    async def get_model_info() -> JSONResponse:
+        return JSONResponse(model_info(state))
+
+    @app.get("/get_server_info")
+    async def get_server_info() -> JSONResponse:
+        return JSONResponse(await server_info(state))
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from anyware.server.choices import ChoiceAccumulator, UsageCounter, primed
 from anyware.server.errors import from_engine_error
-from anyware.server.logprobs import completion_logprobs
+from anyware.server.logprobs import completion_logprobs, echo_logprobs, joined
 from anyware.server.openai_requests import CompletionRequest
 from anyware.server.openai_responses import CompletionChoice, CompletionResponse
 from anyware.server.prompts import (
@@ -19,7 +19,12 @@ from anyware.server.prompts import (
     encode_text,
     normalize_completion_prompt,
 )
-from anyware.server.request_checks import check_model, check_unsupported_completion, parse_body
+from anyware.server.request_checks import (
+    check_model,
+    check_tokenizer_options,
+    check_unsupported_completion,
+    parse_body,
+)
 from anyware.server.sampling import build_sampling_params
 from anyware.server.state import ServerState
 from anyware.server.streams import (
@@ -58,7 +63,10 @@ def _prepare(state: ServerState, req: CompletionRequest) -> list[PreparedPrompt]
         max_new = check_fits(len(ids), req.max_tokens, state.context_len, "prompt")
         if req.max_tokens is None:
             max_new = min(DEFAULT_MAX_TOKENS, max_new)
-        out.append(PreparedPrompt(ids, text, build_sampling_params(req, max_new, logprobs)))
+        # echo with logprobs: the prompt's logprobs too (first token null), as OpenAI does
+        prompt_lp = logprobs if req.echo else None
+        out.append(PreparedPrompt(ids, text,
+                                  build_sampling_params(req, max_new, logprobs, prompt_lp)))
     return out
 
 
@@ -66,6 +74,7 @@ async def create_completion(state: ServerState, request: Request) -> Response:
     req = parse_body(await request.body(), CompletionRequest)
     check_model(req.model, state.served_model_name)
     check_unsupported_completion(req)
+    check_tokenizer_options(state.tokenizer, req)
     prepared = await asyncio.to_thread(_prepare, state, req)
     rid = state.new_id("cmpl")
     usage = UsageCounter([len(p.ids) for p in prepared])
@@ -96,6 +105,13 @@ async def create_completion(state: ServerState, request: Request) -> Response:
         raise mapped from None
 
 
+def _prompt_logprobs(state: ServerState, req: CompletionRequest, p: PreparedPrompt,
+                     entries: list | None) -> Any:
+    if entries is None:  # the request ended before its prompt logprobs came (an abort)
+        entries = [None] * len(p.ids)
+    return echo_logprobs(p.ids, entries, state.text_of, bool(req.logprobs))
+
+
 def _echo_text(state: ServerState, p: PreparedPrompt) -> str:
     if p.text is not None:
         return p.text
@@ -113,8 +129,11 @@ async def _collect(
 ) -> JSONResponse:
     n = req.n
     accs = [ChoiceAccumulator() for _ in range(len(prepared) * n)]
+    prompt_lps: dict[int, list] = {}
     async for i, out in items:
         usage.add(i, out)
+        if out.prompt_logprobs is not None:
+            prompt_lps[i] = out.prompt_logprobs
         for o in out.outputs:
             accs[i * n + o.index].add(o)
     state.metrics.request_generation_tokens.inc(usage.completion)
@@ -124,6 +143,9 @@ async def _collect(
         lp = None
         if req.logprobs is not None:
             lp = completion_logprobs(acc.logprobs, state.text_of, len(prefix), req.logprobs > 0)
+            if req.echo:
+                lp = joined(_prompt_logprobs(state, req, prepared[idx // n],
+                                             prompt_lps.get(idx // n)), lp)
         choices.append(
             CompletionChoice(
                 index=idx,
@@ -158,14 +180,26 @@ async def _stream(
             body.pop("usage")
         return sse(body)
 
+    def echo(i: int, entries: list | None) -> Iterator[str]:
+        text = _echo_text(state, prepared[i])
+        lp = None if entries is None else _prompt_logprobs(state, req, prepared[i], entries)
+        for idx in range(i * n, (i + 1) * n):
+            offsets[idx] = len(text)
+            yield chunk(CompletionChoice(index=idx, text=text, logprobs=lp))
+
+    # with logprobs, a prompt is echoed once its prompt logprobs have come
+    echo_pending = set(range(len(prepared))) if req.echo and req.logprobs is not None else set()
     try:
-        if req.echo:
-            for idx in range(len(offsets)):
-                text = _echo_text(state, prepared[idx // n])
-                offsets[idx] = len(text)
-                yield chunk(CompletionChoice(index=idx, text=text))
+        if req.echo and not echo_pending:
+            for i in range(len(prepared)):
+                for c in echo(i, None):
+                    yield c
         async for i, out in items:
             usage.add(i, out)
+            if i in echo_pending and out.prompt_logprobs is not None:
+                echo_pending.discard(i)
+                for c in echo(i, out.prompt_logprobs):
+                    yield c
             for o in out.outputs:
                 if not (o.text or o.finish_reason or (req.logprobs is not None and o.logprobs)):
                     continue

@@ -71,3 +71,37 @@ def completion_logprobs(
         out.text_offset.append(offset)
         offset += len(tok)
     return out
+
+
+def echo_logprobs(prompt_ids: list[int], entries: list[Any], text_of: TokenText,
+                  with_top: bool) -> CompletionLogprobs:
+    """The prompt part of an echoed completion's logprobs: one entry per prompt token, the
+    first with ``null`` logprob and top logprobs (nothing precedes it). ``entries``: the
+    engine's ``prompt_logprobs`` (first ``None``). Text offsets count the token strings from 0."""
+    out = CompletionLogprobs()
+    offset = 0
+    for tid, e in zip(prompt_ids, entries):
+        tok = text_of(tid)
+        out.tokens.append(tok)
+        out.text_offset.append(offset)
+        offset += len(tok)
+        if e is None:
+            out.token_logprobs.append(None)
+            out.top_logprobs.append(None)
+            continue
+        out.token_logprobs.append(_finite(e.logprob))
+        top: dict[str, float] | None = None
+        if with_top:
+            top = {}
+            for t, lp in e.top or ():
+                top.setdefault(text_of(t), _finite(lp))
+        out.top_logprobs.append(top)
+    return out
+
+
+def joined(first: CompletionLogprobs, second: CompletionLogprobs) -> CompletionLogprobs:
+    """``first``'s entries followed by ``second``'s."""
+    return CompletionLogprobs(tokens=first.tokens + second.tokens,
+                              token_logprobs=first.token_logprobs + second.token_logprobs,
+                              top_logprobs=first.top_logprobs + second.top_logprobs,
+                              text_offset=first.text_offset + second.text_offset)

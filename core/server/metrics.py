@@ -63,8 +63,22 @@ class EngineStatsCollector(Collector):
                 s.cached_prompt_tokens,
             ),
             ("anyware_kv_evicted_pages", "KV-cache pages evicted", s.evicted_pages),
+            ("anyware_spec_draft_tokens", "Speculative draft tokens verified",
+             s.drafted_tokens),
+            ("anyware_spec_accepted_tokens", "Speculative draft tokens the target kept",
+             s.accepted_tokens),
+            ("anyware_spec_verify_steps", "Request-steps that verified draft tokens",
+             s.verify_steps),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "anyware_spec_acceptance_rate",
+            "Accepted / drafted speculative tokens, since start (0 without speculation)",
+            value=s.acceptance_rate)
+        yield GaugeMetricFamily(
+            "anyware_spec_mean_acceptance_length",
+            "Tokens per verify step (accepted drafts + 1), since start (0 without speculation)",
+            value=s.mean_acceptance_length)
 
 
 class ServerMetrics:

@@ -1,6 +1,10 @@
 """Pure-ASGI middleware (so request bodies and disconnect messages pass through untouched):
-API-key check on the /v1 and /generate routes, and the request counter by endpoint and
-status."""
+the API-key check, and the request counter by endpoint and status.
+
+With an API key set, every path except the probes in ``PUBLIC_PATHS`` needs the key, unknown
+paths included: a client without the key gets 401 whatever the path (as api.openai.com answers),
+so the routes a server has are not discoverable without credentials; with the key, an unknown
+path is a 404."""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ from anyware.server.errors import error_body
 from anyware.server.metrics import ServerMetrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-PROTECTED_PREFIXES = ("/v1/", "/generate")
-KNOWN_ENDPOINTS = frozenset({
-    "/v1/completions", "/v1/chat/completions", "/v1/models", "/generate", "/health",
-    "/health_generate", "/metrics",
-})
+PUBLIC_PATHS = frozenset({"/health", "/health_generate", "/metrics", "/ping", "/version"})
+KNOWN_ENDPOINTS = PUBLIC_PATHS | {
+    "/v1/completions", "/v1/chat/completions", "/v1/models", "/generate", "/tokenize",
+    "/v1/tokenize", "/detokenize", "/v1/detokenize", "/tokenizer_info", "/get_model_info",
+    "/get_server_info",
+}
 
 
 class ServerMiddleware:
@@ -40,7 +45,7 @@ class ServerMiddleware:
             await send(message)
 
         try:
-            if self.api_key is not None and path.startswith(PROTECTED_PREFIXES):
+            if self.api_key is not None and path not in PUBLIC_PATHS:
                 problem = self._auth_problem(scope)
                 if problem is not None:
                     await _send_json(send_wrapper, 401, problem)

@@ -2,7 +2,9 @@
 
 Request: ``{"text": str | [str], "input_ids": [int] | [[int]], "sampling_params": {...},
 "stream": bool}`` (exactly one of ``text`` / ``input_ids``). ``sampling_params`` takes the
-engine's ``SamplingParams`` fields by name. Answer: one object per prompt and sample,
+engine's ``SamplingParams`` fields by name (``prompt_logprobs: k`` adds
+``"prompt_logprobs"``: one entry per prompt token, the first ``null``, each ``{"token_id",
+"logprob", "top": [[id, logprob], ...]}``; ``max_new_tokens: 0`` runs the prompt only). Answer: one object per prompt and sample,
 ``{"index", "text", "output_ids", "meta_info": {...}}`` (a list when there are several)."""
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import Any
 
 from anyware.server.choices import ChoiceAccumulator, UsageCounter, primed
 from anyware.server.errors import APIError, from_engine_error, invalid
-from anyware.server.prompts import check_fits, check_token_ids, encode_text
+from anyware.server.openai_requests import RequestModel
+from anyware.server.prompts import (
+    USE_STOP_TOKEN_IDS,
+    check_fits,
+    check_token_ids,
+    encode_text,
+    require_tokenizer,
+)
 from anyware.server.request_checks import parse_body
 from anyware.server.sampling import make_sampling_params
 from anyware.server.state import ServerState
@@ -26,16 +35,15 @@ from anyware.server.streams import (
     sse,
     unless_disconnected,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
-class NativeSamplingParams(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-    max_new_tokens: int | None = Field(default=None, ge=1)
+class NativeSamplingParams(RequestModel):
+    max_new_tokens: int | None = Field(default=None, ge=0)  # 0: prompt_logprobs only
     temperature: float = Field(default=1.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=-1, ge=-1)
@@ -49,11 +57,11 @@ class NativeSamplingParams(BaseModel):
     stop_token_ids: list[int] = Field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=20)
+    prompt_logprobs: int | None = Field(default=None, ge=0, le=20)
     skip_special_tokens: bool = True
 
 
-class GenerateRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+class GenerateRequest(RequestModel):
     text: str | list[str] | None = None
     input_ids: list[int] | list[list[int]] | None = None
     sampling_params: NativeSamplingParams = Field(default_factory=NativeSamplingParams)
@@ -67,7 +75,8 @@ def _prompts(state: ServerState, req: GenerateRequest) -> list[list[int]]:
         texts = [req.text] if isinstance(req.text, str) else req.text
         if not texts:
             raise invalid("'text' must not be an empty list.", param="text")
-        return [encode_text(state.tokenizer, t, add_special_tokens=True) for t in texts]
+        return [encode_text(state.tokenizer, t, add_special_tokens=True, param="text")
+                for t in texts]
     ids = req.input_ids or []
     batch = [ids] if not ids or isinstance(ids[0], int) else ids
     for row in batch:
@@ -79,6 +88,9 @@ def _prompts(state: ServerState, req: GenerateRequest) -> list[list[int]]:
 
 def _prepare(state: ServerState, req: GenerateRequest) -> list[tuple[list[int], Any]]:
     sp = req.sampling_params
+    if sp.stop:
+        require_tokenizer(state.tokenizer, "stop strings cannot be matched", USE_STOP_TOKEN_IDS,
+                          "sampling_params.stop")
     out = []
     for ids in _prompts(state, req):
         param = "text" if req.text is not None else "input_ids"
@@ -104,11 +116,18 @@ def _meta(rid: str, prompt_len: int, acc: ChoiceAccumulator, cached: int, start:
     }
 
 
+def _entry(e: Any) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"token_id": e.token_id, "logprob": e.logprob, "top": [list(t) for t in e.top or ()]}
+
+
 def _logprobs(acc: ChoiceAccumulator) -> list[dict[str, Any]]:
-    return [
-        {"token_id": e.token_id, "logprob": e.logprob, "top": [list(t) for t in e.top or ()]}
-        for e in acc.logprobs
-    ]
+    return [_entry(e) for e in acc.logprobs]
+
+
+def _prompt_logprobs(entries: list | None) -> list[dict[str, Any] | None] | None:
+    return None if entries is None else [_entry(e) for e in entries]
 
 
 async def generate(state: ServerState, request: Request) -> Response:
@@ -134,8 +153,11 @@ async def generate(state: ServerState, request: Request) -> Response:
 
         async def collect() -> JSONResponse:
             accs = [ChoiceAccumulator() for _ in range(len(prepared) * n)]
+            prompt_lps: dict[int, list] = {}
             async for i, out in merge(streams):
                 usage.add(i, out)
+                if out.prompt_logprobs is not None:
+                    prompt_lps[i] = out.prompt_logprobs
                 for o in out.outputs:
                     accs[i * n + o.index].add(o)
             state.metrics.request_generation_tokens.inc(usage.completion)
@@ -150,6 +172,8 @@ async def generate(state: ServerState, request: Request) -> Response:
                 }
                 if req.sampling_params.logprobs is not None:
                     item["logprobs"] = _logprobs(acc)
+                if req.sampling_params.prompt_logprobs is not None:
+                    item["prompt_logprobs"] = _prompt_logprobs(prompt_lps.get(idx // n))
                 results.append(item)
             return JSONResponse(results[0] if len(results) == 1 else results)
 
@@ -175,14 +199,19 @@ async def _stream(
             for o in out.outputs:
                 acc = ChoiceAccumulator()
                 acc.add(o)
-                yield sse({
+                item = {
                     "index": i * n + o.index,
                     "text": o.text,
                     "output_ids": list(o.token_ids),
                     "finished": o.finish_reason is not None,
                     "meta_info": _meta(rid, usage.prompt_lens[i], acc,
                                        usage.cached.get(i, 0), start),
-                })
+                }
+                if o.logprobs:
+                    item["logprobs"] = [_entry(e) for e in o.logprobs]
+                if out.prompt_logprobs is not None:
+                    item["prompt_logprobs"] = _prompt_logprobs(out.prompt_logprobs)
+                yield sse(item)
     except Exception as exc:
         err = from_engine_error(exc) or APIError(
             f"Internal error while generating: {exc}", status=500, type="server_error"

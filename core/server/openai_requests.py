@@ -3,7 +3,8 @@
 Types are strict (``"5"`` is not an integer) and unknown fields are rejected, as the OpenAI API
 does. OpenAI parameters this server recognises but does not implement are declared as
 ``Any`` fields so that :func:`anyware.server.request_checks.check_unsupported` can name them in
-a 400 answer instead of an "unrecognized argument" one. A few widely used extensions (``top_k``,
+a 400 answer instead of an "unrecognized argument" one. An explicit ``null`` for an optional
+field means its default, as the OpenAI API and vLLM accept (:class:`RequestModel`). A few widely used extensions (``top_k``,
 ``min_p``, ``repetition_penalty``, ``ignore_eos``, ``stop_token_ids``, ``skip_special_tokens``)
 are accepted on both endpoints.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_N = 128
 MAX_STOP = 4
@@ -20,16 +21,32 @@ MAX_TOP_LOGPROBS_CHAT = 20
 MAX_LOGPROBS_COMPLETIONS = 5
 
 
-class StreamOptions(BaseModel):
+class RequestModel(BaseModel):
+    """A request body: strict types, unknown fields rejected, and ``null`` for an optional field
+    is the same as leaving it out (a required field stays required: ``"model": null`` is a type
+    error naming ``model``; an unknown field is rejected, null or not)."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v for k, v in data.items()
+            if v is not None or k not in fields or fields[k].is_required()
+        }
+
+
+class StreamOptions(RequestModel):
     include_usage: bool = False
     continuous_usage_stats: bool = False
 
 
-class _SamplingFields(BaseModel):
+class _SamplingFields(RequestModel):
     """Fields shared by /v1/completions and /v1/chat/completions."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
 
     model: str
     max_tokens: int | None = Field(default=None, ge=1)
@@ -77,6 +94,8 @@ class CompletionRequest(_SamplingFields):
     """POST /v1/completions."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
+    # 0 is allowed with echo (the prompt and its logprobs only), as OpenAI does
+    max_tokens: int | None = Field(default=None, ge=0)
     logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS_COMPLETIONS)
     echo: bool = False
     # Recognised, not implemented (see request_checks).

@@ -9,6 +9,28 @@ from typing import Any
 from anyware.server.errors import invalid
 from anyware.server.openai_requests import ChatMessage
 
+TOKENIZER_REQUIRED = "tokenizer_required"
+
+
+def require_tokenizer(tokenizer: Any, cannot: str, instead: str, param: str | None) -> None:
+    """A 400 naming ``param`` when the model has no tokenizer (a shape preset, or a model
+    directory without tokenizer files): ``cannot`` says what is impossible without one,
+    ``instead`` what the client can do."""
+    if tokenizer is None:
+        raise invalid(
+            f"This model has no tokenizer (a shape preset, or a model directory without "
+            f"tokenizer files), so {cannot}. {instead}",
+            param=param,
+            code=TOKENIZER_REQUIRED,
+        )
+
+
+SEND_TOKEN_IDS = (
+    "Send token ids instead ('prompt': [1, 2, 3] on /v1/completions, 'input_ids' on "
+    "/generate), or serve a model directory that includes its tokenizer."
+)
+USE_STOP_TOKEN_IDS = "Use 'stop_token_ids' (token ids) instead."
+
 
 def flatten_content(content: Any) -> str:
     """Message content as one string (text parts joined by newlines)."""
@@ -19,8 +41,19 @@ def flatten_content(content: Any) -> str:
     return "\n".join(part.text or "" for part in content)
 
 
-def render_chat(tokenizer: Any, messages: list[ChatMessage]) -> str:
+def render_chat(
+    tokenizer: Any,
+    messages: list[ChatMessage],
+    *,
+    add_generation_prompt: bool = True,
+    continue_final_message: bool = False,
+) -> str:
     """The prompt text of ``messages`` under the tokenizer's chat template."""
+    require_tokenizer(
+        tokenizer, "chat messages cannot be turned into tokens",
+        "Use /v1/completions with token ids ('prompt': [1, 2, 3]), or serve a model directory "
+        "that includes its tokenizer and chat template.", "messages",
+    )
     if not getattr(tokenizer, "chat_template", None):
         raise invalid(
             "This model's tokenizer has no chat template; use /v1/completions instead.",
@@ -33,12 +66,18 @@ def render_chat(tokenizer: Any, messages: list[ChatMessage]) -> str:
             entry["name"] = m.name
         msgs.append(entry)
     try:
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        kwargs: dict[str, Any] = {"add_generation_prompt": add_generation_prompt}
+        if continue_final_message:
+            kwargs["continue_final_message"] = True
+        return tokenizer.apply_chat_template(msgs, tokenize=False, **kwargs)
     except Exception as exc:  # a template's raise_exception, e.g. roles must alternate
         raise invalid(f"The chat template rejected the messages: {exc}", param="messages") from None
 
 
-def encode_text(tokenizer: Any, text: str, *, add_special_tokens: bool) -> list[int]:
+def encode_text(
+    tokenizer: Any, text: str, *, add_special_tokens: bool, param: str = "prompt"
+) -> list[int]:
+    require_tokenizer(tokenizer, "text prompts cannot be encoded", SEND_TOKEN_IDS, param)
     return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 

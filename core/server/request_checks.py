@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from anyware.server.errors import APIError, invalid, unsupported
 from anyware.server.openai_requests import ChatCompletionRequest, CompletionRequest
+from anyware.server.prompts import USE_STOP_TOKEN_IDS, require_tokenizer
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -97,8 +98,10 @@ def check_unsupported_completion(req: CompletionRequest) -> None:
         raise unsupported("best_of", "Use 'n' for several completions.")
     if req.suffix:
         raise unsupported("suffix")
-    if req.echo and req.logprobs is not None:
-        raise unsupported("echo", "Prompt logprobs (echo with logprobs) are not available.")
+    if req.max_tokens == 0 and not req.echo:
+        raise invalid("'max_tokens' 0 generates nothing; it is allowed only with 'echo': true "
+                      "(the prompt back, with its logprobs when 'logprobs' is set). Use "
+                      "max_tokens >= 1 otherwise.", param="max_tokens")
 
 
 def check_unsupported_chat(req: ChatCompletionRequest) -> None:
@@ -126,3 +129,23 @@ def check_unsupported_chat(req: ChatCompletionRequest) -> None:
                         f"messages[{i}].content[{j}]",
                         f"Content part type '{part.type}' is not available; only text parts.",
                     )
+
+
+def check_tokenizer_options(tokenizer: Any, req: CompletionRequest) -> None:
+    """Completion options that need a tokenizer, checked before any work is done (a text
+    prompt is checked where it is encoded)."""
+    if req.logprobs is not None:
+        require_tokenizer(
+            tokenizer, "logprobs cannot be returned as token strings",
+            "Leave out 'logprobs', or use POST /generate with 'input_ids' and "
+            "'sampling_params': {'logprobs': N}, which returns logprobs by token id.",
+            "logprobs",
+        )
+    if req.echo:
+        require_tokenizer(
+            tokenizer, "the prompt cannot be echoed as text",
+            "Leave out 'echo' (usage.prompt_tokens counts the prompt tokens).", "echo",
+        )
+    if req.stop:
+        require_tokenizer(tokenizer, "stop strings cannot be matched", USE_STOP_TOKEN_IDS,
+                          "stop")

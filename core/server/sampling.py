@@ -12,7 +12,8 @@ OPENAI_DEFAULT_TEMPERATURE = 1.0
 
 
 def build_sampling_params(
-    req: CompletionRequest | ChatCompletionRequest, max_new_tokens: int, logprobs: int | None
+    req: CompletionRequest | ChatCompletionRequest, max_new_tokens: int, logprobs: int | None,
+    prompt_logprobs: int | None = None,
 ) -> Any:
     """``anyware.SamplingParams`` for ``req``; an engine-side rejection becomes a 400."""
     kwargs: dict[str, Any] = {
@@ -27,6 +28,7 @@ def build_sampling_params(
         "presence_penalty": float(req.presence_penalty or 0.0),
         "frequency_penalty": float(req.frequency_penalty or 0.0),
         "logprobs": logprobs,
+        "prompt_logprobs": prompt_logprobs,
         "ignore_eos": req.ignore_eos,
         "skip_special_tokens": req.skip_special_tokens,
     }

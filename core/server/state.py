@@ -21,10 +21,13 @@ class ServerState:
     text_of: TokenText
     context_len: int
     vocab_size: int
+    # how the server was launched (host, port, ...), for /get_server_info
+    launch: dict[str, Any] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
-    def build(cls, engine: Any, served_model_name: str, api_key: str | None) -> ServerState:
+    def build(cls, engine: Any, served_model_name: str, api_key: str | None,
+              launch: dict[str, Any] | None = None) -> ServerState:
         cfg = engine.model_config
         return cls(
             engine=engine,
@@ -35,6 +38,7 @@ class ServerState:
             text_of=TokenText(engine.tokenizer),
             context_len=int(cfg.context_len),
             vocab_size=int(cfg.vocab_size),
+            launch=dict(launch or {}),
         )
 
     def new_id(self, prefix: str) -> str:

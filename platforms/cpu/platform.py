@@ -6,15 +6,13 @@ import os
 
 import torch
 from anyware.kernels.reference import (
-    LocalTokenDispatcher,
     ReferenceAttentionBackend,
-    ReferenceMoEExperts,
+    ReferenceMoEBackend,
     ReferenceOps,
 )
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
-    AttentionFeatures,
     Capabilities,
     CompletedEvent,
     MemoryInfo,
@@ -51,11 +49,9 @@ class CpuPlatform(Platform):
         return ProbeResult.yes("always available")
 
     def _capabilities(self) -> Capabilities:
+        # KV dtypes, page sizes and attention features are ReferenceAttentionBackend's
         return Capabilities(
             dtypes=frozenset({torch.float32, torch.bfloat16, torch.float16}),
-            kv_cache_dtypes=frozenset({torch.float32, torch.bfloat16, torch.float16}),
-            page_sizes=ReferenceAttentionBackend.page_sizes,
-            attention=AttentionFeatures(True, True, True, True, True, True),
             graph_capture=False,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),
@@ -100,11 +96,8 @@ class CpuPlatform(Platform):
     def _attention_backends(self):
         return [ReferenceAttentionBackend]
 
-    def _moe_experts(self):
-        return ReferenceMoEExperts()
-
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+    def _moe_backends(self):
+        return [ReferenceMoEBackend]
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)

@@ -6,7 +6,6 @@ import contextlib
 import importlib.metadata
 
 import torch
-from anyware.kernels.reference import LocalTokenDispatcher, ReferenceMoEExperts
 from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
@@ -40,14 +39,10 @@ class CudaPlatform(Platform):
                                f"{torch.version.cuda}")
 
     def _capabilities(self) -> Capabilities:
-        from anyware.kernels.triton.attention_backend import TritonAttentionBackend
-
-        floats = frozenset({torch.bfloat16, torch.float16, torch.float32})
+        # KV dtypes, page sizes and attention features are the selected backend's (Triton's
+        # by default)
         return Capabilities(
-            dtypes=floats,
-            kv_cache_dtypes=frozenset(TritonAttentionBackend.kv_dtypes),
-            page_sizes=TritonAttentionBackend.page_sizes,
-            attention=TritonAttentionBackend.features,
+            dtypes=frozenset({torch.bfloat16, torch.float16, torch.float32}),
             graph_capture=True,
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),
@@ -108,11 +103,10 @@ class CudaPlatform(Platform):
         # --attention-backend flashinfer until validated on hardware (docs/cuda.md)
         return [FlashInferAttentionBackend, TritonAttentionBackend]
 
-    def _moe_experts(self):
-        return ReferenceMoEExperts()
+    def _moe_backends(self):
+        from anyware.kernels.triton.moe_backend import TritonMoEBackend
 
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
+        return [TritonMoEBackend]
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)

@@ -57,13 +57,13 @@ class RaggedPagedAttention(AttentionBackend):
         if self.spec.v_head_dim != self.spec.head_dim:
             raise ValueError(f"{self.name}: K and V head dims must match for the interleaved layout")
         return KVLayout(base.page_size, base.num_kv_heads, base.head_dim, base.v_head_dim,
-                        kv_dtype, order="KV_INTERLEAVED")
+                        kv_dtype, alignment=base.alignment, interleaved=True)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: AttentionLayer,
                 cache: KVCache, batch: ForwardBatch) -> torch.Tensor:
         self.calls += 1
         if cache.kv is None:
-            raise ValueError(f"{self.name} needs a KV cache in its KV_INTERLEAVED layout")
+            raise ValueError(f"{self.name} needs a KV cache in its interleaved layout (KVLayout.interleaved)")
         statics = {"sm_scale": float(layer.scale), "sliding_window": layer.sliding_window,
                    "soft_cap": layer.logit_softcap}
         kv = cache.kv[layer.layer_id]

@@ -62,7 +62,7 @@ class CompiledExecution(ExecutionStrategy):
         cache = program.kv_cache
         if cache.kv is None:
             raise CapabilityError("compiled execution needs the attention backend's "
-                                  "KV_INTERLEAVED cache layout")
+                                  "interleaved KV cache layout")
         self.page_size = cache.layout.page_size
         self.width = int(program.dummy_prefill_batch(1).page_table.shape[1])
         self.model = getattr(program, "model", None)

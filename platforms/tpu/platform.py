@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import torch
-from anyware.kernels.reference import LocalTokenDispatcher, ReferenceOps
+from anyware.kernels.reference import ReferenceOps
 from anyware.plugin import (
     PLUGIN_API_VERSION,
     Capabilities,
@@ -48,11 +48,9 @@ class TpuPlatform(Platform):
         return probe()
 
     def _capabilities(self) -> Capabilities:
+        # KV dtypes, page sizes and attention features are RaggedPagedAttention's
         return Capabilities(
             dtypes=frozenset({torch.float32, torch.bfloat16}),
-            kv_cache_dtypes=frozenset(RaggedPagedAttention.kv_dtypes),
-            page_sizes=RaggedPagedAttention.page_sizes,
-            attention=RaggedPagedAttention.features,
             graph_capture=False,
             compiled_execution=True,
             collectives=frozenset(),
@@ -122,9 +120,6 @@ class TpuPlatform(Platform):
 
     def _attention_backends(self):
         return [RaggedPagedAttention]
-
-    def _token_dispatcher(self, num_experts, ep_rank, ep_size):
-        return LocalTokenDispatcher(num_experts, ep_rank, ep_size)
 
     def _communicator(self, rank, world_size):
         raise CapabilityError("the tpu platform has no communicator yet (world size 1)")

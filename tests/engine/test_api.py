@@ -126,7 +126,8 @@ def test_abort_frees_every_page(engine):
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [
-    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=-1), "max_new_tokens"),  # 0 is valid: the prompt only
+    (dict(prompt_logprobs=21), "prompt_logprobs"),
     (dict(temperature=-1), "temperature"),
     (dict(top_p=0), "top_p"),
     (dict(top_k=0), "top_k"),
@@ -149,3 +150,29 @@ def test_invalid_prompts(engine):
         engine.generate([[5] * 600])
     with pytest.raises(InvalidRequestError, match="unknown engine option"):
         Engine("x", not_an_option=1)
+
+
+def test_script_without_shutdown_exits_cleanly(tmp_path):
+    """A script that forgets ``with Engine(...)`` / ``shutdown()`` and exits while a request
+    is still generating must exit 0 without the C++ runtime aborting."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "forgets_shutdown.py"
+    script.write_text(textwrap.dedent("""
+        from pathlib import Path
+        import anyware
+        from anyware import Engine, SamplingParams
+        demo = Path(anyware.__file__).parent / "assets" / "demo-llama"
+        engine = Engine(str(demo), platform="cpu", show_progress=False)
+        stream = engine.stream([1, 2, 3] * 40, SamplingParams(max_new_tokens=400, ignore_eos=True))
+        for _, _ in zip(range(3), stream):
+            pass
+        print("bye")
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "bye" in proc.stdout
+    assert "terminate called" not in proc.stderr, proc.stderr

@@ -33,6 +33,20 @@ def train_tokenizer(out: Path, vocab_size: int = 300):
 
 
 ARCHS = ("llama", "qwen2", "qwen3", "mistral", "llama3-scaled")
+# MoE: several expert counts, top-k 1/2/8, dense layers among sparse ones, skewed routing
+MOE_ARCHS = {
+    # Qwen3-MoE, 8 experts top-2, raw top-k weights, layer 1 dense (mlp_only_layers)
+    "qwen3-moe": dict(num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
+                      mlp_only_layers=[1]),
+    # Qwen3-MoE, 16 experts top-8, renormalised, every 2nd layer sparse (decoder_sparse_step)
+    "qwen3-moe-k8": dict(num_experts=16, num_experts_per_tok=8, norm_topk_prob=True,
+                         decoder_sparse_step=2, num_hidden_layers=3),
+    # Mixtral, 4 experts top-2
+    "mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+    # Mixtral, 32 experts top-1 with expert 0's router row scaled up: skewed loads, and most
+    # experts get no token in a decode step
+    "mixtral-k1-skewed": dict(num_local_experts=32, num_experts_per_tok=1),
+}
 
 
 def build_model(arch: str, out: Path, vocab_size: int = 300, seed: int = 0, **overrides) -> Path:
@@ -43,8 +57,16 @@ def build_model(arch: str, out: Path, vocab_size: int = 300, seed: int = 0, **ov
     common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=96,
                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=512, bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    common.update(MOE_ARCHS.get(arch, {}))
     common.update(overrides)
-    if arch == "llama":
+    if arch.startswith("qwen3-moe"):
+        cfg = tf.Qwen3MoeConfig(**{**common, "intermediate_size": 96}, moe_intermediate_size=40,
+                                head_dim=32)
+        cls = tf.Qwen3MoeForCausalLM
+    elif arch.startswith("mixtral"):
+        cfg = tf.MixtralConfig(**{**common, "intermediate_size": 40}, sliding_window=None)
+        cls = tf.MixtralForCausalLM
+    elif arch == "llama":
         cfg = tf.LlamaConfig(**common)
         cls = tf.LlamaForCausalLM
     elif arch == "llama3-scaled":
@@ -66,8 +88,11 @@ def build_model(arch: str, out: Path, vocab_size: int = 300, seed: int = 0, **ov
     model = cls(cfg)
     with torch.no_grad():  # make logits less flat than the default init so greedy is stable
         for p in model.parameters():
-            if p.dim() == 2:
+            if p.dim() >= 2:  # matrices and stacked experts
                 p.normal_(0, 0.08)
+        if arch.endswith("skewed"):
+            for layer in model.model.layers:
+                layer.mlp.gate.weight[0] *= 4.0
     model.save_pretrained(str(out))
     train_tokenizer(out, vocab_size)
     return out

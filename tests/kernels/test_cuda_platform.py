@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from anyware.plugin import discover
+from anyware.runtime import PlatformDriver, discover, probe
 from anyware_cuda.graphs import CudaGraphExecution, default_buckets, default_prefill_buckets
 from anyware_cuda.platform import CudaPlatform
 
@@ -21,7 +21,7 @@ def test_registered_through_entry_point():
 def test_probe_has_no_side_effects():
     had_triton = "triton" in sys.modules
     had_flashinfer = "flashinfer" in sys.modules
-    result = CudaPlatform.probe()
+    result = probe(CudaPlatform)
     assert result.reason  # available or not, it says why
     assert not torch.cuda.is_initialized()
     assert ("triton" in sys.modules) == had_triton
@@ -32,7 +32,8 @@ def test_probe_has_no_side_effects():
 
 def test_capabilities_declared():
     pytest.importorskip("triton")
-    caps = CudaPlatform().capabilities()
+    caps = PlatformDriver(CudaPlatform()).capabilities()
+    assert caps.attention_backend == "triton"  # derived from the default backend, not declared
     assert caps.graph_capture and torch.bfloat16 in caps.dtypes
     assert {1, 16, 64} <= set(caps.page_sizes)
     assert caps.attention.decode and caps.attention.extend_with_prefix and caps.attention.verify
@@ -40,7 +41,7 @@ def test_capabilities_declared():
 
 def test_backend_preference_order():
     pytest.importorskip("triton")
-    names = [b.name for b in CudaPlatform().attention_backends()]
+    names = [b.name for b in PlatformDriver(CudaPlatform()).attention_backends()]
     assert names == ["triton", "flashinfer"]  # FlashInfer is opt-in until validated
 
 

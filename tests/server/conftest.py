@@ -16,6 +16,7 @@ import pytest
 from .tiny_model import build_tiny_llama
 
 MODEL_NAME = "tiny-llama"
+BARE_MODEL_NAME = "tiny-bare"
 API_KEY = "sk-test-123"
 
 
@@ -59,6 +60,31 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bare_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's config.json alone: no weights file, no tokenizer (what a shape preset
+    is, at a CPU-friendly size); load it with ``load_format="dummy"``."""
+    out = tmp_path_factory.mktemp("tiny-bare")
+    (out / "config.json").write_text((model_dir / "config.json").read_text())
+    return out
+
+
+@pytest.fixture(scope="session")
+def bare_engine(bare_model_dir: Path) -> Iterator[Any]:
+    from anyware import Engine
+
+    eng = Engine(model=str(bare_model_dir), load_format="dummy", show_progress=False)
+    assert eng.tokenizer is None
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(scope="session")
+def bare_server(bare_engine: Any) -> Iterator[RunningServer]:
+    """A server around the tokenizer-less engine."""
+    yield from _serve(bare_engine, None, BARE_MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
 def engine(model_dir: Path) -> Iterator[Any]:
     from anyware import Engine
 
@@ -67,11 +93,11 @@ def engine(model_dir: Path) -> Iterator[Any]:
     eng.shutdown()
 
 
-def _serve(engine: Any, api_key: str | None) -> Iterator[RunningServer]:
+def _serve(engine: Any, api_key: str | None, name: str = MODEL_NAME) -> Iterator[RunningServer]:
     from anyware.server.app import create_app
 
-    server, thread, port = _start(create_app(engine, MODEL_NAME, api_key=api_key))
-    yield RunningServer(f"http://127.0.0.1:{port}", engine, MODEL_NAME)
+    server, thread, port = _start(create_app(engine, name, api_key=api_key))
+    yield RunningServer(f"http://127.0.0.1:{port}", engine, name)
     server.should_exit = True
     thread.join(timeout=10)
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 from anyware.memory import KVPool, OutOfPagesError, PageAllocator, PageTable, pages_for_budget
-from anyware.plugin import KVLayout, load_platform
+from anyware.plugin import KVLayout
+from anyware.runtime import load_platform
 
 
 def test_allocates_lowest_ids_first_and_reuses_freed():

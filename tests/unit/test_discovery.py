@@ -16,13 +16,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from anyware.plugin import ENV_VAR, PLUGIN_API_VERSION
+from anyware.plugin import PLUGIN_API_VERSION
+from anyware.runtime import ENV_VAR
 
 PLATFORM_TEMPLATE = '''
 import torch
 
-from anyware.kernels.reference import ReferenceOps
+from anyware.kernels.reference import ReferenceAttentionBackend, ReferenceOps
 from anyware.plugin import Capabilities, MemoryInfo, Platform, ProbeResult, hookimpl
+
+
+class TestAttention(ReferenceAttentionBackend):
+    name = "test-attention"
+    page_sizes = (16,)
+    kv_dtypes = (torch.float32,)
 
 
 class TestPlatform(Platform):
@@ -38,11 +45,7 @@ class TestPlatform(Platform):
 {probe}
 
     def _capabilities(self):
-        return Capabilities(
-            dtypes=frozenset({{torch.float32}}),
-            kv_cache_dtypes=frozenset({{torch.float32}}),
-            page_sizes=(16,),
-        )
+        return Capabilities(dtypes=frozenset({{torch.float32}}))
 
     def _init_device(self, rank, local_rank):
         return torch.device("cpu")
@@ -60,7 +63,7 @@ class TestPlatform(Platform):
         return ReferenceOps()
 
     def _attention_backends(self):
-        return []
+        return [TestAttention]
 
     def _communicator(self, rank, world_size):
         raise NotImplementedError
@@ -121,7 +124,8 @@ def run_python(site: Path, code: str, *args: str, env: dict[str, str] | None = N
 
 DISCOVER_SCRIPT = """
 import json, sys
-from anyware.plugin import AnywareError, choose, discover, load_platform
+from anyware.plugin import AnywareError
+from anyware.runtime import choose, discover, load_platform
 
 infos = discover()
 out = {"infos": {i.name: {"package": i.package, "version": i.version, "available": i.available,
@@ -135,7 +139,7 @@ for name in json.loads(sys.argv[1]):
 for name in json.loads(sys.argv[2]):
     try:
         p = load_platform(name)
-        out["load"][str(name)] = {"ok": p.name, "type": type(p).__name__}
+        out["load"][str(name)] = {"ok": p.name, "type": type(p.platform).__name__}
     except AnywareError as exc:
         out["load"][str(name)] = {"error": type(exc).__name__, "message": str(exc)}
 print(json.dumps(out))
@@ -285,13 +289,15 @@ def anyware_configure(platform, config):
 
 EXTENSION_SCRIPT = """
 import json, torch
-from anyware.plugin import AttentionSpec, CapabilityError, PlatformConfig, load_platform
+from anyware.plugin import AttentionSpec, CapabilityError, PlatformConfig
+from anyware.runtime import load_platform
 
 p = load_platform("cpu")
 spec = AttentionSpec(1, 2, 1, 8, 8, torch.float32, 4, 64)
 out = {"backends": [b.name for b in p.attention_backends()],
        "default": type(p.attention_backend(spec)).__name__,
-       "named": type(p.attention_backend(spec, "torch-reference")).__name__}
+       "named": type(p.attention_backend(spec, "torch-reference")).__name__,
+       "caps_backend": p.capabilities().attention_backend}
 try:
     p.configure(PlatformConfig(page_size=4))
     out["configure"] = "accepted"
@@ -313,6 +319,7 @@ def test_extension_plugin_contributes_attention_backend(tmp_path):
     assert out["backends"][0] == "demo-ext"
     assert "torch-reference" in out["backends"]
     assert out["default"] == "DemoBackend"  # highest priority
+    assert out["caps_backend"] == "demo-ext"  # the capabilities follow the default backend
     assert out["named"] == "ReferenceAttentionBackend"
     assert out["configure"] == "demo-ext refuses page size 4"  # lifecycle hook ran
     assert out["configure_ok"] == 2
@@ -343,7 +350,8 @@ def test_cli_json_and_overrides(zoo):
     assert doc["plugin_api_version"] == PLUGIN_API_VERSION
     by_name = {p["name"]: p for p in doc["platforms"]}
     assert by_name["good"]["selected"] and not by_name["cpu"]["selected"]
-    assert by_name["good"]["capabilities"]["page_sizes"] == [16]
+    assert by_name["good"]["capabilities"]["page_sizes"] == [16]  # from its backend
+    assert by_name["good"]["capabilities"]["attention_backend"] == "test-attention"
     assert by_name["boom"]["capabilities"] is None
 
     proc = run_python(zoo, CLI, "platforms", "--json", env={ENV_VAR: "cpu"})

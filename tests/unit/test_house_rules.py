@@ -1,4 +1,4 @@
-"""House rules enforced in CI (ARCHITECTURE.md rules 1 and 2).
+"""House rules enforced in CI (docs/architecture.md, "Rules of the house" 1, 2 and 12).
 
 * The core (``core/``, the ``anyware`` package) never names a vendor; portable Triton kernels
   under ``core/kernels/triton/`` are the one exception. The core asks the platform object or
@@ -10,8 +10,8 @@ Both checks are also run against planted violations, so that they are known to b
 
 from __future__ import annotations
 
+import importlib.util
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,10 +111,11 @@ def test_vendor_check_allows_neutral_code():
     assert vendor_names(neutral) == []
 
 
-LINT_IMPORTS = shutil.which("lint-imports") or (
-    str(Path(sys.executable).with_name("lint-imports"))
-    if Path(sys.executable).with_name("lint-imports").exists() else None
-)
+# import-linter as this interpreter imports it (a lint-imports script found on PATH may belong
+# to another environment, which resolves the packages of another checkout)
+LINT_IMPORTS = ([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                 "lint_imports_command()"]
+                if importlib.util.find_spec("importlinter") is not None else None)
 needs_lint_imports = pytest.mark.skipif(
     LINT_IMPORTS is None, reason="import-linter is not installed (pip install -e '.[dev]')"
 )
@@ -140,7 +141,7 @@ def _lint_imports(cwd: Path, config: Path | None = None, pythonpath: Path | None
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    cmd = [LINT_IMPORTS, "--no-cache"] + (["--config", str(config)] if config else [])
+    cmd = [*LINT_IMPORTS, "--no-cache"] + (["--config", str(config)] if config else [])
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -153,13 +154,16 @@ def test_import_contracts_hold():
 @needs_lint_imports
 def test_import_contracts_catch_planted_violation(tmp_path):
     """The repository's own contracts, run over a fake tree where a platform imports the engine,
-    the core imports a platform and the scheduler imports the engine (an import back up the
-    layers): lint-imports must report all three."""
+    a platform imports the core's platform driver (``anyware.runtime``), the core imports a
+    platform, and the scheduler and the runtime import layers above them (imports back up the
+    layers): lint-imports must report all five."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     out = _plant_violations_and_lint(tmp_path, config)
     assert "anyware_cpu.platform -> anyware.engine" in out, out
     assert "anyware.plugin -> anyware_cpu" in out, out
     assert "anyware.scheduler.policy -> anyware.engine" in out, out
+    assert "anyware_cpu.plugin -> anyware.runtime" in out, out
+    assert "anyware.runtime.driver -> anyware.memory" in out, out
 
 
 def _plant_violations_and_lint(tmp_path: Path, config: dict) -> str:
@@ -179,6 +183,8 @@ def _plant_violations_and_lint(tmp_path: Path, config: dict) -> str:
     (site / "anyware" / "plugin" / "__init__.py").write_text("import anyware_cpu\n")
     (site / "anyware_cpu" / "platform.py").write_text("import anyware.engine\n")
     (site / "anyware" / "scheduler" / "policy.py").write_text("import anyware.engine\n")
+    (site / "anyware_cpu" / "plugin.py").write_text("import anyware.runtime\n")
+    (site / "anyware" / "runtime" / "driver.py").write_text("import anyware.memory\n")
     cfg = tmp_path / ".importlinter"
     cfg.write_text(_ini(config))
     proc = _lint_imports(tmp_path, cfg, site)

@@ -19,7 +19,7 @@ def launch(s):
 
 
 def tokens_for(batch, value):
-    return [value] * sum(batch.sampling_rows())
+    return [[value]] * sum(batch.sampling_rows())
 
 
 def test_placeholders_stand_for_tokens_in_flight():
@@ -31,9 +31,9 @@ def test_placeholders_stand_for_tokens_in_flight():
     second = launch(s)  # decode of that token, scheduled before it arrived
     assert second.extend_lens == [1] and second.prefix_lens == [6]
     assert a.output_ids == [placeholder(a.row)] * 2 and second.out_index == [1]
-    s.process(first, [42], None)
+    s.process(first, [[42]], None)
     assert a.output_ids == [42, placeholder(a.row)]
-    s.process(second, [43], None)
+    s.process(second, [[43]], None)
     assert a.output_ids == [42, 43]
     s.kv.check()
 
@@ -45,11 +45,11 @@ def test_stop_token_drops_the_extra_decode_and_frees_everything():
     s.add(a)
     b1 = launch(s)
     b2 = launch(s)
-    s.process(b1, [1], None)  # EOS (id 1): a stops while b2 decodes its token
+    s.process(b1, [[1]], None)  # EOS (id 1): a stops while b2 decodes its token
     assert a.finished and a.finish_reason == "stop" and a.output_ids == [1]
     b3 = launch(s)
     assert b3 is None  # nothing left to schedule
-    s.process(b2, [9], None)  # the extra decode's token is dropped
+    s.process(b2, [[9]], None)  # the extra decode's token is dropped
     assert a.output_ids == [1]
     assert [d.token_ids for d in events] == [[1]] and events[-1].finished
     assert not s.has_work()
@@ -64,8 +64,8 @@ def test_length_limit_never_schedules_past_the_last_token():
     b1, b2 = launch(s), launch(s)
     assert b2.reqs == [a]  # decode of token 1 -> samples token 2, the last
     assert launch(s) is None  # a's final token is in flight: no third step
-    s.process(b1, [7], None)
-    s.process(b2, [8], None)
+    s.process(b1, [[7]], None)
+    s.process(b2, [[8]], None)
     assert a.output_ids == [7, 8] and a.finish_reason == "length"
     s.kv.check()
 

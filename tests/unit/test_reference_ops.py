@@ -1,5 +1,6 @@
 """The CPU platform's ops against values computed by hand, plus the checks of the contract that
-guard them: Capabilities validation, Platform.configure errors and the plugin-API version check.
+guard them: Capabilities validation, the effective capabilities derived from the attention
+backend, configure errors and the plugin-API version check.
 
 Inputs are tiny and chosen so that every expected value can be written down (or derived with
 scalar ``math``) in the test itself; they do not depend on the reference implementation.
@@ -12,7 +13,7 @@ import math
 
 import pytest
 import torch
-from anyware.kernels.reference import rope_cos_sin
+from anyware.kernels.reference import ReferenceAttentionBackend, rope_cos_sin
 from anyware.plugin import (
     PLUGIN_API_VERSION,
     AttentionFeatures,
@@ -24,10 +25,11 @@ from anyware.plugin import (
     ForwardMode,
     KVCache,
     PlatformConfig,
+    PluginError,
     PluginVersionError,
     SamplingTensors,
-    check_api_version,
 )
+from anyware.runtime import EffectiveCapabilities, PlatformDriver, check_api_version
 
 EXACT = {"atol": 1e-6, "rtol": 1e-6}  # fp32 with inputs chosen to be exactly representable
 
@@ -156,14 +158,16 @@ def test_store_kv(ops):
     torch.testing.assert_close(v_cache.float(), expected_v, atol=0, rtol=0)
 
 
-def test_moe_route(ops):
+def test_moe_route():
+    from anyware.kernels.reference import moe_route
+
     # softmax(log p) = p
     logits = torch.log(t([[0.1, 0.2, 0.3, 0.4], [0.5, 0.1, 0.3, 0.1]]))
-    weights, ids = ops.moe_route(logits, top_k=2, renormalize=False)
+    weights, ids = moe_route(logits, top_k=2, renormalize=False)
     assert weights.dtype == torch.float32 and ids.dtype == torch.int32
     assert ids.tolist() == [[3, 2], [0, 2]]
     torch.testing.assert_close(weights, t([[0.4, 0.3], [0.5, 0.3]]), atol=1e-6, rtol=1e-6)
-    weights, ids = ops.moe_route(logits, top_k=2, renormalize=True)
+    weights, ids = moe_route(logits, top_k=2, renormalize=True)
     assert ids.tolist() == [[3, 2], [0, 2]]
     torch.testing.assert_close(weights, t([[4 / 7, 3 / 7], [0.625, 0.375]]), atol=1e-6, rtol=1e-6)
 
@@ -244,29 +248,63 @@ def test_paged_attention_two_requests_page_size_2(cpu_platform):
 
 # ---------------------------------------------------------------- capabilities
 def caps(**kw) -> Capabilities:
-    base = {"dtypes": frozenset({torch.float32}), "kv_cache_dtypes": frozenset({torch.float32}),
-            "page_sizes": (16,)}
-    return Capabilities(**(base | kw))
+    return Capabilities(**({"dtypes": frozenset({torch.float32})} | kw))
+
+
+def backend_class(**attrs) -> type:
+    """A reference-backend subclass with other declared class attributes."""
+    return type("Declared", (ReferenceAttentionBackend,), {"name": "declared", **attrs})
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"dtypes": frozenset()}, {"kv_cache_dtypes": frozenset()}, {"page_sizes": ()},
-     {"page_sizes": (16, 0)}, {"collectives": frozenset({"all_reduce", "teleport"})}],
-    ids=["no-dtype", "no-kv-dtype", "no-page-size", "page-size-0", "unknown-collective"],
+    [{"dtypes": frozenset()}, {"max_world_size": 0},
+     {"collectives": frozenset({"all_reduce", "teleport"})}],
+    ids=["no-dtype", "world-0", "unknown-collective"],
 )
 def test_capabilities_reject_invalid(bad):
     with pytest.raises(ValueError):
         caps(**bad)
 
 
-def test_capabilities_are_frozen_data():
-    c = caps(max_world_size=8, graph_capture=True)
+@pytest.mark.parametrize("removed", ["page_sizes", "kv_cache_dtypes", "attention"])
+def test_platform_cannot_declare_what_the_backend_declares(removed):
+    with pytest.raises(TypeError, match=removed):
+        caps(**{removed: None})
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [{"page_sizes": ()}, {"page_sizes": (16, 0)}, {"kv_dtypes": ()}, {"features": "all"}],
+    ids=["no-page-size", "page-size-0", "no-kv-dtype", "features-not-data"],
+)
+def test_effective_capabilities_reject_invalid_backend(attrs):
+    with pytest.raises(PluginError, match="declared"):
+        EffectiveCapabilities.derive(caps(), backend_class(**attrs))
+
+
+def test_effective_capabilities_come_from_the_backend():
+    features = AttentionFeatures(verify=False, sliding_window=True)
+    backend = backend_class(page_sizes=(32, 8), kv_dtypes=(torch.bfloat16,), features=features)
+    c = EffectiveCapabilities.derive(caps(max_world_size=8, graph_capture=True), backend)
+    assert c.page_sizes == (32, 8) and c.kv_cache_dtypes == frozenset({torch.bfloat16})
+    assert c.attention is features and c.attention_backend == "declared"
+    assert c.dtypes == frozenset({torch.float32}) and c.max_world_size == 8
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.max_world_size = 9  # type: ignore[misc]
     summary = c.summary()
-    assert "dtypes=float32" in summary and "pages=16" in summary
+    assert "dtypes=float32" in summary and "pages=32,8" in summary
     assert "world<=8" in summary and "graph_capture" in summary
+    assert "attn=declared:extend_with_prefix+decode+sliding_window" in summary
+    assert c.to_dict()["kv_cache_dtypes"] == ["bfloat16"]
+
+
+def test_cpu_capabilities_are_its_default_backends(cpu_platform):
+    c = cpu_platform.capabilities()
+    assert c.attention_backend == ReferenceAttentionBackend.name
+    assert c.page_sizes == ReferenceAttentionBackend.page_sizes
+    assert c.attention == ReferenceAttentionBackend.features
+    assert c.kv_cache_dtypes == frozenset(ReferenceAttentionBackend.kv_dtypes)
 
 
 def test_attention_features_missing():
@@ -306,14 +344,37 @@ def test_configure_rejects_unsupported(cpu_platform, config, named):
 
 
 def test_configure_rejects_missing_attention_feature(cpu_platform):
-    class Limited(type(cpu_platform)):  # a platform that declares no sliding window
-        def _capabilities(self):
-            return caps(attention=AttentionFeatures(sliding_window=False))
+    limited = backend_class(features=AttentionFeatures(sliding_window=False))
 
+    class Limited(type(cpu_platform.platform)):  # its only backend has no sliding window
+        def _attention_backends(self):
+            return [limited]
+
+    driver = PlatformDriver(Limited())
+    assert not driver.capabilities().attention.sliding_window  # derived, never declared
     with pytest.raises(CapabilityError, match="sliding_window"):
-        Limited().configure(
+        driver.configure(
             PlatformConfig(attention_features=AttentionFeatures(verify=False, sliding_window=True))
         )
+
+
+def test_configure_checks_the_named_backend(cpu_platform):
+    small = backend_class(name="small", priority=-1, page_sizes=(8,))
+
+    class Two(type(cpu_platform.platform)):
+        def _attention_backends(self):
+            return [ReferenceAttentionBackend, small]
+
+    driver = PlatformDriver(Two())
+    assert driver.configure(PlatformConfig(page_size=16)).attention_backend == "torch-reference"
+    with pytest.raises(CapabilityError, match=r"page size 16.*'small'"):
+        driver.configure(PlatformConfig(page_size=16, attention_backend="small"))
+    config = driver.configure(PlatformConfig(attention_backend="small"))
+    assert config.page_size == 8  # the named backend's first size
+    assert driver.capabilities().attention_backend == "small"  # follows the configuration
+    assert driver.capabilities().page_sizes == (8,)
+    with pytest.raises(CapabilityError, match="'nope'"):
+        driver.configure(PlatformConfig(attention_backend="nope"))
 
 
 # ---------------------------------------------------------------- plugin-API version

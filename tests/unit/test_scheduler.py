@@ -30,7 +30,7 @@ def step(s, token=7):
     if batch is None:
         return None
     n = sum(batch.sampling_rows())
-    s.process(batch, [token] * n, None)
+    s.process(batch, [[token]] * n, None)
     s.kv.check()
     return batch
 

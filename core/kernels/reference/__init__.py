@@ -4,7 +4,7 @@ platform against these; the CPU platform runs them."""
 from anyware.kernels.reference.activation import silu_and_mul
 from anyware.kernels.reference.attention import paged_attention, slots_for
 from anyware.kernels.reference.attention_backend import ReferenceAttentionBackend
-from anyware.kernels.reference.moe import LocalTokenDispatcher, ReferenceMoEExperts, moe_route
+from anyware.kernels.reference.moe import ReferenceMoEBackend, moe_dense, moe_route
 from anyware.kernels.reference.norm import fused_add_rms_norm, rms_norm
 from anyware.kernels.reference.ops import ReferenceOps
 from anyware.kernels.reference.rotary import apply_rotary, rope_cos_sin
@@ -12,12 +12,12 @@ from anyware.kernels.reference.sampling import sample, sampling_noise
 from anyware.kernels.reference.store import store_kv
 
 __all__ = [
-    "LocalTokenDispatcher",
     "ReferenceAttentionBackend",
-    "ReferenceMoEExperts",
+    "ReferenceMoEBackend",
     "ReferenceOps",
     "apply_rotary",
     "fused_add_rms_norm",
+    "moe_dense",
     "moe_route",
     "paged_attention",
     "rms_norm",

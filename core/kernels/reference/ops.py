@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anyware.kernels.reference import activation, moe, norm, rotary, sampling, store
+from anyware.kernels.reference import activation, norm, rotary, sampling, store
 from anyware.plugin import KernelOps
 
 
@@ -32,7 +32,3 @@ class ReferenceOps(KernelOps):
     def sample(self, logits, params):
         self.calls["sample"] += 1
         return sampling.sample(logits, params)
-
-    def moe_route(self, router_logits, top_k, renormalize):
-        self.calls["moe_route"] += 1
-        return moe.moe_route(router_logits, top_k, renormalize)

@@ -1,7 +1,8 @@
 """`TritonOps`: `KernelOps` backed by the portable Triton kernels.
 
-Norm, rotary, SiLU-and-mul and the KV store run as Triton kernels; sampling and MoE routing
-stay the torch reference (device-side tensor ops only, no host sync).
+Norm, rotary, SiLU-and-mul and the KV store run as Triton kernels; sampling stays the torch
+reference (device-side tensor ops only, no host sync). MoE layers are a separate interface:
+``anyware.kernels.triton.moe_backend.TritonMoEBackend``.
 """
 
 from __future__ import annotations

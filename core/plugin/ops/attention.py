@@ -57,15 +57,16 @@ class AttentionLayer:
 class KVLayout:
     """How one layer's KV cache is laid out in device memory.
 
-    order "NHD": K is ``[num_slots, num_kv_heads, head_dim]`` and V is
+    K is ``[num_slots, num_kv_heads, head_dim]`` and V is
     ``[num_slots, num_kv_heads, v_head_dim]`` with ``num_slots = num_pages * page_size`` and
     ``slot = page * page_size + offset``. Page 0 is reserved by the pool as a scratch page
     (padded rows of captured graphs write there), so usable pages are ``1 .. num_pages-1``.
-    order "KV_INTERLEAVED": one tensor per layer, ``[num_pages, page_size, 2 * num_kv_heads,
-    head_dim]`` (:meth:`kv_shape`), K head ``h`` at index ``2h`` and V head ``h`` at ``2h + 1``
-    (needs ``v_head_dim == head_dim``); :meth:`allocate` also gives K and V as strided views of
-    it in the NHD shapes, so code that addresses K/V by slot works on either order.
     alignment: ``num_pages`` is rounded up to a multiple of this.
+    interleaved: K and V live in one tensor per layer, ``[num_pages, page_size,
+    2 * num_kv_heads, head_dim]`` (:meth:`kv_shape`), K head ``h`` at index ``2h`` and V head
+    ``h`` at ``2h + 1`` (needs ``v_head_dim == head_dim``); :meth:`allocate` also gives K and V
+    as strided views of it in the shapes above, so code that addresses K/V by slot works on
+    either layout.
     """
 
     page_size: int
@@ -73,8 +74,8 @@ class KVLayout:
     head_dim: int
     v_head_dim: int
     dtype: torch.dtype
-    order: str = "NHD"
     alignment: int = 1
+    interleaved: bool = False
 
     def k_shape(self, num_pages: int) -> tuple[int, ...]:
         return (num_pages * self.page_size, self.num_kv_heads, self.head_dim)
@@ -82,25 +83,19 @@ class KVLayout:
     def v_shape(self, num_pages: int) -> tuple[int, ...]:
         return (num_pages * self.page_size, self.num_kv_heads, self.v_head_dim)
 
-    @property
-    def interleaved(self) -> bool:
-        return self.order == "KV_INTERLEAVED"
-
     def kv_shape(self, num_pages: int) -> tuple[int, ...]:
-        """The one tensor per layer of the "KV_INTERLEAVED" order."""
+        """The one tensor per layer of the interleaved layout."""
         return (num_pages, self.page_size, 2 * self.num_kv_heads, self.head_dim)
 
     def allocate(self, platform: Platform, num_layers: int, num_pages: int) -> KVCache:
         """Zeroed per-layer KV tensors of this layout, allocated through ``platform``."""
-        if self.order not in ("NHD", "KV_INTERLEAVED"):
-            raise ValueError(f"unknown KV layout order {self.order!r}")
         if not self.interleaved:
             return KVCache(self, [platform.allocate(self.k_shape(num_pages), self.dtype)
                                   for _ in range(num_layers)],
                            [platform.allocate(self.v_shape(num_pages), self.dtype)
                             for _ in range(num_layers)], num_pages)
         if self.v_head_dim != self.head_dim:
-            raise ValueError("the KV_INTERLEAVED order needs v_head_dim == head_dim")
+            raise ValueError("the interleaved KV layout needs v_head_dim == head_dim")
         kv = [platform.allocate(self.kv_shape(num_pages), self.dtype) for _ in range(num_layers)]
         slots = [t.view(num_pages * self.page_size, self.num_kv_heads, 2, self.head_dim)
                  for t in kv]
@@ -116,7 +111,7 @@ class KVLayout:
 class KVCache:
     """Per-layer K and V tensors allocated by the pool according to ``layout``.
 
-    kv: the per-layer storage of the "KV_INTERLEAVED" order (``k``/``v`` are views of it).
+    kv: the per-layer storage of the interleaved layout (``k``/``v`` are views of it).
     An execution strategy that keeps the cache as functional device state (compiled programs
     that take it in and give it back) replaces these entries after each step; ``k``/``v``
     views then describe the host tensors allocated at start-up, not the live state.
@@ -132,14 +127,20 @@ class KVCache:
 class AttentionBackend(ABC):
     """Paged attention for extend, decode and verify batches.
 
-    Class attributes declare what the backend offers; the platform lists backends (its own and
-    those contributed by extension plugins) and the engine selects one by name or priority.
+    Class attributes declare what the backend offers, once (rule 6): ``name`` (what
+    ``--attention-backend`` takes), ``features`` (:class:`AttentionFeatures`), ``page_sizes``
+    (the first is the default), ``kv_dtypes`` (the dtypes it stores KV in and computes with),
+    ``priority`` (higher wins). The platform lists backends (its own and those contributed by
+    extension plugins); the core selects one by name or priority, and the selected backend's
+    declarations are the platform's effective KV dtypes, page sizes and attention features.
 
-    Call order per step: ``prepare(batch)`` once on the host (dynamic shapes allowed; may
-    allocate), then ``update(batch)`` (graph-safe: only device copies into buffers allocated
-    in ``prepare``/``init_graph_buffers``, no host sync, no allocation), then ``forward`` for
-    every layer. An eager strategy calls both; a graph strategy calls ``prepare`` when it
-    captures and ``update`` before each replay.
+    Lifecycle: constructed once per model after init_device (``cls(platform, spec)``);
+    ``kv_layout`` once, before the KV pool is allocated; ``init_graph_buffers`` once if a
+    graph strategy captures. Call order per step: ``prepare(batch)`` once on the host (dynamic
+    shapes allowed; may allocate), then ``update(batch)`` (graph-safe: only device copies into
+    buffers allocated in ``prepare``/``init_graph_buffers``, no host sync, no allocation), then
+    ``forward`` for every layer. An eager strategy calls both; a graph strategy calls
+    ``prepare`` when it captures and ``update`` before each replay.
     """
 
     name: ClassVar[str]
@@ -149,17 +150,31 @@ class AttentionBackend(ABC):
     priority: ClassVar[int] = 0
 
     def __init__(self, platform: Platform, spec: AttentionSpec) -> None:
+        """``platform``: the plugin instance (``platform.device`` is set); ``spec``: the
+        model's attention shape for this rank. May allocate device workspaces; may not
+        allocate the KV cache (the core's pool does, from ``kv_layout``)."""
         self.platform = platform
         self.spec = spec
         self.calls = 0  # forward calls: the conformance suite's proof that this kernel ran
 
     @classmethod
     def is_available(cls, platform: Platform) -> tuple[bool, str]:
-        """Cheap check that this backend can run here; ``(False, reason)`` otherwise."""
+        """Whether this backend can run on ``platform``: ``(True, "")`` or ``(False, reason)``
+        where the reason says what to do ("pip install acme-fastattn").
+
+        Called: whenever the core picks a backend or derives capabilities — also before
+        init_device and for ``anyware platforms``; possibly many times. May not: import heavy
+        libraries (``importlib.util.find_spec`` is fine), touch the device, or raise.
+        Default: available."""
         return True, ""
 
     def kv_layout(self, page_size: int, kv_dtype: torch.dtype) -> KVLayout:
-        """The layout for one layer. Raise ``ValueError`` for an unsupported page size/dtype."""
+        """The KV layout of one layer for ``page_size`` tokens per page stored as ``kv_dtype``.
+
+        Called: once, after construction and before the KV pool is allocated, with the
+        configured page size and KV dtype. Returns: a :class:`KVLayout` (same for every
+        layer). Raises ``ValueError`` for a page size or dtype the class does not declare.
+        May not: allocate (the pool allocates through the platform)."""
         if page_size not in self.page_sizes:
             raise ValueError(
                 f"attention backend {self.name!r} supports page sizes {self.page_sizes}, "
@@ -171,13 +186,25 @@ class AttentionBackend(ABC):
         return KVLayout(page_size, s.num_kv_heads, s.head_dim, s.v_head_dim, kv_dtype)
 
     def prepare(self, batch: ForwardBatch) -> None:  # noqa: B027 - optional hook
-        """Host-side preparation for ``batch`` (may inspect ``*_cpu`` lists, allocate)."""
+        """Host-side preparation for ``batch``: plan kernels, build metadata.
+
+        Called: once per step before the forward (eager), or once per captured shape at
+        capture time (graphs). May read the ``*_cpu`` lists of the batch and allocate; may
+        not launch the attention itself. Default: nothing."""
 
     def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:  # noqa: B027
-        """Allocate persistent metadata buffers for graph capture of decode batches."""
+        """Allocate persistent metadata buffers for graph capture of batches up to
+        ``max_batch_size`` requests of up to ``max_pages_per_req`` pages each.
+
+        Called: once, by a graph strategy before its first capture. After it, ``update``
+        writes only into these buffers. Default: nothing."""
 
     def update(self, batch: ForwardBatch) -> None:  # noqa: B027 - optional hook
-        """Graph-safe update of device metadata for ``batch`` (no host sync, no allocation)."""
+        """Graph-safe update of the device metadata for ``batch``.
+
+        Called: every step after ``prepare`` (eager) or before each graph replay. May only
+        copy into device buffers that already exist: no host synchronisation, no allocation,
+        no reads of ``*_cpu`` lists that a replay would not see. Default: nothing."""
 
     @abstractmethod
     def forward(
@@ -198,4 +225,8 @@ class AttentionBackend(ABC):
         ``batch.spec.tree_mask`` in VERIFY mode) over its request's cached prefix and the new
         tokens. GQA: query head ``h`` reads KV head ``h // (num_heads // num_kv_heads)``.
         Returns ``[T, num_heads, v_head_dim]`` in the model dtype.
+
+        Called: once per layer per forward, possibly inside graph capture: no host sync, no
+        allocation that outlives the call, and ``self.calls += 1`` (the conformance suite's
+        proof that this kernel ran).
         """

@@ -13,6 +13,11 @@ class Communicator(ABC):
 
     All operations are collective: every rank of the group calls them in the same order with
     tensors of the same shape and dtype (``all_to_all`` splits excepted).
+
+    Built once per rank by the core (``Platform._communicator`` or a contributed class, as
+    ``cls(rank, world_size)``) after init_device and after the launcher initialised the process
+    group. Each operation increments ``self.calls``. An operation may not initialise or
+    destroy the group, and may not change tensors other than its input and result.
     """
 
     name: ClassVar[str] = "abstract"
@@ -53,7 +58,8 @@ class Communicator(ABC):
         """Wait until every rank arrives."""
 
     def destroy(self) -> None:  # noqa: B027 - optional
-        """Release the group."""
+        """Release what the communicator created (not the default group, which the launcher
+        owns). Called once, when the communicator is no longer needed. Default: nothing."""
 
 
 class TorchDistributedCommunicator(Communicator):

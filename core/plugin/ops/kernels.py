@@ -37,7 +37,14 @@ class SamplingTensors:
 
 
 class KernelOps(ABC):
-    """Norm, rotary, activation, KV store and sampling kernels."""
+    """Norm, rotary, activation, KV store and sampling kernels.
+
+    Built once per process by ``Platform._create_ops`` after init_device. The methods are
+    called by model layers and the sampler on the step path, possibly inside graph capture:
+    they may not synchronise with the host or keep state between calls (beyond ``calls``),
+    and each increments ``self.calls[<method name>]``. Inputs are on the platform's device;
+    outputs are new tensors unless a method says it writes in place.
+    """
 
     provider: str = "abstract"
 
@@ -95,10 +102,3 @@ class KernelOps(ABC):
         ``anyware.kernels.reference.sampling_noise`` (so a seeded request is reproducible on
         any platform and in any batch). Returns int64 ``[B]``.
         """
-
-    @abstractmethod
-    def moe_route(
-        self, router_logits: torch.Tensor, top_k: int, renormalize: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax routing: returns ``(topk_weights fp32 [T, k], topk_ids int32 [T, k])``;
-        with ``renormalize`` the k weights of each token sum to 1."""

@@ -20,7 +20,7 @@ def tpu_engine(model_dir):
 
 
 def _strategy(engine):
-    return engine.core.strategy
+    return engine.core.worker.strategy
 
 
 @pytest.mark.slow

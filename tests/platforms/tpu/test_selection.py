@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from anyware.plugin import choose, discover
+from anyware.runtime import choose, discover
 from anyware_tpu.probe import probe, tpu_visible
 
 

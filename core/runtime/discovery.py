@@ -1,4 +1,4 @@
-"""Finding platform plugins through entry points, probing them, and selecting one (rule 5).
+"""Finding platform plugins through entry points and probing them (rule 3, rule 5).
 
 Every plugin, in-tree or third-party, is found the same way: the entry-point group
 ``anyware.platforms`` (one platform each) and ``anyware.extensions`` (contributions to
@@ -9,19 +9,23 @@ down.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-from anyware.plugin import hookspecs
-from anyware.plugin.errors import PlatformSelectionError, PluginError
-from anyware.plugin.platform import Platform, ProbeResult
-from anyware.plugin.version import check_api_version
+from anyware.plugin import (
+    EXTENSION_GROUP,
+    PLATFORM_GROUP,
+    Platform,
+    PluginError,
+    ProbeResult,
+    hookspecs,
+)
+from anyware.runtime.compat import check_api_version
 
-PLATFORM_GROUP = "anyware.platforms"
-EXTENSION_GROUP = "anyware.extensions"
-ENV_VAR = "ANYWARE_PLATFORM"
+if TYPE_CHECKING:
+    from anyware.runtime.capabilities import EffectiveCapabilities
 
 
 @dataclass
@@ -40,23 +44,39 @@ class PlatformInfo:
     def available(self) -> bool:
         return self.cls is not None and self.probe.available
 
+    def capabilities(self) -> EffectiveCapabilities | None:
+        """The effective capabilities of a fresh instance (no extensions, no device);
+        ``None`` when unavailable. Raises what the platform's declaration raises."""
+        if not self.available:
+            return None
+        from anyware.runtime.driver import PlatformDriver
+
+        return PlatformDriver(self.cls()).capabilities()
+
     def capability_summary(self) -> str:
+        """One line for ``anyware platforms``; a broken declaration is shown, not raised."""
         if not self.available:
             return "-"
         try:
-            return self.cls().capabilities().summary()
+            return self.capabilities().summary()
         except Exception as exc:
             return f"(capabilities raised {type(exc).__name__}: {exc})"
 
 
-def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return "?", "?"
-    return dist.metadata["Name"] or "?", dist.version or "?"
+def probe(cls: type[Platform]) -> ProbeResult:
+    """Run ``cls._probe()``; never raises: an exception or a malformed answer is reported as
+    "unavailable" with the reason."""
+    try:
+        result = cls._probe()
+    except Exception as exc:  # a probe must never take the others down
+        return ProbeResult.no(f"probe raised {type(exc).__name__}: {exc}")
+    if not isinstance(result, ProbeResult):
+        return ProbeResult.no(f"probe returned {type(result).__name__}, not ProbeResult")
+    return result
 
 
-def _plugin_manager() -> pluggy.PluginManager:
+def plugin_manager() -> pluggy.PluginManager:
+    """A pluggy manager that knows the contract's hookspecs."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
@@ -70,8 +90,15 @@ def _check_hooks(pm: pluggy.PluginManager, name: str) -> None:
         raise PluginError(f"plugin {name!r} implements an unknown hook: {exc}") from exc
 
 
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "?", "?"
+    return dist.metadata["Name"] or "?", dist.version or "?"
+
+
 def _platform_from(module: object, ep_name: str) -> type[Platform]:
-    pm = _plugin_manager()
+    pm = plugin_manager()
     pm.register(module, name=ep_name)
     _check_hooks(pm, ep_name)
     results = [r for r in pm.hook.anyware_platform() if r is not None]
@@ -87,7 +114,8 @@ def _platform_from(module: object, ep_name: str) -> type[Platform]:
 
 
 def discover() -> list[PlatformInfo]:
-    """Load and probe every platform plugin. Never raises for a single bad plugin."""
+    """Load and probe every platform plugin, highest priority first (then by name). Never
+    raises for a single bad plugin."""
     infos: list[PlatformInfo] = []
     seen: dict[str, int] = {}
     for ep in metadata.entry_points(group=PLATFORM_GROUP):
@@ -96,7 +124,7 @@ def discover() -> list[PlatformInfo]:
         try:
             info.cls = _platform_from(ep.load(), ep.name)
             info.priority = info.cls.priority
-            info.probe = info.cls.probe()
+            info.probe = probe(info.cls)
         except Exception as exc:
             info.cls = None
             info.probe = ProbeResult.no(f"plugin failed to load: {type(exc).__name__}: {exc}")
@@ -111,53 +139,15 @@ def discover() -> list[PlatformInfo]:
     return sorted(infos, key=lambda i: (-i.priority, i.name))
 
 
-def _status(info: PlatformInfo) -> str:
-    if not info.available:
-        return "unavailable: " + info.probe.reason
-    return "available by name only" if info.probe.explicit_only else "available"
-
-
-def choose(infos: list[PlatformInfo], name: str | None = None) -> PlatformInfo:
-    """Pick a platform: explicit ``name``, else ``$ANYWARE_PLATFORM``, else the
-    highest-priority available one. Raises :class:`PlatformSelectionError` with candidates."""
-    name = name or os.environ.get(ENV_VAR) or None
-    table = "; ".join(
-        f"{i.name} ({_status(i)})" for i in infos
-    ) or "none installed"
-    if name is not None:
-        matches = [i for i in infos if i.name == name]
-        if not matches:
-            raise PlatformSelectionError(
-                f"unknown platform {name!r}. Discovered: {table}. Install its plugin "
-                f"(e.g. pip install anyware[{name}]) or pick one of these."
-            )
-        info = matches[0]
-        if not info.available:
-            raise PlatformSelectionError(f"platform {name!r} is not available: {info.probe.reason}")
-        return info
-    available = [i for i in infos if i.available and not i.probe.explicit_only]
-    if not available:
-        raise PlatformSelectionError(f"no platform is available. Discovered: {table}")
-    best = available[0].priority
-    top = [i for i in available if i.priority == best]
-    if len(top) > 1:
-        raise PlatformSelectionError(
-            f"platforms {', '.join(i.name for i in top)} are available with the same priority "
-            f"{best}; choose one with --platform or {ENV_VAR}"
-        )
-    return top[0]
-
-
-def load_platform(name: str | None = None, infos: list[PlatformInfo] | None = None) -> Platform:
-    """Select a platform, instantiate it, and connect extension plugins to its hooks."""
-    info = choose(discover() if infos is None else infos, name)
-    platform = info.cls()
-    pm = _plugin_manager()
+def extension_hooks() -> Any:
+    """The pluggy hook relay of every installed extension plugin (group
+    ``anyware.extensions``). Raises :class:`PluginError` naming an extension that fails to
+    load or implements an unknown hook."""
+    pm = plugin_manager()
     for ep in metadata.entry_points(group=EXTENSION_GROUP):
         try:
             pm.register(ep.load(), name=f"ext:{ep.name}")
             _check_hooks(pm, ep.name)
         except Exception as exc:
             raise PluginError(f"extension plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-    platform.hooks = pm.hook
-    return platform
+    return pm.hook

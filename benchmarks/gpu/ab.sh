@@ -1,0 +1,33 @@
+# Same-run A/B on the GPU: the previous main (a tree unpacked at .ab/old, carried) against this
+# tree, each installed into its own --target directory and run with its own benchmarks/run.py.
+#   ANYWARE_COMMIT=<this commit> ANYWARE_BASE_COMMIT=<old> bash benchmarks/gpu/ab.sh W1 W6 ...
+# Each workload runs old, new, old, new ... (AB_REPEAT times, default 1); results under $OUT.
+set -u
+export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+for side in old new; do
+  src=$PWD; [ $side = old ] && src=$PWD/.ab/old
+  python3 -m pip install -q --no-deps --no-build-isolation --no-index --target /tmp/ab-$side "$src" \
+    > $OUT/install-$side.log 2>&1 || { echo "install $side failed"; tail -5 $OUT/install-$side.log; }
+done
+for w in "$@"; do
+  for i in $(seq 1 "${AB_REPEAT:-1}"); do
+    for side in old new; do
+      src=$PWD; commit=$ANYWARE_COMMIT
+      [ $side = old ] && src=$PWD/.ab/old && commit=${ANYWARE_BASE_COMMIT:-old}
+      ( cd /tmp && ANYWARE_COMMIT=$commit PYTHONPATH=/tmp/ab-$side timeout 400 \
+          python3 $src/benchmarks/run.py $w --out $OUT --tag $side$i ) > $OUT/$w-$side$i.log 2>&1
+      python3 - "$OUT/$w-$side$i.json" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(sys.argv[1], "missing", e); raise SystemExit
+o = d["ours"]
+keys = ("tok_s", "ms_per_step", "output_tok_s", "device_busy_fraction", "wall_s")
+print(sys.argv[1].split("/")[-1], {k: o[k] for k in keys if k in o})
+PY
+    done
+  done
+done

@@ -1,0 +1,118 @@
+"""Tune the fused-MoE Triton kernel's block sizes on this GPU and write a config table.
+
+For each token-count bucket, times every candidate (``BLOCK_M``, ``BLOCK_N``, ``BLOCK_K``,
+``GROUP_M``, warps, stages) on the expert GEMMs (alignment included) as CUDA-graph replays
+over more-than-L2 weight copies, checks the best candidate against the torch reference, and
+writes the table in the format of ``anyware.kernels.triton.moe_config`` (as
+``moe_config_E{E}_N{I}_bf16.json``; the report names the file it is to be installed as). Candidates that fail to compile (shared memory) are
+skipped.
+
+    python benchmarks/kernels/tune_moe.py --out $OUT             # Qwen3-30B-A3B shape
+    python benchmarks/kernels/tune_moe.py --experts 8 --hidden 4096 --inter 14336 --top-k 2 \\
+        --out $OUT                                               # Mixtral-8x7B shape
+    # then copy the JSON into core/kernels/triton/moe_configs/ under its "install_as" name
+
+``--budget-s`` bounds the time per bucket (candidates are tried smallest BLOCK_M first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anyware.kernels.reference import moe_dense, moe_route
+from anyware.kernels.triton.moe import fused_moe
+from anyware.kernels.triton.moe_config import device_tag, heuristic_config, table_name
+from moe_bench import make_layer, time_fused, weight_copies
+
+BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
+
+
+def candidates(tokens: int, top_k: int, experts: int) -> list[dict]:
+    """The search space for a bucket, in a fixed shuffled order (the budget then samples it
+    evenly rather than exhausting one corner)."""
+    rows = max(1, tokens * top_k // experts)
+    block_ms = [m for m in (16, 32, 64, 128) if m <= max(16, 2 * rows)]
+    out = []
+    for bm, bn, bk, gm, warps, stages in itertools.product(
+            block_ms, (32, 64, 128, 256), (64, 128, 256), (1, 8, 16), (4, 8), (2, 3, 4, 5)):
+        if bm * bn >= 128 * 256 and warps == 4:
+            continue
+        if bm == 16 and gm > 1:
+            continue  # grouping only matters when several M blocks share weight tiles
+        out.append({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm,
+                    "num_warps": warps, "num_stages": stages})
+    random.Random(tokens).shuffle(out)
+    return out
+
+
+def check(x, logits, w13, w2, top_k, config) -> float:
+    """Relative error of the fused layer vs the float64 dense reference on 16 tokens."""
+    xs, ls = x[:16], logits[:16]
+    out = fused_moe(xs, *moe_route(ls, top_k, True), w13, w2, config)
+    wts, ids = moe_route(ls.cpu(), top_k, True)
+    want = moe_dense(xs.cpu(), wts, ids, w13.cpu(), w2.cpu())
+    return float((out.double().cpu() - want).norm() / want.norm())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--experts", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--inter", type=int, default=768)
+    ap.add_argument("--top-k", type=int, default=8)
+    ap.add_argument("--buckets", default=",".join(map(str, BUCKETS)))
+    ap.add_argument("--budget-s", type=float, default=25.0, help="tuning time per bucket")
+    ap.add_argument("--out", default=".")
+    args = ap.parse_args()
+    dtype = torch.bfloat16
+    buckets = [int(b) for b in args.buckets.split(",")]
+    table: dict = {"source": f"benchmarks/kernels/tune_moe.py on {torch.cuda.get_device_name()}"}
+    report = {}
+    for tokens in buckets:
+        x, logits, w13, w2 = make_layer(args.experts, args.top_k, args.hidden, args.inter, tokens)
+        copies = weight_copies(w13, w2)
+        base = heuristic_config(tokens, args.experts, args.top_k, dtype)
+        best_cfg, best_ms = base, time_fused(x, logits, copies, args.top_k, base)["gemms_ms"]
+        heuristic_ms, tried, t0 = best_ms, 0, time.perf_counter()
+        for cfg in candidates(tokens, args.top_k, args.experts):
+            if time.perf_counter() - t0 > args.budget_s:
+                break
+            try:
+                ms = time_fused(x, logits, copies, args.top_k, cfg)["gemms_ms"]
+            except Exception:  # out of shared memory / registers on this GPU: skip it
+                continue
+            tried += 1
+            if ms < best_ms:
+                best_cfg, best_ms = cfg, ms
+        err = check(x, logits, w13, w2, args.top_k, best_cfg)
+        if err > 2e-2:
+            raise SystemExit(f"tokens={tokens}: best config {best_cfg} is wrong (rel err {err:.3g})")
+        table[str(tokens)] = best_cfg
+        report[tokens] = {"best_ms": best_ms, "heuristic_ms": heuristic_ms, "tried": tried,
+                          "rel_err": err, "config": best_cfg}
+        print(f"tokens={tokens:5d} best {best_ms:.4f} ms (heuristic {heuristic_ms:.4f}) "
+              f"after {tried} configs: {best_cfg}", flush=True)
+        del x, logits, w13, w2, copies
+        torch.cuda.empty_cache()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = table_name(args.experts, args.inter, dtype, device_tag())
+    # device runs bring back plain file names only: install as core/kernels/triton/moe_configs/<name>
+    safe = f"moe_config_E{args.experts}_N{args.inter}_bf16.json"
+    (out / safe).write_text(json.dumps(table, indent=1) + "\n")
+    (out / f"tune_moe_report_E{args.experts}.json").write_text(
+        json.dumps({"install_as": name, "buckets": report}, indent=1) + "\n")
+    print(f"wrote {out / safe}; install as core/kernels/triton/moe_configs/{name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Speculative decoding: drafters (n-gram prompt lookup, a draft model) and their wiring
+between the engine's step and the scheduler's draft source (docs/speculative.md)."""
+
+from anyware.spec.drafter import Drafter, DraftItem
+from anyware.spec.ngram import NgramDrafter
+from anyware.spec.speculator import ALGORITHMS, SpecConfig, Speculator, draft_room
+
+__all__ = ["ALGORITHMS", "DraftItem", "Drafter", "NgramDrafter", "SpecConfig", "Speculator",
+           "draft_room"]

@@ -1,0 +1,92 @@
+"""`Speculator`: one engine's speculative decoding — the configured drafter, wired between the
+engine's step and the scheduler's draft source.
+
+The engine calls ``before_schedule`` before each ``Scheduler.schedule`` (the drafter's
+batched ``prepare``), hands ``propose`` to the scheduler as its draft source, and calls
+``after_process`` once a step's tokens are processed (``on_accept`` for each verify,
+``release`` for each finished request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from anyware.request import Request, ScheduledBatch
+from anyware.spec.drafter import Drafter, DraftItem
+
+ALGORITHMS = ("ngram", "draft")
+
+
+@dataclass(frozen=True)
+class SpecConfig:
+    """``algorithm``: ``"ngram"`` (prompt lookup) or ``"draft"`` (a draft model at
+    ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
+    ``ngram_min`` / ``ngram_max``: the n-gram sizes prompt lookup tries (longest first)."""
+
+    algorithm: str
+    num_draft_tokens: int = 4
+    draft_model: str | None = None
+    ngram_min: int = 1
+    ngram_max: int = 4
+
+    def check(self) -> None:
+        """Raise ``ValueError`` (what to change) for an inconsistent configuration."""
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"speculative_algorithm {self.algorithm!r}; choose from {ALGORITHMS}")
+        if self.num_draft_tokens < 1:
+            raise ValueError("speculative_num_draft_tokens must be >= 1")
+        if self.algorithm == "draft" and not self.draft_model:
+            raise ValueError("speculative_algorithm 'draft' needs speculative_draft_model "
+                             "(a model directory with the target's tokenizer)")
+        if self.algorithm != "draft" and self.draft_model:
+            raise ValueError("speculative_draft_model is only used with "
+                             "speculative_algorithm 'draft'")
+        if not 1 <= self.ngram_min <= self.ngram_max:
+            raise ValueError("speculative n-gram sizes need 1 <= min <= max, got "
+                             f"{self.ngram_min}..{self.ngram_max}")
+
+
+def draft_room(req: Request, k: int, context_len: int) -> int:
+    """The most drafts ``req`` may verify now: ``k``, capped so that the verify's up to
+    ``drafts + 1`` tokens stay within its ``max_new_tokens`` and the context length (the
+    scheduler applies the same cap)."""
+    return min(k, req.params.max_new_tokens - len(req.output_ids) - 1,
+               context_len - req.seq_len - 1)
+
+
+class Speculator:
+    def __init__(self, drafter: Drafter, num_draft_tokens: int, context_len: int) -> None:
+        self.drafter = drafter
+        self.k = num_draft_tokens
+        self.context_len = context_len
+
+    def propose(self, request: Request, max_tokens: int) -> list[int]:
+        return self.drafter.propose(request, max_tokens)
+
+    def before_schedule(self, running: Iterable[Request]) -> None:
+        """``prepare`` the drafter with every running request that may verify this step."""
+        items = []
+        for req in running:
+            if req.in_prefill or req.awaiting or req.finished:
+                continue
+            if req.output_ids and req.output_ids[-1] < 0:  # newest token still in flight
+                continue
+            room = draft_room(req, self.k, self.context_len)
+            if room > 0:
+                items.append(DraftItem(req, room))
+        self.drafter.prepare(items)
+
+    def after_process(self, batch: ScheduledBatch, tokens: list[list[int]]) -> None:
+        """Tell the drafter what each verify in ``batch`` kept and which requests finished."""
+        j = 0
+        for req, samples, drafts in zip(batch.reqs, batch.sampling_rows(), batch.drafts):
+            if samples:
+                if drafts:
+                    self.drafter.on_accept(req, len(drafts), len(tokens[j]) - 1)
+                j += 1
+            if req.finished:
+                self.drafter.release(req)
+
+    def close(self) -> None:
+        self.drafter.close()

@@ -1,0 +1,56 @@
+"""A server whose engine speculates (n-gram prompt lookup) answers the openai client exactly
+as one that does not, and reports its acceptance in /metrics; the CLI's speculative flags
+reach the engine options."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .conftest import _serve
+
+
+@pytest.fixture(scope="module")
+def spec_server(model_dir):
+    from anyware import Engine
+
+    eng = Engine(model=str(model_dir), show_progress=False, speculative_algorithm="ngram",
+                 speculative_num_draft_tokens=3)
+    yield from _serve(eng, None)
+    eng.shutdown()
+
+
+def test_openai_answers_identical_with_speculation(client, spec_server):
+    import openai
+
+    spec_client = openai.OpenAI(base_url=spec_server.v1, api_key="unused", max_retries=0,
+                                timeout=60)
+    prompts = ["the cat sat on the mat, the cat sat on the", "one two three one two three"]
+    for prompt in prompts:
+        kw = dict(model="tiny-llama", prompt=prompt, max_tokens=24, temperature=0)
+        assert (spec_client.completions.create(**kw).choices[0].text
+                == client.completions.create(**kw).choices[0].text)
+    msgs = [{"role": "user", "content": "repeat: a b c a b c a b c"}]
+    kw = dict(model="tiny-llama", messages=msgs, max_tokens=20, temperature=0)
+    assert (spec_client.chat.completions.create(**kw).choices[0].message.content
+            == client.chat.completions.create(**kw).choices[0].message.content)
+    metrics = httpx.get(f"{spec_server.base_url}/metrics").text
+    stats = spec_server.engine.stats()
+    assert stats.verify_steps > 0
+    assert f"anyware_spec_verify_steps_total {float(stats.verify_steps)}" in metrics
+    assert "anyware_spec_mean_acceptance_length" in metrics
+
+
+def test_cli_speculative_flags_reach_the_engine():
+    from anyware.cli.main import build_parser
+    from anyware.cli.options import SPECULATIVE_ALGORITHMS, engine_kwargs
+    from anyware.spec import ALGORITHMS
+
+    assert SPECULATIVE_ALGORITHMS == ALGORITHMS
+    args = build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "draft", "--speculative-draft-model", "d",
+         "--speculative-num-draft-tokens", "5"])
+    kw = engine_kwargs(args)
+    assert kw["speculative_algorithm"] == "draft" and kw["speculative_draft_model"] == "d"
+    assert kw["speculative_num_draft_tokens"] == 5 and kw["speculative_acceptance"] == "exact"
+    assert "speculative_algorithm" not in engine_kwargs(build_parser().parse_args(["serve"]))
