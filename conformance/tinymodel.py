@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import torch
 from anyware.kernels.reference import rope_cos_sin
-from anyware.plugin import AttentionLayer, AttentionSpec, ForwardBatch, ForwardMode, KVCache
+from anyware.plugin import (
+    AttentionLayer,
+    AttentionSpec,
+    Bucket,
+    ForwardBatch,
+    ForwardMode,
+    KVCache,
+    dummy_batch,
+    pad_batch,
+)
 
 
 class TinyModel:
@@ -76,33 +85,12 @@ class TinyModel:
         h, _ = ops.fused_add_rms_norm(x, residual, getattr(m, self.norm), self.eps)
         return h[batch.logits_indices].float() @ getattr(m, self.lm_head).float().t()
 
-    def dummy_decode_batch(self, batch_size: int) -> ForwardBatch:
-        return ForwardBatch.build(
-            mode=ForwardMode.DECODE, input_ids=[0] * batch_size, prefix_lens=[0] * batch_size,
-            extend_lens=[1] * batch_size, page_table=torch.zeros((batch_size, 1), dtype=torch.int32),
-            out_slots=[0] * batch_size, page_size=self.page_size, device=self.platform.device)
+    def pad(self, batch: ForwardBatch, bucket: Bucket) -> ForwardBatch:
+        return pad_batch(batch, bucket, full_width=self.num_pages)
 
-    def pad_decode_batch(self, batch: ForwardBatch, batch_size: int) -> ForwardBatch:
-        pad = batch_size - batch.batch_size
-        if pad <= 0:
-            return batch
-        table = torch.zeros((batch_size, batch.page_table.shape[1]), dtype=torch.int32)
-        table[: batch.batch_size] = batch.page_table.cpu()
-        return ForwardBatch.build(
-            mode=ForwardMode.DECODE, input_ids=batch.input_ids.tolist() + [0] * pad,
-            prefix_lens=batch.prefix_lens_cpu + [0] * pad, extend_lens=[1] * batch_size,
-            page_table=table, out_slots=batch.out_slots.tolist() + [0] * pad,
-            page_size=self.page_size, device=self.platform.device)
-
-    def dummy_prefill_batch(self, num_tokens: int) -> ForwardBatch:
-        return ForwardBatch.build(
-            mode=ForwardMode.EXTEND, input_ids=[0] * num_tokens, prefix_lens=[0],
-            extend_lens=[num_tokens], page_table=torch.zeros((1, 1), dtype=torch.int32),
-            out_slots=[0] * num_tokens, page_size=self.page_size,
-            device=self.platform.device).padded_prefill(num_tokens, self.num_pages)
-
-    def pad_prefill_batch(self, batch: ForwardBatch, num_tokens: int) -> ForwardBatch:
-        return batch.padded_prefill(num_tokens, self.num_pages)
+    def dummy(self, mode: ForwardMode, bucket: Bucket) -> ForwardBatch:
+        return dummy_batch(mode, bucket, page_size=self.page_size, full_width=self.num_pages,
+                           device=self.platform.device)
 
 
 def make_batch(model: TinyModel, mode: ForwardMode, tokens: list[list[int]], prefix_lens: list[int],

@@ -1,4 +1,4 @@
-"""GPU check of `CudaGraphExecution` with the Triton backend on a toy one-layer "model":
+"""GPU check of `TorchGraphExecution` on `torch.cuda` with the Triton backend on a toy one-layer "model":
 captured-and-replayed decode (padded to a bucket) must equal the eager forward."""
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ from anyware.kernels.triton.attention_backend import TritonAttentionBackend
 from anyware.plugin import (
     AttentionLayer,
     AttentionSpec,
+    Bucket,
     EagerExecution,
     ForwardBatch,
     ForwardMode,
     KVCache,
+    dummy_batch,
+    pad_batch,
 )
-from anyware_cuda.graphs import CudaGraphExecution
+from anyware_torchdev import TorchGraphExecution
 
 HQ, HKV, D, PS, VOCAB = 32, 8, 128, 16, 64
+WIDTH = 128  # page-table columns of the batches below
 
 
 class ToyProgram:
@@ -37,21 +41,11 @@ class ToyProgram:
                                    v.reshape(t, HKV, D), self.layer, self.cache, batch)
         return o.float().reshape(t, -1)[batch.logits_indices]
 
-    def dummy_decode_batch(self, bs: int) -> ForwardBatch:
-        return ForwardBatch.build(
-            mode=ForwardMode.DECODE, input_ids=[0] * bs, prefix_lens=[0] * bs,
-            extend_lens=[1] * bs, page_table=torch.zeros(bs, 1, dtype=torch.int32),
-            out_slots=[0] * bs, page_size=PS, device="cuda")
+    def pad(self, batch: ForwardBatch, bucket: Bucket) -> ForwardBatch:
+        return pad_batch(batch, bucket, full_width=WIDTH)
 
-    def pad_decode_batch(self, batch: ForwardBatch, bs: int) -> ForwardBatch:
-        extra = bs - batch.batch_size
-        pt = batch.page_table.cpu()
-        pt = torch.cat([pt, torch.zeros(extra, pt.shape[1], dtype=pt.dtype)])
-        return ForwardBatch.build(
-            mode=ForwardMode.DECODE, input_ids=batch.input_ids.tolist() + [0] * extra,
-            prefix_lens=batch.prefix_lens_cpu + [0] * extra,
-            extend_lens=batch.extend_lens_cpu + [1] * extra, page_table=pt,
-            out_slots=batch.out_slots.tolist() + [0] * extra, page_size=PS, device="cuda")
+    def dummy(self, mode: ForwardMode, bucket: Bucket) -> ForwardBatch:
+        return dummy_batch(mode, bucket, page_size=PS, full_width=WIDTH, device="cuda")
 
 
 def check_graphs() -> dict:
@@ -66,7 +60,7 @@ def check_graphs() -> dict:
                                  dtype=torch.bfloat16)], num_pages)
     graph_prog = ToyProgram(TritonAttentionBackend(platform, spec), cache, num_pages)
     eager_prog = ToyProgram(TritonAttentionBackend(platform, spec), cache, num_pages)
-    strat = CudaGraphExecution(max_batch_size=16)
+    strat = TorchGraphExecution(torch.cuda, max_batch_size=16)
     strat.setup(graph_prog)
     eager = EagerExecution()
     eager.setup(eager_prog)

@@ -1,6 +1,7 @@
 """Tier graphs: the platform's graph-capture (or compiled) execution strategy replaying a tiny
-random model must equal eager execution, step after step, as batch sizes and contents change
-(a replay of stale inputs or stale metadata fails). Not applicable without the capability."""
+random model must equal eager execution, step after step, as batch sizes, contents and modes
+change (a replay of stale inputs or stale metadata, or a mis-padded batch, fails). Not
+applicable without the capability. The tiny model pads through ``anyware.plugin.padding``."""
 
 from __future__ import annotations
 
@@ -38,8 +39,14 @@ def test_graph_replay(platform, conf, gen, kind, dtype):
     lens = [0, 0, 0]
     steps = [(ForwardMode.EXTEND, [0, 1, 2])] + [(ForwardMode.DECODE, r) for r in
                                                  ([0, 1, 2], [0, 2], [0, 1, 2], [1, 2], [0, 1, 2])]
+    # a MIXED step (a prefill chunk first, then decodes) and a decode over the KV it wrote: a
+    # compiled strategy pads any mode (anyware.plugin.padding); a graph strategy runs it eagerly
+    steps += [(ForwardMode.MIXED, [1, 0, 2]), (ForwardMode.DECODE, [0, 1, 2])]
     feed = {i: p for i, p in enumerate(prompts)}
     for step, (mode, reqs) in enumerate(steps):
+        if mode is ForwardMode.MIXED:
+            feed[reqs[0]] = feed[reqs[0]] + torch.randint(1, eager_model.vocab, (4,),
+                                                          generator=gen).tolist()
         def batch_for(model, reqs=reqs, mode=mode):
             return make_batch(model, mode, [feed[i] for i in reqs], [lens[i] for i in reqs],
                               [pages[i] for i in reqs])

@@ -6,7 +6,16 @@ from __future__ import annotations
 import torch
 from anyware.executor.future import FutureTokens
 from anyware.memory import KVPool, PageTable
-from anyware.plugin import AttentionBackend, ForwardBatch, ForwardMode, KVCache, SpecInfo
+from anyware.plugin import (
+    AttentionBackend,
+    Bucket,
+    ForwardBatch,
+    ForwardMode,
+    KVCache,
+    SpecInfo,
+    dummy_batch,
+    pad_batch,
+)
 from anyware.request import ScheduledBatch
 
 
@@ -61,69 +70,13 @@ class ModelRunner:
             batch.input_ids = self.future.resolve(batch.input_ids)
         return batch
 
-    # ------------------------------------------------------------ StepProgram helpers
-    def dummy_decode_batch(self, batch_size: int) -> ForwardBatch:
-        """Rows that read and write only the scratch page (page 0)."""
-        table = torch.zeros((batch_size, self.page_table.max_pages), dtype=torch.int32)
-        return ForwardBatch.build(
-            mode=ForwardMode.DECODE,
-            input_ids=[0] * batch_size,
-            prefix_lens=[0] * batch_size,
-            extend_lens=[1] * batch_size,
-            page_table=table,
-            out_slots=[0] * batch_size,
-            page_size=self.page_size,
-            device=self.device,
-        )
+    # ------------------------------------------------------------ StepProgram padding
+    def pad(self, batch: ForwardBatch, bucket: Bucket) -> ForwardBatch:
+        """``batch`` padded to ``bucket`` (``anyware.plugin.padding``); ``bucket.pages`` None
+        widens the page table to the full per-request width."""
+        return pad_batch(batch, bucket, full_width=self.page_table.max_pages)
 
-    def pad_decode_batch(self, batch: ForwardBatch, batch_size: int) -> ForwardBatch:
-        """``batch`` (DECODE) padded with scratch rows to ``batch_size`` rows and the page
-        table widened to the full per-request width (fixed shapes for captured graphs)."""
-        b = batch.batch_size
-        pad = batch_size - b
-        if pad < 0:
-            raise ValueError(f"cannot pad a batch of {b} down to {batch_size}")
-        dev = batch.input_ids.device
-
-        def cat(x: torch.Tensor, fill: int) -> torch.Tensor:
-            return torch.cat([x, torch.full((pad,), fill, dtype=x.dtype, device=dev)])
-
-        table = torch.zeros((batch_size, self.page_table.max_pages), dtype=torch.int32, device=dev)
-        table[:b, : batch.page_table.shape[1]] = batch.page_table
-        return ForwardBatch(
-            mode=ForwardMode.DECODE,
-            input_ids=cat(batch.input_ids, 0),
-            positions=cat(batch.positions, 0),
-            seq_lens=cat(batch.seq_lens, 1),
-            prefix_lens=cat(batch.prefix_lens, 0),
-            extend_lens=cat(batch.extend_lens, 1),
-            extend_start=torch.arange(batch_size, dtype=torch.int32, device=dev),
-            page_table=table,
-            out_slots=cat(batch.out_slots, 0),
-            logits_indices=torch.arange(batch_size, dtype=torch.int64, device=dev),
-            page_size=batch.page_size,
-            seq_lens_cpu=batch.seq_lens_cpu + [1] * pad,
-            prefix_lens_cpu=batch.prefix_lens_cpu + [0] * pad,
-            extend_lens_cpu=batch.extend_lens_cpu + [1] * pad,
-            padded_batch_size=batch_size,
-        )
-
-    def dummy_prefill_batch(self, num_tokens: int) -> ForwardBatch:
-        """One fresh request of ``num_tokens`` tokens reading and writing only the scratch page,
-        marked as padded to ``num_tokens`` (what a prefill graph is captured on)."""
-        table = torch.zeros((1, self.page_table.max_pages), dtype=torch.int32)
-        return ForwardBatch.build(
-            mode=ForwardMode.EXTEND,
-            input_ids=[0] * num_tokens,
-            prefix_lens=[0],
-            extend_lens=[num_tokens],
-            page_table=table,
-            out_slots=[0] * num_tokens,
-            page_size=self.page_size,
-            device=self.device,
-        ).padded_prefill(num_tokens, table.shape[1])
-
-    def pad_prefill_batch(self, batch: ForwardBatch, num_tokens: int) -> ForwardBatch:
-        """A one-request fresh prefill padded to ``num_tokens`` with scratch rows, its page
-        table widened to the full per-request width (fixed shapes for captured graphs)."""
-        return batch.padded_prefill(num_tokens, self.page_table.max_pages)
+    def dummy(self, mode: ForwardMode, bucket: Bucket) -> ForwardBatch:
+        """A ``mode`` batch shaped like ``bucket`` on the scratch page (capture/compile)."""
+        return dummy_batch(mode, bucket, page_size=self.page_size,
+                           full_width=self.page_table.max_pages, device=self.device)

@@ -32,6 +32,7 @@ from anyware.plugin.ops.attention import (
 from anyware.plugin.ops.comm import Communicator, TorchDistributedCommunicator
 from anyware.plugin.ops.kernels import KernelOps, SamplingTensors
 from anyware.plugin.ops.moe import ROUTER_SCORING, Dispatched, MoEBackend, MoESpec, MoEWeightLayout
+from anyware.plugin.padding import Bucket, dummy_batch, pad_batch
 from anyware.plugin.platform import (
     EXECUTION_KINDS,
     MemoryInfo,
@@ -53,6 +54,7 @@ __all__ = [
     "AttentionFeatures",
     "AttentionLayer",
     "AttentionSpec",
+    "Bucket",
     "Capabilities",
     "CapabilityError",
     "Communicator",
@@ -84,6 +86,8 @@ __all__ = [
     "StepProgram",
     "TorchDistributedCommunicator",
     "Waiver",
+    "dummy_batch",
     "hookimpl",
     "hookspec",
+    "pad_batch",
 ]

@@ -1,8 +1,10 @@
 """Execution strategies: how the core's step runs on a platform (rule 10).
 
 The core owns the step loop and the model; a strategy only decides *how* a forward runs:
-eagerly, by replaying graphs captured per batch-size bucket, or as compiled programs over
-padded shape buckets. Platforms return one from ``Platform._execution_strategy``.
+eagerly ("eager"), by replaying graphs captured per shape bucket ("graphs"), or as programs
+compiled for padded shape buckets ("compiled"). Platforms return one from
+``Platform._execution_strategy``; a platform that declares ``graph_capture`` /
+``compiled_execution`` must return a strategy whose ``kind`` is the one asked for.
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ from abc import ABC, abstractmethod
 from typing import ClassVar, Protocol
 
 import torch
-from anyware.plugin.forward import ForwardBatch
+from anyware.plugin.forward import ForwardBatch, ForwardMode
 from anyware.plugin.ops.attention import AttentionBackend, KVCache
+from anyware.plugin.padding import Bucket
 
 
 class StepProgram(Protocol):
-    """What the core hands a strategy: the model forward and helpers to pad batches.
+    """What the core hands a strategy: the model forward, the attention backend, and the one
+    padding entry point (:mod:`anyware.plugin.padding` states the semantics).
+
+    A strategy that runs fixed shapes (graphs, compiled programs) captures or compiles on
+    ``dummy(mode, bucket)`` and, each step, runs ``pad(batch, bucket)`` through it. A
+    ``bucket.pages`` of ``None`` means the program's full per-request page-table width (the
+    most pages one request can hold), so a padded batch fits every captured shape.
 
     kv_cache: the KV cache ``forward`` reads and writes. A compiled strategy passes it into
         its programs and takes the new state back (replacing ``kv_cache.kv`` / ``.k`` / ``.v``
@@ -33,19 +42,13 @@ class StepProgram(Protocol):
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Run the model; returns logits ``[len(batch.logits_indices), vocab]`` (fp32)."""
 
-    def dummy_decode_batch(self, batch_size: int) -> ForwardBatch:
-        """A DECODE batch of ``batch_size`` rows writing only to the scratch page."""
+    def pad(self, batch: ForwardBatch, bucket: Bucket) -> ForwardBatch:
+        """``batch`` (any mode) padded to ``bucket``: :func:`anyware.plugin.pad_batch` with
+        the program's full page-table width. Never modifies ``batch``."""
 
-    def pad_decode_batch(self, batch: ForwardBatch, batch_size: int) -> ForwardBatch:
-        """``batch`` padded with dummy rows to ``batch_size`` rows."""
-
-    def dummy_prefill_batch(self, num_tokens: int) -> ForwardBatch:
-        """An EXTEND batch of one request with no prefix and ``num_tokens`` new tokens that
-        reads and writes only the scratch page, marked ``padded_num_tokens=num_tokens``."""
-
-    def pad_prefill_batch(self, batch: ForwardBatch, num_tokens: int) -> ForwardBatch:
-        """A one-request EXTEND ``batch`` without prefix, its tokens padded to ``num_tokens``
-        (``ForwardBatch.padded_num_tokens``); the page table widened to the full width."""
+    def dummy(self, mode: ForwardMode, bucket: Bucket) -> ForwardBatch:
+        """A batch of ``mode`` shaped like ``bucket`` that reads and writes only the scratch
+        page: :func:`anyware.plugin.dummy_batch` on the program's device."""
 
 
 class ExecutionStrategy(ABC):

@@ -23,7 +23,6 @@ graph-safe ``update``).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -70,13 +69,15 @@ class ForwardBatch:
     page_size: tokens per KV page.
     seq_lens_cpu / prefix_lens_cpu / extend_lens_cpu: host copies of the same.
     spec: verify metadata (VERIFY only).
-    padded_batch_size: when a graph strategy pads the batch, the padded ``B`` (rows past the
-        real batch have ``extend_len`` 1, ``seq_len`` 1 and write to a scratch slot).
-    padded_num_tokens: when a graph strategy pads the new tokens of a one-request prefill
-        (no prefix), the padded ``T``: rows past ``extend_lens[0]`` are padding (input 0,
-        position 0, written to a scratch slot), belong to no request and have unspecified
-        outputs; lengths, ``seq_lens`` and ``logits_indices`` stay the real ones. Only for
-        backends that declare ``AttentionFeatures.padded_prefill``.
+    padded_batch_size: when a strategy padded the batch to a request bucket, the padded ``B``
+        (requests past the real ones carry one token each, ``seq_len`` 1, and read and write
+        only the scratch page; see :mod:`anyware.plugin.padding`).
+    padded_num_tokens: when a strategy padded the batch to a token bucket, the padded ``T``:
+        an attention backend plans launch shapes from it, not from the lengths. Token rows
+        past the last request belong to no request (input 0, position 0, scratch slot 0) and
+        have unspecified outputs; lengths, ``seq_lens`` and the real ``logits_indices`` stay
+        the real ones. Rows past the last request are only given to backends that declare
+        ``AttentionFeatures.padded_prefill`` (or run under a compiled strategy).
     """
 
     mode: ForwardMode
@@ -112,31 +113,6 @@ class ForwardBatch:
     @property
     def max_extend_len(self) -> int:
         return max(self.extend_lens_cpu, default=0)
-
-    def padded_prefill(self, num_tokens: int, page_table_width: int) -> ForwardBatch:
-        """This one-request EXTEND batch without prefix, its tokens padded at the end to
-        ``num_tokens`` (input 0, position 0, slot 0: the scratch page) and its page table
-        widened to ``page_table_width`` columns, marked ``padded_num_tokens``. Lengths and the
-        logit rows stay the real ones (what a prefill graph replays)."""
-        if self.mode is not ForwardMode.EXTEND or self.batch_size != 1 or self.prefix_lens_cpu != [0]:
-            raise ValueError("padded_prefill takes an EXTEND batch of one request without prefix")
-        pad = num_tokens - self.num_tokens
-        if pad < 0:
-            raise ValueError(f"cannot pad {self.num_tokens} tokens down to {num_tokens}")
-        if page_table_width < self.page_table.shape[1]:
-            raise ValueError(f"page table width {page_table_width} < {self.page_table.shape[1]}")
-        dev = self.input_ids.device
-
-        def cat(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([x, torch.zeros((pad,), dtype=x.dtype, device=dev)])
-
-        table = torch.zeros((1, page_table_width), dtype=torch.int32, device=dev)
-        table[:, : self.page_table.shape[1]] = self.page_table
-        return dataclasses.replace(
-            self, input_ids=cat(self.input_ids), positions=cat(self.positions),
-            out_slots=cat(self.out_slots), page_table=table, padded_num_tokens=num_tokens,
-            seq_lens_cpu=list(self.seq_lens_cpu), prefix_lens_cpu=list(self.prefix_lens_cpu),
-            extend_lens_cpu=list(self.extend_lens_cpu))
 
     @classmethod
     def build(

@@ -388,10 +388,15 @@ class Platform(ABC):
         Called: once, after init_device and model loading; only for a kind the capabilities
         declare (``graph_capture`` / ``compiled_execution``). ``self.config`` holds the sizes
         to capture for (``max_batch_size``, ``max_prefill_tokens``, ``extra``).
-        Returns: a fresh :class:`ExecutionStrategy`; the core calls its ``setup`` later.
+        Returns: a fresh :class:`ExecutionStrategy` whose ``kind`` is ``kind`` (anything else
+        is a :class:`PluginError`); the core calls its ``setup`` later.
+        May not: touch the device or capture/compile here: construction must be cheap, since
+        configure also calls it to check that a declared kind exists (capture and
+        compilation happen in ``ExecutionStrategy.setup``).
         Default: raises :class:`CapabilityError`.
         """
-        raise CapabilityError(f"platform {self.name!r} has no {kind!r} execution strategy")
+        raise CapabilityError(f"platform {self.name!r} has no {kind!r} execution strategy — "
+                              "use --execution eager (or another --platform)")
 
     # ---------------------------------------------------------------- lifecycle tail
     def _model_loaded(self, model: torch.nn.Module) -> None:  # noqa: B027 - optional

@@ -137,6 +137,13 @@ class PlatformDriver:
                               f"{type(resolved).__name__}, not PlatformConfig")
         self.contributions.call("anyware_configure", config=resolved)
         self.platform.config = resolved
+        if resolved.execution != "eager":
+            # a declared kind must exist now, not fail later at engine start
+            try:
+                self.execution_strategy(resolved.execution)
+            except Exception:
+                self.platform.config = None
+                raise
         return resolved
 
     # ---------------------------------------------------------------- device
@@ -261,7 +268,8 @@ class PlatformDriver:
 
     def execution_strategy(self, kind: str | None = None) -> ExecutionStrategy:
         """A fresh strategy for ``kind`` (default: the configured one, else eager). Raises
-        :class:`CapabilityError` for a kind the platform does not declare."""
+        :class:`CapabilityError` for a kind the platform does not declare or build, and
+        :class:`PluginError` when the platform returns a strategy of another kind."""
         kind = kind or (self.config.execution if self.config else "eager")
         if kind == "eager":
             return EagerExecution()
@@ -269,7 +277,12 @@ class PlatformDriver:
         if (kind == "graphs" and not declared.graph_capture) or (
                 kind == "compiled" and not declared.compiled_execution):
             raise CapabilityError(f"platform {self.name!r} does not declare {kind!r} execution")
-        return self.platform._execution_strategy(kind)
+        strategy = self.platform._execution_strategy(kind)
+        if getattr(strategy, "kind", None) != kind:
+            raise PluginError(f"platform {self.name!r} returned a "
+                              f"{getattr(strategy, 'kind', type(strategy).__name__)!r} strategy "
+                              f"for execution {kind!r}; it must return one of kind {kind!r}")
+        return strategy
 
     # ---------------------------------------------------------------- lifecycle tail
     def model_loaded(self, model: torch.nn.Module) -> None:

@@ -1,4 +1,4 @@
 """anyware_cuda: the NVIDIA CUDA platform (Triton kernels, FlashInfer when present, NCCL,
-CUDA graphs for decode)."""
+decode and prefill CUDA graphs from the torch-device toolkit ``anyware_torchdev``)."""
 
 __version__ = "0.1.0"

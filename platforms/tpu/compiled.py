@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from anyware.plugin import Bucket as PadBucket
 from anyware.plugin import ExecutionStrategy, ForwardBatch, ForwardMode, StepProgram
 from anyware.plugin.errors import CapabilityError
 from anyware_tpu import jaxenv
@@ -64,7 +65,8 @@ class CompiledExecution(ExecutionStrategy):
             raise CapabilityError("compiled execution needs the attention backend's "
                                   "interleaved KV cache layout")
         self.page_size = cache.layout.page_size
-        self.width = int(program.dummy_prefill_batch(1).page_table.shape[1])
+        probe = program.dummy(ForwardMode.DECODE, PadBucket(tokens=1, requests=1))
+        self.width = int(probe.page_table.shape[1])  # the full per-request page-table width
         self.model = getattr(program, "model", None)
         named: dict[str, torch.Tensor] = {}
         if self.model is not None:

@@ -11,7 +11,7 @@ TOL = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     """``||out - ref|| / ||ref||`` in float64; NaN anywhere fails."""
     assert not torch.isnan(out).any(), "NaN in output (unwritten element?)"
-    o, r = out.double(), ref.double()
+    o, r = out.double(), ref.double().to(out.device)
     return float((o - r).norm() / r.norm().clamp_min(1e-30))
 
 

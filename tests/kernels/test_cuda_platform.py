@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 from anyware.runtime import PlatformDriver, discover, probe
-from anyware_cuda.graphs import CudaGraphExecution, default_buckets, default_prefill_buckets
 from anyware_cuda.platform import CudaPlatform
+from anyware_torchdev import TorchGraphExecution, default_buckets, default_prefill_buckets
 
 
 def test_registered_through_entry_point():
@@ -34,7 +34,8 @@ def test_capabilities_declared():
     pytest.importorskip("triton")
     caps = PlatformDriver(CudaPlatform()).capabilities()
     assert caps.attention_backend == "triton"  # derived from the default backend, not declared
-    assert caps.graph_capture and torch.bfloat16 in caps.dtypes
+    assert caps.graph_capture == (torch.version.cuda is not None)
+    assert torch.bfloat16 in caps.dtypes
     assert {1, 16, 64} <= set(caps.page_sizes)
     assert caps.attention.decode and caps.attention.extend_with_prefix and caps.attention.verify
 
@@ -48,10 +49,10 @@ def test_backend_preference_order():
 def test_graph_buckets():
     assert default_buckets(32) == (1, 2, 4, 8, 16, 24, 32)
     assert default_buckets(20) == (1, 2, 4, 8, 16, 20)
-    strat = CudaGraphExecution(max_batch_size=64)
+    strat = TorchGraphExecution(torch.cuda, max_batch_size=64)
     assert strat.bucket_for(3) == 4 and strat.bucket_for(64) == 64
     assert strat.bucket_for(65) is None
-    assert CudaGraphExecution(batch_sizes=(8, 2)).batch_sizes == (2, 8)
+    assert TorchGraphExecution(torch.cuda, batch_sizes=(8, 2)).batch_sizes == (2, 8)
 
 
 def test_prefill_graph_buckets_and_selection():
@@ -60,7 +61,7 @@ def test_prefill_graph_buckets_and_selection():
     assert default_prefill_buckets(512) == (16, 32, 64, 128, 256, 384, 512)
     assert default_prefill_buckets(600)[-2:] == (512, 600)
     assert default_prefill_buckets(0) == ()
-    strat = CudaGraphExecution(max_batch_size=8, max_prefill_tokens=256)
+    strat = TorchGraphExecution(torch.cuda, max_batch_size=8, max_prefill_tokens=256)
 
     def batch(prefix, ext, mode=ForwardMode.EXTEND, logits=None):
         return ForwardBatch.build(
@@ -76,4 +77,18 @@ def test_prefill_graph_buckets_and_selection():
     assert strat.prefill_bucket_for(batch([3], [10])) is None  # a cached prefix
     assert strat.prefill_bucket_for(batch([0, 0], [10, 5])) is None  # several requests
     assert strat.prefill_bucket_for(batch([0], [5], ForwardMode.MIXED)) is None
-    assert CudaGraphExecution(max_prefill_tokens=0).prefill_tokens == ()
+    assert TorchGraphExecution(torch.cuda, max_prefill_tokens=0).prefill_tokens == ()
+
+
+def test_graph_options_reach_the_strategy():
+    """``--platform-opt cuda_graph_*`` keys configure the toolkit's graph strategy."""
+    from anyware.plugin import PlatformConfig
+
+    plat = CudaPlatform()
+    plat.config = PlatformConfig(max_batch_size=48, max_prefill_tokens=1024, execution="graphs",
+                                 extra={"cuda_graph_max_prefill_tokens": 512})
+    strat = plat._execution_strategy("graphs")
+    assert isinstance(strat, TorchGraphExecution) and strat.module is torch.cuda
+    assert strat.max_batch_size == 48 and strat.prefill_tokens[-1] == 512
+    plat.config = PlatformConfig(extra={"cuda_graph_batch_sizes": [4, 1]})
+    assert plat._execution_strategy("graphs").batch_sizes == (1, 4)

@@ -17,11 +17,14 @@ from anyware.kernels.triton.attention_backend import TritonAttentionBackend
 from anyware.plugin import (
     AttentionLayer,
     AttentionSpec,
+    Bucket,
     CapabilityError,
     ForwardBatch,
     ForwardMode,
     KVCache,
     SpecInfo,
+    dummy_batch,
+    pad_batch,
 )
 
 HQ, HKV, D, PAGE = 4, 2, 32, 16
@@ -154,13 +157,11 @@ def test_padded_prefill_replay_semantics(device, dense):
     batch, caches, qkv = _setup(device, [0], [21], ForwardMode.EXTEND, dtype=dtype)
     n = 32
     width = batch.page_table.shape[1] + 2
-    padded = batch.padded_prefill(n, width)
+    padded = pad_batch(batch, Bucket(tokens=n, pages=width))
     assert padded.num_tokens == n and padded.extend_lens_cpu == [21]
     assert padded.out_slots[21:].eq(0).all() and padded.page_table.shape == (1, width)
-    dummy = ForwardBatch.build(
-        mode=ForwardMode.EXTEND, input_ids=[0] * n, prefix_lens=[0], extend_lens=[n],
-        page_table=torch.zeros((1, 1), dtype=torch.int32), out_slots=[0] * n, page_size=PAGE,
-        device=device).padded_prefill(n, width)
+    dummy = dummy_batch(ForwardMode.EXTEND, Bucket(tokens=n), page_size=PAGE, full_width=width,
+                        device=device)
     tri = _backend(TritonAttentionBackend, device)
     tri.dense_prefill, tri.dense_prefill_half_only = dense, not dense
     pad_qkv = tuple(torch.cat([x, torch.randn((n - 21, *x.shape[1:]), dtype=dtype,
@@ -174,13 +175,9 @@ def test_padded_prefill_replay_semantics(device, dense):
     assert torch.equal(kc[1:], kc_ref[1:]) and torch.equal(vc[1:], vc_ref[1:])
 
 
-def test_padded_prefill_refuses_other_batches(device):
-    batch, _, _ = _setup(device, [4], [5], ForwardMode.EXTEND)
-    with pytest.raises(ValueError, match="without prefix"):
-        batch.padded_prefill(16, 4)
-    batch, _, _ = _setup(device, [0, 0], [5, 3], ForwardMode.EXTEND)
-    with pytest.raises(ValueError):
-        batch.padded_prefill(16, 4)
+def test_pad_refuses_smaller_buckets(device):
     batch, _, _ = _setup(device, [0], [20], ForwardMode.EXTEND)
-    with pytest.raises(ValueError, match="down to"):
-        batch.padded_prefill(16, 4)
+    with pytest.raises(ValueError, match="cannot hold"):
+        pad_batch(batch, Bucket(tokens=16))
+    with pytest.raises(ValueError, match="narrow"):
+        pad_batch(batch, Bucket(tokens=32, pages=0))

@@ -377,6 +377,46 @@ def test_configure_checks_the_named_backend(cpu_platform):
         driver.configure(PlatformConfig(attention_backend="nope"))
 
 
+def test_compiled_execution_needs_a_declared_and_implemented_strategy(cpu_platform):
+    """No platform implements "compiled" today: it is a CapabilityError at configure time
+    unless the platform declares compiled_execution and returns a strategy of that kind."""
+    import dataclasses
+
+    from anyware.plugin import ExecutionStrategy, PluginError
+
+    class Compiled(ExecutionStrategy):
+        kind = "compiled"
+
+        def run(self, batch):
+            return self.program.forward(batch)
+
+    class Declares(type(cpu_platform.platform)):  # declares compiled execution, implements none
+        def _capabilities(self):
+            return dataclasses.replace(super()._capabilities(), compiled_execution=True)
+
+    plat = PlatformDriver(Declares())
+    with pytest.raises(CapabilityError, match="no 'compiled' execution strategy") as err:
+        plat.configure(PlatformConfig(execution="compiled"))
+    assert "--execution eager" in str(err.value) and plat.config is None
+
+    class Implements(Declares):
+        def _execution_strategy(self, kind):
+            return Compiled() if kind == "compiled" else super()._execution_strategy(kind)
+
+    plat = PlatformDriver(Implements())
+    assert plat.configure(PlatformConfig(execution="compiled")).execution == "compiled"
+    assert plat.execution_strategy().kind == "compiled"
+
+    class WrongKind(Declares):
+        def _execution_strategy(self, kind):
+            from anyware.plugin import EagerExecution
+
+            return EagerExecution()
+
+    with pytest.raises(PluginError, match="'eager' strategy for execution 'compiled'"):
+        PlatformDriver(WrongKind()).configure(PlatformConfig(execution="compiled"))
+
+
 # ---------------------------------------------------------------- plugin-API version
 def _ours() -> tuple[int, int]:
     major, minor = PLUGIN_API_VERSION.split(".")[:2]

@@ -32,13 +32,14 @@ def paged_attention(
     (NHD slots); ``page_table`` int32 ``[B, P]``. New token ``j`` of request ``i`` sits at
     position ``prefix_lens[i] + j`` and sees positions ``<=`` its own (minus the sliding window);
     with ``tree_mask`` ``[B, n, n]`` it sees the prefix plus the new tokens the mask allows.
-    Returns ``[T, Hq, Dv]`` in ``q.dtype``.
+    Returns ``[T, Hq, Dv]`` in ``q.dtype``. Rows past ``sum(extend_lens)`` (padding tokens that
+    belong to no request, ``anyware.plugin.padding``) come back as zeros.
     """
     bsz = len(extend_lens)
     num_tokens, hq, _ = q.shape
     hkv, dv = v_cache.shape[1], v_cache.shape[2]
     if bsz == 0 or num_tokens == 0:
-        return q.new_empty((num_tokens, hq, dv))
+        return q.new_zeros((num_tokens, hq, dv))
     dev = q.device
     seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
     smax, emax = max(seq_lens), max(extend_lens)
@@ -79,4 +80,7 @@ def paged_attention(
     scores = scores.masked_fill(~allowed[:, None, :, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
     out = torch.einsum("bhes,bshd->behd", probs, v)  # [B, E, Hq, Dv]
-    return out[valid_q].to(q.dtype)
+    out = out[valid_q].to(q.dtype)
+    if out.shape[0] < num_tokens:
+        out = torch.cat([out, out.new_zeros((num_tokens - out.shape[0], hq, dv))])
+    return out

@@ -1,18 +1,22 @@
-"""`CudaGraphExecution`: decode steps, and fresh one-request prefills, replayed from CUDA graphs.
+"""`TorchGraphExecution`: decode steps, and fresh one-request prefills, replayed from device
+graphs of any torch device module with graph capture (``torch.cuda``, ``torch.xpu``,
+``torch.npu``; see :mod:`anyware_torchdev.graph_api`).
 
 ``setup`` allocates the attention backend's persistent metadata buffers and captures one graph
-per bucket on a dummy decode batch (largest first, all sharing one memory pool). ``run`` pads
-a decode batch to the smallest bucket that holds it, copies its inputs into the captured
-batch's tensors, lets the backend ``update`` its buffers (graph-safe) and replays.
+per request bucket on ``program.dummy(DECODE, Bucket(requests=n))`` (largest first, all
+sharing one memory pool). ``run`` pads a decode batch to the smallest bucket that holds it
+(``program.pad(batch, Bucket(requests=n))``), copies its inputs into the captured batch's
+tensors, lets the backend ``update`` its buffers (graph-safe) and replays.
 
 Prefill graphs: when the attention backend declares ``AttentionFeatures.padded_prefill``,
 ``setup`` also captures one graph per token bucket (16, 32, 64, then every 128 up to the
-chunked-prefill size, at most ``max_prefill_tokens``) on a dummy one-request prefill. An
-EXTEND batch of one request with no cached prefix (a fresh prompt, or the first chunk of a
-long one) is padded to its bucket and replayed. Eager prefill of a large model is bound by
-launching ~500 kernels from Python (40-90 us per Triton launch on the H200 host measured),
-not by the GPU; the graph removes that. Everything else (prefix hits, several requests,
-mixed, verify, decode above the largest bucket) runs eagerly.
+chunked-prefill size, at most ``max_prefill_tokens``) on
+``program.dummy(EXTEND, Bucket(tokens=n))``. An EXTEND batch of one request with no cached
+prefix (a fresh prompt, or the first chunk of a long one) is padded to its token bucket and
+replayed. Eager prefill of a large model is bound by launching ~500 kernels from Python (40-90
+us per Triton launch on the H200 host measured), not by the device; the graph removes that.
+Everything else (prefix hits, several requests, mixed, verify, decode above the largest
+bucket) runs eagerly.
 
 In graph mode a backend must read per-step metadata that changes shape (page tables, lengths)
 from the buffers it fills in ``update``: the captured batch's own ``page_table`` keeps the
@@ -23,9 +27,18 @@ from __future__ import annotations
 
 import bisect
 import logging
+from types import ModuleType
 
 import torch
-from anyware.plugin import ExecutionStrategy, ForwardBatch, ForwardMode, StepProgram
+from anyware.plugin import (
+    Bucket,
+    CapabilityError,
+    ExecutionStrategy,
+    ForwardBatch,
+    ForwardMode,
+    StepProgram,
+)
+from anyware_torchdev.graph_api import graph_api
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +64,34 @@ def default_buckets(max_batch_size: int) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-class CudaGraphExecution(ExecutionStrategy):
+class TorchGraphExecution(ExecutionStrategy):
+    """Graph capture and replay through ``module``'s graph API (kind ``graphs``).
+
+    batch_sizes: decode request buckets (default :func:`default_buckets` of ``max_batch_size``).
+    warmup: eager forwards per bucket on the capture stream before capturing (kernels compile
+        and autotune outside the capture).
+    prefill_tokens: prefill token buckets (default :func:`default_prefill_buckets` of
+        ``max_prefill_tokens``; ``max_prefill_tokens=0`` turns prefill graphs off).
+
+    Counters for reports and tests: ``replays``, ``prefill_replays``, ``eager_runs``.
+    Constructing one touches no device; ``setup`` raises :class:`CapabilityError` when
+    ``module`` has no graph API (:func:`anyware_torchdev.supports_graphs`).
+    """
+
     kind = "graphs"
 
-    def __init__(self, batch_sizes: tuple[int, ...] | None = None, max_batch_size: int = 256,
-                 warmup: int = 2, prefill_tokens: tuple[int, ...] | None = None,
+    def __init__(self, module: ModuleType, batch_sizes: tuple[int, ...] | None = None,
+                 max_batch_size: int = 256, warmup: int = 2,
+                 prefill_tokens: tuple[int, ...] | None = None,
                  max_prefill_tokens: int = 2048) -> None:
+        self.module = module
         self.batch_sizes = tuple(sorted(set(batch_sizes or default_buckets(max_batch_size))))
         if prefill_tokens is None:
             prefill_tokens = default_prefill_buckets(max_prefill_tokens)
         self.prefill_tokens = tuple(sorted(set(prefill_tokens)))
         self.warmup = warmup
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, ForwardBatch, torch.Tensor]] = {}
-        self._prefill: dict[int, tuple[torch.cuda.CUDAGraph, ForwardBatch, torch.Tensor]] = {}
+        self._graphs: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
+        self._prefill: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
         self.replays = 0
         self.prefill_replays = 0
         self.eager_runs = 0
@@ -74,12 +102,17 @@ class CudaGraphExecution(ExecutionStrategy):
 
     def setup(self, program: StepProgram) -> None:
         super().setup(program)
-        attn = program.attention
-        page_size = program.dummy_decode_batch(1).page_size
+        api = graph_api(self.module)
+        if api is None:
+            raise CapabilityError(
+                f"{self.module.__name__} has no graph capture in torch {torch.__version__} — "
+                "use --execution eager, or a torch build with graphs for this device")
+        self.api, attn = api, program.attention
+        page_size = program.dummy(ForwardMode.DECODE, Bucket(requests=1)).page_size
         max_pages = -(-attn.spec.max_context_len // page_size) + 1
         attn.init_graph_buffers(self.max_batch_size, max_pages)
-        pool = torch.cuda.graph_pool_handle()
-        stream = torch.cuda.Stream()  # _capture orders it after the current stream
+        pool = api.pool_handle()
+        stream = api.Stream()  # _capture orders it after the current stream
         if not attn.features.padded_prefill:
             self.prefill_tokens = ()
         # a bucket longer than the context would index rotary tables and page tables past
@@ -89,29 +122,31 @@ class CudaGraphExecution(ExecutionStrategy):
         # largest first: smaller graphs reuse the pool's blocks
         try:
             for n in reversed(self.prefill_tokens):
-                self._prefill[n] = self._capture(program.dummy_prefill_batch(n), pool, stream)
+                dummy = program.dummy(ForwardMode.EXTEND, Bucket(tokens=n))
+                self._prefill[n] = self._capture(dummy, pool, stream)
         except RuntimeError as exc:  # e.g. an attention kernel that cannot be captured
-            torch.cuda.synchronize()
+            api.synchronize()
             log.warning("prefill graphs disabled (capture failed: %s); prefill runs eagerly", exc)
             self._prefill.clear()
             self.prefill_tokens = ()
         for bs in reversed(self.batch_sizes):
-            self._graphs[bs] = self._capture(program.dummy_decode_batch(bs), pool, stream)
-        torch.cuda.current_stream().wait_stream(stream)
-        torch.cuda.synchronize()
+            dummy = program.dummy(ForwardMode.DECODE, Bucket(requests=bs))
+            self._graphs[bs] = self._capture(dummy, pool, stream)
+        api.current_stream().wait_stream(stream)
+        api.synchronize()
 
     def _capture(self, batch: ForwardBatch, pool, stream):
-        program, attn = self.program, self.program.attention
+        api, program, attn = self.api, self.program, self.program.attention
         attn.prepare(batch)
         attn.update(batch)
         # the batch and the backend's buffers were written on the current stream
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(self.warmup):  # triton compiles / autotunes outside capture
+        stream.wait_stream(api.current_stream())
+        with api.stream(stream):
+            for _ in range(self.warmup):  # kernels compile / autotune outside capture
                 program.forward(batch)
         stream.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool, stream=stream):
+        graph = api.graph_class()
+        with api.graph(graph, pool=pool, stream=stream):
             out = program.forward(batch)
         return graph, batch, out
 
@@ -133,14 +168,14 @@ class CudaGraphExecution(ExecutionStrategy):
             bucket = self.bucket_for(batch.batch_size)
             if bucket in self._graphs:
                 padded = (batch if bucket == batch.batch_size
-                          else self.program.pad_decode_batch(batch, bucket))
+                          else self.program.pad(batch, Bucket(requests=bucket)))
                 self.replays += 1
                 return self._replay(self._graphs[bucket], padded, batch.logits_indices.shape[0])
         else:
             bucket = self.prefill_bucket_for(batch)
             if bucket in self._prefill:
                 rows = batch.logits_indices.shape[0]
-                padded = self.program.pad_prefill_batch(batch, bucket)
+                padded = self.program.pad(batch, Bucket(tokens=bucket))
                 if rows == 0:  # an inner chunk: the captured logit row is computed, not returned
                     padded.logits_indices = padded.seq_lens.to(torch.int64) - 1
                 self.prefill_replays += 1
