@@ -35,8 +35,7 @@ def build(platform, backend, gen, *, dtype, page_size, num_heads, num_kv_heads, 
     num_pages = 1 + sum(pages_per) + 3  # page 0 is the pool's scratch page
     layout = backend.kv_layout(page_size, dt)
     num_pages = -(-num_pages // layout.alignment) * layout.alignment
-    cache = KVCache(layout, [platform.allocate(layout.k_shape(num_pages), dt)],
-                    [platform.allocate(layout.v_shape(num_pages), dt)], num_pages)
+    cache = layout.allocate(platform, 1, num_pages)
     # every slot holds random data: the prefix KV and stale garbage alike
     cache.k[0].copy_(randn(gen, layout.k_shape(num_pages), dt, dev))
     cache.v[0].copy_(randn(gen, layout.v_shape(num_pages), dt, dev))

@@ -28,52 +28,62 @@ class TinyModel:
         dev, g = platform.device, torch.Generator().manual_seed(seed)
         self.vocab, self.eps = vocab, 1e-5
 
-        def w(*shape, scale=1.0):
-            return (torch.randn(shape, generator=g) * scale).to(dtype).to(dev)
+        # every weight is a buffer of ``self.model`` (the StepProgram's ``model``): a compiled
+        # strategy passes them into its programs
+        self.model = torch.nn.Module()
 
-        self.embed = w(vocab, hidden)
+        def w(name, *shape, scale=1.0, shift=0.0):
+            t = (torch.randn(shape, generator=g) * scale + shift).to(dtype).to(dev)
+            self.model.register_buffer(name, t)
+            return name
+
+        self.embed = w("embed", vocab, hidden)
         self.layers = []
         for i in range(layers):
             self.layers.append({
-                "n1": w(hidden, scale=0.1) + 1, "n2": w(hidden, scale=0.1) + 1,
-                "qkv": w((heads + 2 * kv_heads) * head_dim, hidden, scale=hidden**-0.5),
-                "o": w(hidden, heads * head_dim, scale=(heads * head_dim) ** -0.5),
-                "gu": w(2 * inter, hidden, scale=hidden**-0.5),
-                "down": w(hidden, inter, scale=inter**-0.5),
+                "n1": w(f"l{i}_n1", hidden, scale=0.1, shift=1.0),
+                "n2": w(f"l{i}_n2", hidden, scale=0.1, shift=1.0),
+                "qkv": w(f"l{i}_qkv", (heads + 2 * kv_heads) * head_dim, hidden, scale=hidden**-0.5),
+                "o": w(f"l{i}_o", hidden, heads * head_dim, scale=(heads * head_dim) ** -0.5),
+                "gu": w(f"l{i}_gu", 2 * inter, hidden, scale=hidden**-0.5),
+                "down": w(f"l{i}_down", hidden, inter, scale=inter**-0.5),
                 "attn": AttentionLayer(i, heads, kv_heads, head_dim, head_dim, head_dim**-0.5),
             })
-        self.norm = w(hidden, scale=0.1) + 1
-        self.lm_head = w(vocab, hidden, scale=hidden**-0.5)
+        self.norm = w("norm", hidden, scale=0.1, shift=1.0)
+        self.lm_head = w("lm_head", vocab, hidden, scale=hidden**-0.5)
         self.shape = (heads, kv_heads, head_dim)
         spec = AttentionSpec(layers, heads, kv_heads, head_dim, head_dim, dtype, 8,
                              num_pages * page_size)
         self.attention = platform.attention_backend(spec)
         layout = self.attention.kv_layout(page_size, dtype)
-        self.cache = KVCache(layout, [platform.allocate(layout.k_shape(num_pages), dtype)
-                                      for _ in range(layers)],
-                             [platform.allocate(layout.v_shape(num_pages), dtype)
-                              for _ in range(layers)], num_pages)
-        self.cos_sin = rope_cos_sin(head_dim, 4096, 10000.0).to(dev)
+        self.cache: KVCache = layout.allocate(platform, layers, num_pages)
+        self.model.register_buffer("cos_sin", rope_cos_sin(head_dim, 4096, 10000.0).to(dev))
 
     # ------------------------------------------------------------------ StepProgram
+    @property
+    def kv_cache(self) -> KVCache:
+        return self.cache
+
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         ops, (hq, hkv, hd) = self.ops, self.shape
-        x, residual = self.embed[batch.input_ids], None
+        m = self.model
+        x, residual = getattr(m, self.embed)[batch.input_ids], None
         t = x.shape[0]
-        for lw in self.layers:
+        for names in self.layers:
+            lw = {k: getattr(m, v) if isinstance(v, str) else v for k, v in names.items()}
             if residual is None:
                 residual, h = x, ops.rms_norm(x, lw["n1"], self.eps)
             else:
                 h, residual = ops.fused_add_rms_norm(x, residual, lw["n1"], self.eps)
             q, k, v = (h @ lw["qkv"].t()).split([hq * hd, hkv * hd, hkv * hd], dim=-1)
             q, k = ops.rotary(q.reshape(t, hq, hd), k.reshape(t, hkv, hd), batch.positions,
-                              self.cos_sin)
+                              m.cos_sin)
             a = self.attention.forward(q, k, v.reshape(t, hkv, hd), lw["attn"], self.cache, batch)
             h, residual = ops.fused_add_rms_norm(a.reshape(t, -1) @ lw["o"].t(), residual,
                                                  lw["n2"], self.eps)
             x = ops.silu_and_mul(h @ lw["gu"].t()) @ lw["down"].t()
-        h, _ = ops.fused_add_rms_norm(x, residual, self.norm, self.eps)
-        return h[batch.logits_indices].float() @ self.lm_head.float().t()
+        h, _ = ops.fused_add_rms_norm(x, residual, getattr(m, self.norm), self.eps)
+        return h[batch.logits_indices].float() @ getattr(m, self.lm_head).float().t()
 
     def pad(self, batch: ForwardBatch, bucket: Bucket) -> ForwardBatch:
         return pad_batch(batch, bucket, full_width=self.num_pages)

@@ -51,7 +51,7 @@ def _generate(path: str, platform: str, dtype: str, page_size: int | None, promp
     except ImportError as exc:
         pytest.skip(f"provisional: the engine is not available in this install: {exc}")
     engine = Engine(model=path, platform=platform, dtype=dtype, page_size=page_size,
-                    kv_cache_bytes=64 << 20)
+                    kv_cache_bytes=64 << 20, max_running_requests=4, chunked_prefill_size=32)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
                                                        logprobs=top, ignore_eos=True))
@@ -106,6 +106,7 @@ def test_speculative_loop_greedy_matches_reference(harness, caps, conf, tiny_mod
     page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
     engine = Engine(model=tiny_models[model], platform=harness.name, dtype=dtype,
                     page_size=page_size, kv_cache_bytes=64 << 20,
+                    max_running_requests=4, chunked_prefill_size=32,
                     speculative_algorithm="ngram", speculative_num_draft_tokens=3)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                     "entry_point": i.entry_point,
                     "available": i.available,
                     "reason": i.probe.reason,
+                    "explicit_only": i.probe.explicit_only,
                     "priority": i.priority,
                     "capability_summary": i.capability_summary(),
                     "capabilities": _capabilities(i),
@@ -109,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         rows = [["", "NAME", "PACKAGE", "PRIORITY", "STATUS", "CAPABILITIES / REASON"]]
         for i in infos:
             mark = "*" if selected is not None and i.name == selected.name else ""
-            status = "available" if i.available else "unavailable"
+            status = "unavailable"
+            if i.available:
+                status = "by name only" if i.probe.explicit_only else "available"
             detail = i.capability_summary() if i.available else i.probe.reason
             if i.available and i.probe.reason:
                 detail = f"{detail} ({i.probe.reason})"

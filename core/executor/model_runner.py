@@ -11,6 +11,7 @@ from anyware.plugin import (
     Bucket,
     ForwardBatch,
     ForwardMode,
+    KVCache,
     SpecInfo,
     dummy_batch,
     pad_batch,
@@ -28,6 +29,10 @@ class ModelRunner:
         self.page_size = page_size
         self.device = device
         self.future = FutureTokens(page_table.table.shape[0], device)
+
+    @property
+    def kv_cache(self) -> KVCache:
+        return self.pool.cache
 
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch) -> torch.Tensor:

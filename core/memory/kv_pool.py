@@ -26,9 +26,7 @@ class KVPool:
         self.layout = layout
         self.num_layers = num_layers
         self.num_pages = num_pages
-        k = [platform.allocate(layout.k_shape(num_pages), layout.dtype) for _ in range(num_layers)]
-        v = [platform.allocate(layout.v_shape(num_pages), layout.dtype) for _ in range(num_layers)]
-        self.cache = KVCache(layout=layout, k=k, v=v, num_pages=num_pages)
+        self.cache: KVCache = layout.allocate(platform, num_layers, num_pages)
 
     @property
     def bytes(self) -> int:

@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol
 
 import torch
 from anyware.plugin.forward import ForwardBatch, ForwardMode
-from anyware.plugin.ops.attention import AttentionBackend
+from anyware.plugin.ops.attention import AttentionBackend, KVCache
 from anyware.plugin.padding import Bucket
 
 
@@ -26,9 +26,18 @@ class StepProgram(Protocol):
     ``dummy(mode, bucket)`` and, each step, runs ``pad(batch, bucket)`` through it. A
     ``bucket.pages`` of ``None`` means the program's full per-request page-table width (the
     most pages one request can hold), so a padded batch fits every captured shape.
+
+    kv_cache: the KV cache ``forward`` reads and writes. A compiled strategy passes it into
+        its programs and takes the new state back (replacing ``kv_cache.kv`` / ``.k`` / ``.v``
+        entries), so no write happens outside what the compiler sees.
+    model: the ``torch.nn.Module`` whose parameters and buffers ``forward`` uses, when there
+        is one (``None`` otherwise): a compiled strategy passes them as program inputs
+        instead of baking them in as constants.
     """
 
     attention: AttentionBackend
+    kv_cache: KVCache
+    model: torch.nn.Module | None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Run the model; returns logits ``[len(batch.logits_indices), vocab]`` (fp32)."""

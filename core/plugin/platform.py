@@ -36,15 +36,27 @@ EXECUTION_KINDS = ("eager", "graphs", "compiled")
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """Outcome of a probe: available or not, and why (a sentence that says what to do)."""
+    """Outcome of a probe: available or not, and why (a sentence that says what to do).
+
+    explicit_only: available, but only when selected by name (``--platform`` /
+    ``$ANYWARE_PLATFORM``); never picked by priority. For a platform that can run here in a
+    degraded or emulated form (an accelerator platform on a host backend), so auto-selection
+    still picks the platform made for this machine.
+    """
 
     available: bool
     reason: str = ""
+    explicit_only: bool = False
 
     @classmethod
     def yes(cls, reason: str = "") -> ProbeResult:
         """Available; ``reason`` says what was found ("2 CUDA devices, CUDA 13.0")."""
         return cls(True, reason)
+
+    @classmethod
+    def on_request(cls, reason: str) -> ProbeResult:
+        """Available when selected by name only (``reason`` says what it runs on)."""
+        return cls(True, reason, explicit_only=True)
 
     @classmethod
     def no(cls, reason: str) -> ProbeResult:

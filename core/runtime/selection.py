@@ -12,12 +12,19 @@ from anyware.runtime.driver import PlatformDriver
 ENV_VAR = "ANYWARE_PLATFORM"
 
 
+def _status(info: PlatformInfo) -> str:
+    if not info.available:
+        return "unavailable: " + info.probe.reason
+    return "available by name only" if info.probe.explicit_only else "available"
+
+
 def choose(infos: list[PlatformInfo], name: str | None = None) -> PlatformInfo:
     """Pick a platform: explicit ``name``, else ``$ANYWARE_PLATFORM``, else the
-    highest-priority available one. Raises :class:`PlatformSelectionError` with candidates."""
+    highest-priority available one that is not explicit-only (a probe with
+    ``explicit_only`` is chosen only by name). Raises :class:`PlatformSelectionError` with candidates."""
     name = name or os.environ.get(ENV_VAR) or None
     table = "; ".join(
-        f"{i.name} ({'available' if i.available else 'unavailable: ' + i.probe.reason})" for i in infos
+        f"{i.name} ({_status(i)})" for i in infos
     ) or "none installed"
     if name is not None:
         matches = [i for i in infos if i.name == name]
@@ -30,7 +37,7 @@ def choose(infos: list[PlatformInfo], name: str | None = None) -> PlatformInfo:
         if not info.available:
             raise PlatformSelectionError(f"platform {name!r} is not available: {info.probe.reason}")
         return info
-    available = [i for i in infos if i.available]
+    available = [i for i in infos if i.available and not i.probe.explicit_only]
     if not available:
         raise PlatformSelectionError(f"no platform is available. Discovered: {table}")
     best = available[0].priority

@@ -10,8 +10,8 @@ Both checks are also run against planted violations, so that they are known to b
 
 from __future__ import annotations
 
+import importlib.util
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -34,6 +34,7 @@ VENDOR_PATTERNS: dict[str, str] = {
     "torch.backends.cudnn/mps": r"\btorch\.backends\.(cudnn|cuda|mps)\b",
     "torch_npu": r"\btorch_npu\b",
     "torch_xla": r"\btorch_xla\b",
+    "jax/torchax": r"\b(jax|jaxlib|torchax|libtpu)\b",
     "intel_extension_for_pytorch": r"\bintel_extension_for_pytorch\b",
     "flashinfer": r"\bflashinfer\b",
     "aiter": r"\baiter\b",
@@ -110,10 +111,11 @@ def test_vendor_check_allows_neutral_code():
     assert vendor_names(neutral) == []
 
 
-LINT_IMPORTS = shutil.which("lint-imports") or (
-    str(Path(sys.executable).with_name("lint-imports"))
-    if Path(sys.executable).with_name("lint-imports").exists() else None
-)
+# import-linter as this interpreter imports it (a lint-imports script found on PATH may belong
+# to another environment, which resolves the packages of another checkout)
+LINT_IMPORTS = ([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                 "lint_imports_command()"]
+                if importlib.util.find_spec("importlinter") is not None else None)
 needs_lint_imports = pytest.mark.skipif(
     LINT_IMPORTS is None, reason="import-linter is not installed (pip install -e '.[dev]')"
 )
@@ -139,7 +141,7 @@ def _lint_imports(cwd: Path, config: Path | None = None, pythonpath: Path | None
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    cmd = [LINT_IMPORTS, "--no-cache"] + (["--config", str(config)] if config else [])
+    cmd = [*LINT_IMPORTS, "--no-cache"] + (["--config", str(config)] if config else [])
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

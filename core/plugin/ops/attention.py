@@ -62,6 +62,11 @@ class KVLayout:
     ``slot = page * page_size + offset``. Page 0 is reserved by the pool as a scratch page
     (padded rows of captured graphs write there), so usable pages are ``1 .. num_pages-1``.
     alignment: ``num_pages`` is rounded up to a multiple of this.
+    interleaved: K and V live in one tensor per layer, ``[num_pages, page_size,
+    2 * num_kv_heads, head_dim]`` (:meth:`kv_shape`), K head ``h`` at index ``2h`` and V head
+    ``h`` at ``2h + 1`` (needs ``v_head_dim == head_dim``); :meth:`allocate` also gives K and V
+    as strided views of it in the shapes above, so code that addresses K/V by slot works on
+    either layout.
     """
 
     page_size: int
@@ -70,12 +75,32 @@ class KVLayout:
     v_head_dim: int
     dtype: torch.dtype
     alignment: int = 1
+    interleaved: bool = False
 
     def k_shape(self, num_pages: int) -> tuple[int, ...]:
         return (num_pages * self.page_size, self.num_kv_heads, self.head_dim)
 
     def v_shape(self, num_pages: int) -> tuple[int, ...]:
         return (num_pages * self.page_size, self.num_kv_heads, self.v_head_dim)
+
+    def kv_shape(self, num_pages: int) -> tuple[int, ...]:
+        """The one tensor per layer of the interleaved layout."""
+        return (num_pages, self.page_size, 2 * self.num_kv_heads, self.head_dim)
+
+    def allocate(self, platform: Platform, num_layers: int, num_pages: int) -> KVCache:
+        """Zeroed per-layer KV tensors of this layout, allocated through ``platform``."""
+        if not self.interleaved:
+            return KVCache(self, [platform.allocate(self.k_shape(num_pages), self.dtype)
+                                  for _ in range(num_layers)],
+                           [platform.allocate(self.v_shape(num_pages), self.dtype)
+                            for _ in range(num_layers)], num_pages)
+        if self.v_head_dim != self.head_dim:
+            raise ValueError("the interleaved KV layout needs v_head_dim == head_dim")
+        kv = [platform.allocate(self.kv_shape(num_pages), self.dtype) for _ in range(num_layers)]
+        slots = [t.view(num_pages * self.page_size, self.num_kv_heads, 2, self.head_dim)
+                 for t in kv]
+        return KVCache(self, [s[:, :, 0] for s in slots], [s[:, :, 1] for s in slots],
+                       num_pages, kv=kv)
 
     def bytes_per_page(self) -> int:
         per_token = self.num_kv_heads * (self.head_dim + self.v_head_dim)
@@ -84,12 +109,19 @@ class KVLayout:
 
 @dataclass
 class KVCache:
-    """Per-layer K and V tensors allocated by the pool according to ``layout``."""
+    """Per-layer K and V tensors allocated by the pool according to ``layout``.
+
+    kv: the per-layer storage of the interleaved layout (``k``/``v`` are views of it).
+    An execution strategy that keeps the cache as functional device state (compiled programs
+    that take it in and give it back) replaces these entries after each step; ``k``/``v``
+    views then describe the host tensors allocated at start-up, not the live state.
+    """
 
     layout: KVLayout
     k: list[torch.Tensor]
     v: list[torch.Tensor]
     num_pages: int
+    kv: list[torch.Tensor] | None = None
 
 
 class AttentionBackend(ABC):

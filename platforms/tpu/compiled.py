@@ -1,0 +1,148 @@
+"""The compiled execution strategy: the whole forward as one XLA program per shape bucket.
+
+Every batch is padded to a bucket (:mod:`anyware_tpu.buckets`). The program for a bucket is
+``step(params, kv, inputs) -> (logits, kv')``: the model's parameters and buffers and the KV
+cache are inputs, the KV cache is donated and returned (the attention backend's write is a
+functional scatter inside the program), so nothing is mutated behind the compiler's back.
+``setup`` compiles every bucket with a progress bar (``warmup``); the JAX persistent
+compilation cache (:func:`anyware_tpu.jaxenv.default_cache_dir`) makes a restart cheap.
+``compilations`` counts traces: a steady-state serving loop must not add any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from anyware.plugin import Bucket as PadBucket
+from anyware.plugin import ExecutionStrategy, ForwardBatch, ForwardMode, StepProgram
+from anyware.plugin.errors import CapabilityError
+from anyware_tpu import jaxenv
+from anyware_tpu.buckets import Bucket, BucketOptions, dummy_inputs, pad_inputs
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _swapped(model: torch.nn.Module | None, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """``model``'s parameters and buffers replaced by ``tensors`` (by qualified name)."""
+    if model is None:
+        yield
+        return
+    saved = []
+    for name, value in tensors.items():
+        mod_name, _, attr = name.rpartition(".")
+        mod = model.get_submodule(mod_name)
+        table = mod._parameters if attr in mod._parameters else mod._buffers
+        saved.append((table, attr, table[attr]))
+        table[attr] = value
+    try:
+        yield
+    finally:
+        for table, attr, value in saved:
+            table[attr] = value
+
+
+class CompiledExecution(ExecutionStrategy):
+    kind = "compiled"
+
+    def __init__(self, options: BucketOptions) -> None:
+        self.options = options
+        self.compilations = 0  # traces of the step function (one per new bucket)
+        self.compile_seconds: dict[Bucket, float] = {}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, program: StepProgram) -> None:
+        super().setup(program)
+        jax = jaxenv.jax_module()
+        cache = program.kv_cache
+        if cache.kv is None:
+            raise CapabilityError("compiled execution needs the attention backend's "
+                                  "interleaved KV cache layout")
+        self.page_size = cache.layout.page_size
+        probe = program.dummy(ForwardMode.DECODE, PadBucket(tokens=1, requests=1))
+        self.width = int(probe.page_table.shape[1])  # the full per-request page-table width
+        self.model = getattr(program, "model", None)
+        named: dict[str, torch.Tensor] = {}
+        if self.model is not None:
+            named.update(self.model.named_parameters(remove_duplicate=False))
+            named.update(self.model.named_buffers(remove_duplicate=False))
+        self.names = list(named)
+        self.params = [jax.device_put(jaxenv.to_jax(t)) for t in named.values()]
+        self.kv = [jax.device_put(jaxenv.to_jax(t)) for t in cache.kv]
+        self._host_kv = list(cache.kv)
+        self._publish()
+        self._step = jax.jit(self._trace, donate_argnums=(1,))
+        if self.options.warmup:
+            self.warmup()
+
+    def warmup(self, buckets: list[Bucket] | None = None) -> None:
+        """Compile ``buckets`` (default: all) now, with a progress bar."""
+        from tqdm.auto import tqdm
+
+        buckets = self.options.all() if buckets is None else buckets
+        for bucket in tqdm(buckets, desc="compiling shape buckets", unit="bucket",
+                           disable=len(buckets) < 2):
+            self._run(bucket, dummy_inputs(bucket, self.width))
+
+    # ------------------------------------------------------------------ the program
+    def _trace(self, params: list[Any], kv: list[Any], inputs: dict[str, Any]) -> tuple[Any, list[Any]]:
+        """Traced once per bucket: the step program in torch, lowered by torchax."""
+        self.compilations += 1
+        env = jaxenv.torchax_env()
+        w = jaxenv.wrap
+        cache = self.program.kv_cache
+        with env:
+            batch = ForwardBatch(
+                mode=ForwardMode.MIXED, input_ids=w(inputs["input_ids"]),
+                positions=w(inputs["positions"]), seq_lens=w(inputs["seq_lens"]),
+                prefix_lens=w(inputs["prefix_lens"]), extend_lens=w(inputs["extend_lens"]),
+                extend_start=w(inputs["extend_start"]), page_table=w(inputs["page_table"]),
+                out_slots=w(inputs["out_slots"]), logits_indices=w(inputs["logits_indices"]),
+                page_size=self.page_size)
+            outside = list(cache.kv)
+            cache.kv[:] = [w(a) for a in kv]
+            try:
+                with _swapped(self.model, {n: w(p) for n, p in zip(self.names, params)}):
+                    logits = self.program.forward(batch)
+                new_kv = [t.jax() for t in cache.kv]
+            finally:
+                cache.kv[:] = outside
+        return logits.jax(), new_kv
+
+    def _run(self, bucket: Bucket, inputs: dict[str, np.ndarray]) -> Any:
+        before = self.compilations
+        start = time.perf_counter()
+        logits, self.kv = self._step(self.params, self.kv, inputs)
+        if self.compilations != before:
+            logits.block_until_ready()
+            self.compile_seconds[bucket] = time.perf_counter() - start
+            log.debug("compiled bucket %s in %.2f s", bucket, self.compile_seconds[bucket])
+        self._publish()
+        return logits
+
+    def _publish(self) -> None:
+        """``kv_cache.kv`` shows the live state (torchax tensors over the JAX arrays)."""
+        self.program.kv_cache.kv[:] = [jaxenv.wrap(a) for a in self.kv]
+
+    # ------------------------------------------------------------------ ExecutionStrategy
+    def run(self, batch: ForwardBatch) -> torch.Tensor:
+        bucket = self.options.bucket_for(batch)
+        logits = self._run(bucket, pad_inputs(batch, bucket, self.width))
+        n = int(batch.logits_indices.shape[0])
+        return jaxenv.to_torch(logits)[:n]
+
+    def close(self) -> None:
+        """Give the host KV tensors back to the cache (with the live values) and drop the
+        compiled programs."""
+        cache = self.program.kv_cache
+        for host, arr in zip(self._host_kv, self.kv):
+            host.copy_(jaxenv.to_torch(arr))
+        cache.kv[:] = self._host_kv
+        self._step = None
+        self.kv, self.params = [], []

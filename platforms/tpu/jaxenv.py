@@ -1,0 +1,99 @@
+"""The torchax environment and conversions between torch tensors and JAX arrays.
+
+torchax is imported lazily (the probe must not import it), through the compatibility shim
+(:mod:`anyware_tpu.compat`). The persistent compilation cache is configured here, once per
+process, before the first compile.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from anyware_tpu.compat import torchax_import_shim
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "ANYWARE_JAX_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$ANYWARE_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/anyware/jax`` (``~/.cache/...``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "anyware" / "jax"
+
+
+@functools.cache
+def jax_module() -> Any:
+    """``jax``, configured: the persistent compilation cache in :func:`default_cache_dir`
+    (every program, however quick to compile, so a restart re-uses bucket programs)."""
+    import jax
+
+    cache = default_cache_dir()
+    if cache.as_posix() != "off":
+        cache.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", cache.as_posix())
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return jax
+
+
+@functools.cache
+def torchax_env() -> Any:
+    """torchax's default environment, built once (inside the compatibility shim)."""
+    jax_module()
+    with torchax_import_shim():
+        import torchax
+
+        env = torchax.default_env()
+    return env
+
+
+def backend() -> str:
+    """JAX's default backend: "tpu", "gpu" or "cpu"."""
+    return jax_module().default_backend()
+
+
+JAX_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16",
+              torch.int32: "int32", torch.int64: "int32", torch.bool: "bool"}
+
+
+def to_jax(t: torch.Tensor) -> Any:
+    """A torch tensor (host or torchax) as a JAX array; int64 becomes int32 (JAX runs without
+    x64; token ids, positions and slots fit)."""
+    jnp = jax_module().numpy
+    if is_torchax(t):
+        return t.jax()
+    if t.dtype == torch.bfloat16:
+        return jnp.asarray(t.detach().view(torch.int16).cpu().numpy()).view(jnp.bfloat16)
+    arr = t.detach().cpu().numpy()
+    return jnp.asarray(arr, dtype=JAX_DTYPES.get(t.dtype))
+
+
+def to_torch(a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A JAX array as a host torch tensor (``dtype`` casts, e.g. back to int64)."""
+    import numpy as np
+
+    jnp = jax_module().numpy
+    if a.dtype == jnp.bfloat16:
+        out = torch.from_numpy(np.array(a.view(jnp.int16))).view(torch.bfloat16)
+    else:
+        out = torch.from_numpy(np.array(a))
+    return out if dtype is None else out.to(dtype)
+
+
+def is_torchax(t: Any) -> bool:
+    return type(t).__module__.startswith("torchax")
+
+
+def wrap(a: Any) -> torch.Tensor:
+    """A JAX array (or tracer) as a torchax tensor in the environment."""
+    from torchax.tensor import Tensor
+
+    return Tensor(a, torchax_env())
