@@ -8,18 +8,22 @@
   :class:`~anyware_npu.attention.NpuFusedAttentionBackend`
   (``npu_fused_infer_attention_score``); MoE experts
   :class:`~anyware_npu.moe.NpuGroupedMatmulExperts` (``npu_grouped_matmul``).
-* ``torch.npu.NPUGraph`` exists in recent torch_npu; graph capture is not declared until a
-  graph strategy is wired to it.
+* Device hooks: the torch-device toolkit (:class:`anyware_torchdev.TorchDevicePlatform` over
+  ``torch.npu``, ``device_module_import = "torch_npu"``).
+* Graphs: declared where ``torch.npu`` has ``NPUGraph``/``graph``/``graph_pool_handle``
+  (recent torch_npu), with the toolkit's ``graphs`` strategy (options ``npu_graph_*``). The
+  fused attention backend passes host lists (``actual_seq_lengths*``) planned in ``prepare``,
+  so it is never captured: the default stays eager and ``--execution graphs`` is refused with
+  it (a graph-safe backend contributed by an extension plugin can use graphs).
 
 The op schemas the plugin was written against are in ``schemas/torch_npu_ops.json``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import importlib.metadata
 from types import ModuleType
+from typing import ClassVar
 
 import torch
 from anyware.plugin import (
@@ -27,28 +31,46 @@ from anyware.plugin import (
     PLUGIN_API_VERSION,
     Capabilities,
     CapabilityError,
-    MemoryInfo,
-    Platform,
+    PlatformConfig,
     ProbeResult,
     TorchDistributedCommunicator,
 )
 from anyware_npu.probe import npu_problem, visible_device_count
+from anyware_torchdev import TorchDevicePlatform
 
 
-class NpuPlatform(Platform):
+class NpuPlatform(TorchDevicePlatform):
     name = "npu"
     device_type = "npu"
     dist_backend = "hccl"
     priority = 85
     plugin_api_version = PLUGIN_API_VERSION
     description = "Huawei Ascend NPUs through torch_npu: fused infer attention, HCCL"
+    device_module_import = "torch_npu"  # registers torch.npu
+    #: attention backends that pass host lists planned in ``prepare`` (a replayed graph would
+    #: keep the captured batch's), so they never run under ``--execution graphs``
+    graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset({"npu-fused-infer-attention"})
 
     @classmethod
     def _probe(cls) -> ProbeResult:
         problem = npu_problem()
         if problem:
             return ProbeResult.no(problem)
-        return ProbeResult.yes(f"{visible_device_count()} Ascend NPU(s)")
+        return ProbeResult.yes(f"{cls.visible_device_count()} Ascend NPU(s)")
+
+    @classmethod
+    def visible_device_count(cls) -> int:
+        """torch.npu's count once torch_npu is loaded, else ``/dev/davinci*`` (the probe never
+        imports torch_npu)."""
+        return visible_device_count()
+
+    @classmethod
+    def graph_capture_supported(cls) -> bool:
+        """Whether ``torch.npu`` has a graph API; False where torch_npu does not import."""
+        try:
+            return super().graph_capture_supported()
+        except (ImportError, OSError, CapabilityError):
+            return False
 
     def torch_npu(self) -> ModuleType:
         """The torch_npu module (imported on first use; registers ``torch.npu``)."""
@@ -58,50 +80,30 @@ class NpuPlatform(Platform):
         # KV dtypes, page sizes and attention features are NpuFusedAttentionBackend's
         return Capabilities(
             dtypes=frozenset({torch.bfloat16, torch.float16}),
-            graph_capture=False,
+            graph_capture=self.graph_capture_supported(),
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),
-            max_world_size=max(1, visible_device_count()),
+            max_world_size=max(1, self.visible_device_count()),
             moe=True,
             async_execution=True,
         )
 
-    # ---------------------------------------------------------------- device
-    def _init_device(self, rank: int, local_rank: int) -> torch.device:
-        self.torch_npu()
-        count = torch.npu.device_count()
-        if local_rank >= count:
-            raise CapabilityError(f"local rank {local_rank} but only {count} NPU(s) visible")
-        torch.npu.set_device(local_rank)
-        return torch.device("npu", local_rank)
+    def _default_execution(self) -> str:
+        # the platform's own attention backend is never captured
+        return "eager"
 
-    def device_count(self) -> int:
-        return visible_device_count()
-
-    def memory_info(self) -> MemoryInfo:
-        free, total = torch.npu.mem_get_info(self.device)
-        return MemoryInfo(int(free), int(total))
-
-    def synchronize(self) -> None:
-        torch.npu.synchronize(self.device)
-
-    def empty_cache(self) -> None:
-        torch.npu.empty_cache()
-
-    def manual_seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-        torch.npu.manual_seed_all(seed)
-
-    def device_name(self) -> str:
-        return torch.npu.get_device_name(self.device)
+    def _configure(self, config: PlatformConfig) -> PlatformConfig:
+        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
+            raise CapabilityError(
+                f"attention backend {config.attention_backend!r} cannot be captured into NPU "
+                "graphs (it passes host-side sequence lengths) — use --execution eager")
+        return config
 
     def runtime_versions(self) -> dict[str, str]:
-        versions = {"torch": torch.__version__}
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions["torch-npu"] = importlib.metadata.version("torch-npu")
-        cann = getattr(getattr(torch.version, "cann", None), "__str__", None)
-        if cann is not None and getattr(torch.version, "cann", None):
-            versions["cann"] = str(torch.version.cann)
+        versions = super().runtime_versions()  # torch, torch-npu
+        cann = getattr(torch.version, "cann", None)
+        if cann:
+            versions["cann"] = str(cann)
         return versions
 
     # ---------------------------------------------------------------- ops

@@ -1,14 +1,19 @@
 """The ROCm platform: HIP through torch's ``torch.cuda`` API, RCCL, aiter kernels when aiter
 imports, the portable Triton kernels otherwise.
 
-Two paths, declared from what the probe found (``anyware platforms`` shows which):
+Device hooks and the graph strategy come from the torch-device toolkit
+(:class:`anyware_torchdev.TorchDevicePlatform` over ``torch.cuda``, which is HIP on ROCm
+builds). Two paths, declared from what the probe found (``anyware platforms`` shows which):
 
 * **aiter**: aiter's Triton paged-attention decode and varlen attention (``aiter`` backend,
   page sizes 16/32/64, bf16/fp16) and its RMSNorm; the portable Triton backend stays
   available by name (``--attention-backend triton``) for what aiter's path does not declare
-  (tree masks, sliding windows, soft-caps, fp32).
+  (tree masks, sliding windows, soft-caps, fp32). The aiter backend plans its kernels from
+  host-side lengths in ``prepare``, so it is never captured: this path defaults to eager, and
+  ``--execution graphs`` needs ``--attention-backend triton``.
 * **portable**: the portable Triton kernels (``anyware.kernels.triton``) only, exactly the
-  code the CUDA plugin runs.
+  code the CUDA plugin runs, captured into HIP graphs by default where ``torch.cuda`` has a
+  graph API (options ``rocm_graph_*``).
 
 A test-only switch (``ANYWARE_ROCM_ALLOW_CUDA_BUILD=1``, or the platform option
 ``rocm_allow_cuda_build=1`` once selected) lets the plugin run its portable path on a CUDA
@@ -18,8 +23,7 @@ on AMD hardware and says so in ``anyware platforms`` and in reports.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
+from typing import ClassVar
 
 import torch
 from anyware.plugin import (
@@ -27,8 +31,6 @@ from anyware.plugin import (
     PLUGIN_API_VERSION,
     Capabilities,
     CapabilityError,
-    MemoryInfo,
-    Platform,
     PlatformConfig,
     ProbeResult,
     TorchDistributedCommunicator,
@@ -36,23 +38,35 @@ from anyware.plugin import (
 from anyware_rocm.probe import (
     ALLOW_CUDA_ENV,
     ALLOW_CUDA_OPTION,
+    VISIBLE_DEVICES_ENV,
     RocmEnvironment,
     rocm_environment,
     visible_device_count,
 )
+from anyware_torchdev import TorchDevicePlatform
 
 
-class RocmPlatform(Platform):
+class RocmPlatform(TorchDevicePlatform):
     name = "rocm"
     device_type = "cuda"  # torch's device type on HIP builds
     dist_backend = "nccl"  # torch.distributed's name for RCCL on ROCm builds
     priority = 95  # below cuda (100): on a CUDA build the test-only switch never wins by default
     plugin_api_version = PLUGIN_API_VERSION
     description = "AMD GPUs (ROCm/HIP): aiter kernels when importable, portable Triton otherwise, RCCL"
+    visible_devices_env = VISIBLE_DEVICES_ENV
+    runtime_version_attr = "hip"
+    runtime_packages = ("triton", "pytorch-triton-rocm", "amd-aiter")
+    #: attention backends that read host-side lengths planned in ``prepare`` (a replayed graph
+    #: would keep the captured batch's), so they never run under ``--execution graphs``
+    graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset({"aiter"})
 
     def __init__(self) -> None:
         super().__init__()
         self.env: RocmEnvironment = rocm_environment()
+
+    @classmethod
+    def visible_device_count(cls) -> int:
+        return visible_device_count()
 
     @classmethod
     def _probe(cls) -> ProbeResult:
@@ -87,61 +101,45 @@ class RocmPlatform(Platform):
         # the aiter path, else Triton's); the model dtypes follow what that backend computes in
         return Capabilities(
             dtypes=frozenset(default.kv_dtypes) | {torch.bfloat16, torch.float16},
-            graph_capture=False,
+            graph_capture=self.graph_capture_supported(),
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),
-            max_world_size=max(1, visible_device_count()),
+            max_world_size=max(1, self.visible_device_count()),
             moe=True,
             async_execution=True,
         )
+
+    def _default_execution(self) -> str:
+        # the default backend is aiter's on the aiter path (not capturable), Triton's otherwise
+        if self.path == "aiter":
+            return "eager"
+        return super()._default_execution()
 
     def _configure(self, config: PlatformConfig) -> PlatformConfig:
         allow = str(config.extra.get(ALLOW_CUDA_OPTION, "")).lower() in ("1", "true", "yes")
         if allow and not self.env.test_only_cuda and torch.version.hip is None:
             raise CapabilityError(
                 f"{ALLOW_CUDA_OPTION}=1 must be set before discovery: export {ALLOW_CUDA_ENV}=1")
+        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
+            raise CapabilityError(
+                f"attention backend {config.attention_backend!r} cannot be captured into HIP "
+                "graphs (it plans kernels from host-side lengths) — use --execution eager, or "
+                "--attention-backend triton with --execution graphs")
         return config
 
     # ---------------------------------------------------------------- device
-    def _init_device(self, rank: int, local_rank: int) -> torch.device:
-        count = torch.cuda.device_count()
-        if local_rank >= count:
-            raise CapabilityError(f"local rank {local_rank} but only {count} GPU(s) visible")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-
-    def device_count(self) -> int:
-        return visible_device_count()
-
-    def memory_info(self) -> MemoryInfo:
-        free, total = torch.cuda.mem_get_info(self.device)
-        return MemoryInfo(int(free), int(total))
-
-    def synchronize(self) -> None:
-        torch.cuda.synchronize(self.device)
-
-    def empty_cache(self) -> None:
-        torch.cuda.empty_cache()
-
-    def manual_seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-        torch.cuda.manual_seed_all(seed)
-
     def device_name(self) -> str:
-        name = torch.cuda.get_device_name(self.device)
+        name = super().device_name()
         if self.env.test_only_cuda:
             return f"{name} (TEST ONLY: rocm plugin, portable path, not AMD hardware)"
         return name
 
     def runtime_versions(self) -> dict[str, str]:
-        versions = {"torch": torch.__version__, "hip": str(torch.version.hip),
-                    "rocm_plugin_path": self.path}
+        versions = super().runtime_versions()
+        versions["rocm_plugin_path"] = self.path
         if self.env.test_only_cuda:
             versions["cuda"] = str(torch.version.cuda)
             versions["test_only"] = f"{ALLOW_CUDA_ENV}=1"
-        for dist in ("triton", "pytorch-triton-rocm", "amd-aiter"):
-            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-                versions[dist] = importlib.metadata.version(dist)
         return versions
 
     # ---------------------------------------------------------------- ops

@@ -7,17 +7,20 @@ not found`` without it (amd-aiter 0.1.7), even for its pure-Triton modules.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
 
 import torch
+from anyware_torchdev import hidden_by_env, module_importable
 
 #: test-only switch: accept a CUDA build of torch and run the portable path (docs/platforms/rocm.md)
 ALLOW_CUDA_ENV = "ANYWARE_ROCM_ALLOW_CUDA_BUILD"
 #: platform option with the same meaning (``--platform-option rocm_allow_cuda_build=1``)
 ALLOW_CUDA_OPTION = "rocm_allow_cuda_build"
+
+#: variables that hide every GPU when set to "" or "-1"
+VISIBLE_DEVICES_ENV = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 
 TORCH_ROCM_INSTALL = ("install a ROCm build of torch from the PyTorch index first "
                       "(pip install torch --index-url https://download.pytorch.org/whl/rocm6.4), "
@@ -37,11 +40,12 @@ def visible_device_count() -> int:
     """GPUs this process would see, without initialising HIP (0 on failure).
 
     HIP builds of torch answer ``torch.cuda.device_count()`` through amdsmi / the runtime's
-    device count, which creates no context.
+    device count, which creates no context. (Not the toolkit's ``visible_device_count``: that
+    one also requires ``torch.cuda._is_compiled()``, which the probe tests' fake HIP build on a
+    CPU wheel does not have.)
     """
-    for var in ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
-        if os.environ.get(var, None) in ("", "-1"):
-            return 0
+    if hidden_by_env(*VISIBLE_DEVICES_ENV):
+        return 0
     try:
         return int(torch.cuda.device_count())
     except Exception:
@@ -82,7 +86,7 @@ def rocm_environment(allow_cuda: bool | None = None) -> RocmEnvironment:
             return RocmEnvironment(
                 f"torch {torch.__version__} has no HIP build (torch.version.hip is None) — "
                 + TORCH_ROCM_INSTALL, None, False, 0)
-    if importlib.util.find_spec("triton") is None:
+    if not module_importable("triton"):
         return RocmEnvironment("triton is not installed — the ROCm build of torch brings "
                                "pytorch-triton-rocm; reinstall torch from the PyTorch ROCm index",
                                None, test_only, 0)
@@ -93,7 +97,7 @@ def rocm_environment(allow_cuda: bool | None = None) -> RocmEnvironment:
     if test_only:
         aiter_problem = (f"TEST ONLY: CUDA build accepted ({ALLOW_CUDA_ENV}=1); aiter is "
                          "never used on it")
-    elif importlib.util.find_spec("aiter") is None:
+    elif not module_importable("aiter"):
         aiter_problem = "aiter is not installed (pip install anyware[rocm])"
     elif hipconfig_path() is None:
         aiter_problem = ("aiter is installed but ROCm's hipconfig is not found, so aiter cannot "

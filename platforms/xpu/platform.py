@@ -2,7 +2,12 @@
 on a paged cache, vllm-xpu-kernels' paged flash attention where it loads, the portable
 Triton kernels only where Intel's Triton backend is installed.
 
-* Device, memory, streams and events: ``torch.xpu`` (present in every torch >= 2.5).
+* Device, memory, streams and events: ``torch.xpu`` (present in every torch >= 2.5), through
+  the torch-device toolkit (:class:`anyware_torchdev.TorchDevicePlatform`).
+* Graphs: declared where ``torch.xpu`` has ``XPUGraph`` (recent torch), with the toolkit's
+  ``graphs`` strategy (options ``xpu_graph_*``). The SDPA and vllm-xpu-kernels backends plan
+  from host-side lengths in ``prepare`` and are never captured, so the default stays eager;
+  ``--execution graphs`` needs ``--attention-backend triton`` (Intel's Triton backend).
 * Collectives: ``xccl`` (torch >= 2.8 built with XCCL; ``torch.distributed.is_xccl_available``).
 * Ops: ``TritonOps`` when Intel's Triton backend (pytorch-triton-xpu) is installed, else the
   torch ops (``ReferenceOps`` running on the XPU device).
@@ -12,8 +17,7 @@ Triton kernels only where Intel's Triton backend is installed.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
+from typing import ClassVar
 
 import torch
 from anyware.kernels.reference import ReferenceMoEBackend
@@ -22,14 +26,14 @@ from anyware.plugin import (
     PLUGIN_API_VERSION,
     Capabilities,
     CapabilityError,
-    MemoryInfo,
-    Platform,
+    PlatformConfig,
     ProbeResult,
     TorchDistributedCommunicator,
 )
+from anyware_torchdev import TorchDevicePlatform
 from anyware_xpu.probe import (
+    VISIBLE_DEVICES_ENV,
     intel_triton_problem,
-    visible_device_count,
     xpu_kernels_problem,
     xpu_problem,
 )
@@ -45,20 +49,26 @@ def xccl_available() -> bool:
         return False
 
 
-class XpuPlatform(Platform):
+class XpuPlatform(TorchDevicePlatform):
     name = "xpu"
     device_type = "xpu"
     dist_backend = "xccl"
     priority = 90
     plugin_api_version = PLUGIN_API_VERSION
     description = "Intel GPUs through stock torch.xpu: SDPA paged attention, vllm-xpu-kernels when installed, XCCL"
+    visible_devices_env = VISIBLE_DEVICES_ENV
+    runtime_version_attr = "xpu"
+    runtime_packages = ("pytorch-triton-xpu", "vllm-xpu-kernels")
+    #: attention backends that read host-side lengths planned in ``prepare`` (a replayed graph
+    #: would keep the captured batch's), so they never run under ``--execution graphs``
+    graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset({"sdpa", "vllm-xpu-kernels"})
 
     @classmethod
     def _probe(cls) -> ProbeResult:
         problem = xpu_problem()
         if problem:
             return ProbeResult.no(problem)
-        notes = [f"{visible_device_count()} Intel GPU(s)"]
+        notes = [f"{cls.visible_device_count()} Intel GPU(s)"]
         notes.append(xpu_kernels_problem() or "vllm-xpu-kernels installed")
         notes.append(intel_triton_problem() or "Intel Triton backend installed")
         return ProbeResult.yes("; ".join(notes))
@@ -68,48 +78,25 @@ class XpuPlatform(Platform):
         # (vllm-xpu-kernels where it imports, else the paged SDPA backend)
         return Capabilities(
             dtypes=frozenset({torch.bfloat16, torch.float16, torch.float32}),
-            graph_capture=False,
+            graph_capture=self.graph_capture_supported(),
             compiled_execution=False,
             collectives=frozenset(COLLECTIVES),
-            max_world_size=max(1, visible_device_count()) if xccl_available() else 1,
+            max_world_size=max(1, self.visible_device_count()) if xccl_available() else 1,
             moe=True,
             async_execution=True,
         )
 
-    # ---------------------------------------------------------------- device
-    def _init_device(self, rank: int, local_rank: int) -> torch.device:
-        count = torch.xpu.device_count()
-        if local_rank >= count:
-            raise CapabilityError(f"local rank {local_rank} but only {count} XPU device(s)")
-        torch.xpu.set_device(local_rank)
-        return torch.device("xpu", local_rank)
+    def _default_execution(self) -> str:
+        # the default backend (vllm-xpu-kernels or SDPA) is never captured
+        return "eager"
 
-    def device_count(self) -> int:
-        return visible_device_count()
-
-    def memory_info(self) -> MemoryInfo:
-        free, total = torch.xpu.mem_get_info(self.device)
-        return MemoryInfo(int(free), int(total))
-
-    def synchronize(self) -> None:
-        torch.xpu.synchronize(self.device)
-
-    def empty_cache(self) -> None:
-        torch.xpu.empty_cache()
-
-    def manual_seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-        torch.xpu.manual_seed_all(seed)
-
-    def device_name(self) -> str:
-        return torch.xpu.get_device_name(self.device)
-
-    def runtime_versions(self) -> dict[str, str]:
-        versions = {"torch": torch.__version__, "xpu": str(getattr(torch.version, "xpu", None))}
-        for dist in ("pytorch-triton-xpu", "vllm-xpu-kernels"):
-            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-                versions[dist] = importlib.metadata.version(dist)
-        return versions
+    def _configure(self, config: PlatformConfig) -> PlatformConfig:
+        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
+            raise CapabilityError(
+                f"attention backend {config.attention_backend!r} cannot be captured into XPU "
+                "graphs (it plans kernels from host-side lengths) — use --execution eager, or "
+                "--attention-backend triton (Intel's Triton backend) with --execution graphs")
+        return config
 
     # ---------------------------------------------------------------- ops
     def _create_ops(self):

@@ -7,9 +7,12 @@ False (``torch._C._has_xpu`` is False and the device count is 0).
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import torch
+from anyware_torchdev import visible_device_count as _visible_device_count
+
+#: ``ZE_AFFINITY_MASK=""`` hides every Intel GPU from Level Zero
+VISIBLE_DEVICES_ENV = ("ZE_AFFINITY_MASK",)
 
 TORCH_XPU_INSTALL = ("install the XPU build of torch from the PyTorch index first "
                      "(pip install torch --index-url https://download.pytorch.org/whl/xpu), "
@@ -21,15 +24,10 @@ def torch_has_xpu_build() -> bool:
 
 
 def visible_device_count() -> int:
-    if os.environ.get("ZE_AFFINITY_MASK", None) == "":
-        return 0
+    """Intel GPUs this process would see, without initialising the device (0 on failure or on
+    a torch build without XPU)."""
     xpu = getattr(torch, "xpu", None)
-    if xpu is None:
-        return 0
-    try:
-        return int(xpu.device_count())
-    except Exception:
-        return 0
+    return 0 if xpu is None else _visible_device_count(xpu, VISIBLE_DEVICES_ENV)
 
 
 def xpu_problem() -> str | None:

@@ -21,6 +21,7 @@ from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_npu.platform import NpuPlatform
 
+from tests.platforms.fake_device import fake_device_module
 from tests.platforms.fake_torch_npu import FakeTorchNpu, load_schemas
 
 NPU_SRC = Path(__file__).resolve().parents[2] / "platforms" / "npu"
@@ -53,6 +54,25 @@ def test_capabilities_match_the_fused_attention_backend(npu):
     assert p.configure(PlatformConfig()).page_size == 128
     with pytest.raises(CapabilityError, match="dtype"):
         p.configure(PlatformConfig(dtype=torch.float32))
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_graph_capture_follows_torch_npu_but_fused_attention_is_never_captured(monkeypatch,
+                                                                               graphs):
+    module = fake_device_module("NPUGraph" if graphs else None, "torch.npu")
+    monkeypatch.setattr(NpuPlatform, "device_module", classmethod(lambda cls: module))
+    p = PlatformDriver(NpuPlatform())
+    assert p.capabilities().graph_capture is graphs
+    assert p.configure(PlatformConfig()).execution == "eager"
+    match = "cannot be captured" if graphs else "no graph capture"
+    with pytest.raises(CapabilityError, match=match):
+        PlatformDriver(NpuPlatform()).configure(PlatformConfig(execution="graphs"))
+
+
+def test_without_torch_npu_no_graph_capture_is_declared(npu):
+    p, _ = npu  # torch_npu is not installed here: the toolkit's import fails, nothing raises
+    assert not p.capabilities().graph_capture
+    assert "torch" in p.runtime_versions()
 
 
 def test_ops_match_reference(npu):

@@ -47,8 +47,7 @@ def test_rocm_probe_hip_build_without_rocm_install_runs_portable(fake_hip):
 
 
 def test_rocm_probe_aiter_importable_with_hipconfig(fake_hip, monkeypatch):
-    monkeypatch.setattr(rocm_probe.importlib.util, "find_spec",
-                        lambda name: importlib.machinery.ModuleSpec(name, None))
+    monkeypatch.setattr(rocm_probe, "module_importable", lambda name: True)
     monkeypatch.setattr(rocm_probe, "hipconfig_path", lambda: "/opt/rocm/bin/hipconfig")
     result = probe(RocmPlatform)
     assert result.available and "aiter + portable Triton" in result.reason

@@ -12,8 +12,10 @@ from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_rocm.platform import RocmPlatform
 from anyware_rocm.probe import RocmEnvironment
+from anyware_torchdev import TorchGraphExecution, supports_graphs
 
 from tests.platforms.aiter_harness import aiter_missing, aiter_on_cpu
+from tests.platforms.fake_device import fake_device_module
 
 ON_GPU = torch.cuda.is_available()
 
@@ -38,7 +40,53 @@ def test_portable_path_declares_the_triton_backend():
     assert caps.attention == TritonAttentionBackend.features
     assert set(caps.kv_cache_dtypes) == set(TritonAttentionBackend.kv_dtypes)
     assert p.dist_backend == "nccl" and p.device_type == "cuda"
-    assert not caps.graph_capture
+    assert caps.graph_capture == supports_graphs(torch.cuda)  # False on a CPU build of torch
+
+
+@pytest.fixture
+def fake_hip(monkeypatch):
+    """A HIP build whose ``torch.cuda`` has a graph API (HIP graphs), or none."""
+    monkeypatch.setattr(torch.version, "hip", "6.4.43482", raising=False)
+
+    def use(graphs: bool):
+        module = fake_device_module("CUDAGraph" if graphs else None, "torch.cuda")
+        monkeypatch.setattr(RocmPlatform, "device_module", classmethod(lambda cls: module))
+        return module
+    return use
+
+
+def test_portable_path_captures_hip_graphs_by_default(fake_hip):
+    module = fake_hip(graphs=True)
+    p = _driver(aiter=False)
+    assert p.capabilities().graph_capture
+    config = p.configure(PlatformConfig(max_batch_size=32, extra={"rocm_graph_max_batch_size": 8,
+                                                                  "rocm_graph_max_prefill_tokens": 0}))
+    assert config.execution == "graphs" and config.attention_backend == "triton"
+    strat = p.execution_strategy()
+    assert isinstance(strat, TorchGraphExecution) and strat.module is module
+    assert strat.batch_sizes == (1, 2, 4, 8) and strat.prefill_tokens == ()
+
+
+def test_no_graph_api_means_no_graph_capture(fake_hip):
+    fake_hip(graphs=False)
+    p = _driver(aiter=False)
+    assert not p.capabilities().graph_capture
+    assert p.configure(PlatformConfig()).execution == "eager"
+    with pytest.raises(CapabilityError, match="graphs"):
+        _driver(aiter=False).configure(PlatformConfig(execution="graphs"))
+
+
+def test_aiter_path_defaults_to_eager_and_refuses_to_capture_aiter(fake_hip):
+    fake_hip(graphs=True)
+    p = _driver(aiter=True)
+    assert p.capabilities().graph_capture
+    config = p.configure(PlatformConfig())
+    assert (config.execution, config.attention_backend) == ("eager", "aiter")
+    with pytest.raises(CapabilityError, match="--attention-backend triton"):
+        _driver(aiter=True).configure(PlatformConfig(execution="graphs"))
+    config = _driver(aiter=True).configure(PlatformConfig(execution="graphs",
+                                                          attention_backend="triton"))
+    assert (config.execution, config.attention_backend) == ("graphs", "triton")
 
 
 def test_aiter_path_declares_aiter_first_and_its_limits():

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from anyware.plugin import AttentionLayer, ForwardMode, PlatformConfig
+from anyware.plugin import AttentionLayer, CapabilityError, ForwardMode, PlatformConfig
 from anyware.runtime import PlatformDriver
 from anyware_conformance.paged import build, spec_for
 from anyware_xpu.platform import XpuPlatform
 from anyware_xpu.sdpa_backend import PagedSDPAAttentionBackend
+
+from tests.platforms.fake_device import fake_device_module
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def test_capabilities_follow_the_sdpa_backend_and_runtime(xpu):
     assert caps.attention == PagedSDPAAttentionBackend.features
     assert caps.page_sizes == PagedSDPAAttentionBackend.page_sizes
     assert xpu.dist_backend == "xccl" and xpu.device_type == "xpu"
-    assert not caps.graph_capture
+    assert not caps.graph_capture  # this torch build has no XPU runtime
     names = [b.name for b in xpu.attention_backends()]
     # no Intel Triton backend here: the portable Triton backend is not offered
     assert names == ["vllm-xpu-kernels", "sdpa"]
@@ -32,6 +34,18 @@ def test_capabilities_follow_the_sdpa_backend_and_runtime(xpu):
     assert backend.name == "sdpa"  # vllm-xpu-kernels is not installed here
     assert xpu.ops().provider == "torch-xpu"
     assert xpu.configure(PlatformConfig()).page_size == 16
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_graph_capture_follows_the_runtime_but_sdpa_is_never_captured(monkeypatch, graphs):
+    module = fake_device_module("XPUGraph" if graphs else None, "torch.xpu")
+    monkeypatch.setattr(XpuPlatform, "device_module", classmethod(lambda cls: module))
+    xpu = PlatformDriver(XpuPlatform())
+    assert xpu.capabilities().graph_capture is graphs
+    assert xpu.configure(PlatformConfig()).execution == "eager"
+    match = "cannot be captured" if graphs else "no graph capture"
+    with pytest.raises(CapabilityError, match=match):
+        PlatformDriver(XpuPlatform()).configure(PlatformConfig(execution="graphs"))
 
 
 @pytest.mark.parametrize("mode,prefix,extend,window,tree", [
