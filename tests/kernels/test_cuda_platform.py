@@ -21,9 +21,10 @@ def test_registered_through_entry_point():
 def test_probe_has_no_side_effects():
     had_triton = "triton" in sys.modules
     had_flashinfer = "flashinfer" in sys.modules
+    initialized = torch.cuda.is_initialized()  # another test in this worker may have
     result = probe(CudaPlatform)
     assert result.reason  # available or not, it says why
-    assert not torch.cuda.is_initialized()
+    assert torch.cuda.is_initialized() == initialized
     assert ("triton" in sys.modules) == had_triton
     assert ("flashinfer" in sys.modules) == had_flashinfer
     if torch.version.cuda is None:
