@@ -31,7 +31,6 @@ from anyware.plugin import (
     PLUGIN_API_VERSION,
     Capabilities,
     CapabilityError,
-    PlatformConfig,
     ProbeResult,
     TorchDistributedCommunicator,
 )
@@ -91,13 +90,6 @@ class NpuPlatform(TorchDevicePlatform):
     def _default_execution(self) -> str:
         # the platform's own attention backend is never captured
         return "eager"
-
-    def _configure(self, config: PlatformConfig) -> PlatformConfig:
-        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
-            raise CapabilityError(
-                f"attention backend {config.attention_backend!r} cannot be captured into NPU "
-                "graphs (it passes host-side sequence lengths) — use --execution eager")
-        return config
 
     def runtime_versions(self) -> dict[str, str]:
         versions = super().runtime_versions()  # torch, torch-npu

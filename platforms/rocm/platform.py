@@ -59,6 +59,8 @@ class RocmPlatform(TorchDevicePlatform):
     #: attention backends that read host-side lengths planned in ``prepare`` (a replayed graph
     #: would keep the captured batch's), so they never run under ``--execution graphs``
     graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset({"aiter"})
+    graph_unsafe_hint: ClassVar[str] = (
+        "use --execution eager, or --attention-backend triton with --execution graphs")
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,12 +122,7 @@ class RocmPlatform(TorchDevicePlatform):
         if allow and not self.env.test_only_cuda and torch.version.hip is None:
             raise CapabilityError(
                 f"{ALLOW_CUDA_OPTION}=1 must be set before discovery: export {ALLOW_CUDA_ENV}=1")
-        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
-            raise CapabilityError(
-                f"attention backend {config.attention_backend!r} cannot be captured into HIP "
-                "graphs (it plans kernels from host-side lengths) — use --execution eager, or "
-                "--attention-backend triton with --execution graphs")
-        return config
+        return super()._configure(config)
 
     # ---------------------------------------------------------------- device
     def device_name(self) -> str:

@@ -17,7 +17,13 @@ from types import ModuleType
 from typing import ClassVar
 
 import torch
-from anyware.plugin import CapabilityError, ExecutionStrategy, MemoryInfo, Platform
+from anyware.plugin import (
+    CapabilityError,
+    ExecutionStrategy,
+    MemoryInfo,
+    Platform,
+    PlatformConfig,
+)
 from anyware_torchdev.graph_api import supports_graphs
 from anyware_torchdev.probe import visible_device_count
 
@@ -35,6 +41,9 @@ class TorchDevicePlatform(Platform):
     runtime_packages: distributions whose versions ``runtime_versions`` reports.
     runtime_version_attr: the ``torch.version`` attribute naming the device runtime
         (``"cuda"``, ``"hip"``, ``"xpu"``); ``None`` to report none.
+    graph_unsafe_backends: attention backends (by name) that plan kernels from host-side
+        lengths and so must not be captured: ``--execution graphs`` with one of them is a
+        ``CapabilityError`` ending in ``graph_unsafe_hint`` (what to do instead).
 
     Graph options (``PlatformConfig.extra``, ``--platform-opt``), prefixed with the
     platform's ``name``: ``<name>_graph_batch_sizes`` (a list), ``<name>_graph_max_batch_size``
@@ -46,6 +55,8 @@ class TorchDevicePlatform(Platform):
     visible_devices_env: ClassVar[tuple[str, ...]] = ()
     runtime_packages: ClassVar[tuple[str, ...]] = ()
     runtime_version_attr: ClassVar[str | None] = None
+    graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset()
+    graph_unsafe_hint: ClassVar[str] = "use --execution eager"
 
     # ---------------------------------------------------------------- the module
     @classmethod
@@ -71,6 +82,17 @@ class TorchDevicePlatform(Platform):
 
     def _default_execution(self) -> str:
         return "graphs" if self.graph_capture_supported() else "eager"
+
+    def _configure(self, config: PlatformConfig) -> PlatformConfig:
+        """Refuse ``--execution graphs`` with an attention backend named in
+        ``graph_unsafe_backends`` (one that plans its kernels from host-side lengths, so a
+        captured graph would replay stale plans); ``graph_unsafe_hint`` says what to do."""
+        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
+            raise CapabilityError(
+                f"attention backend {config.attention_backend!r} cannot be captured into "
+                f"{self.name} graphs (it plans kernels from host-side lengths) — "
+                f"{self.graph_unsafe_hint}")
+        return config
 
     # ---------------------------------------------------------------- device
     def _init_device(self, rank: int, local_rank: int) -> torch.device:

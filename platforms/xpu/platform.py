@@ -26,7 +26,6 @@ from anyware.plugin import (
     PLUGIN_API_VERSION,
     Capabilities,
     CapabilityError,
-    PlatformConfig,
     ProbeResult,
     TorchDistributedCommunicator,
 )
@@ -62,6 +61,9 @@ class XpuPlatform(TorchDevicePlatform):
     #: attention backends that read host-side lengths planned in ``prepare`` (a replayed graph
     #: would keep the captured batch's), so they never run under ``--execution graphs``
     graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset({"sdpa", "vllm-xpu-kernels"})
+    graph_unsafe_hint: ClassVar[str] = (
+        "use --execution eager, or --attention-backend triton (Intel's Triton backend) with "
+        "--execution graphs")
 
     @classmethod
     def _probe(cls) -> ProbeResult:
@@ -89,14 +91,6 @@ class XpuPlatform(TorchDevicePlatform):
     def _default_execution(self) -> str:
         # the default backend (vllm-xpu-kernels or SDPA) is never captured
         return "eager"
-
-    def _configure(self, config: PlatformConfig) -> PlatformConfig:
-        if config.execution == "graphs" and config.attention_backend in self.graph_unsafe_backends:
-            raise CapabilityError(
-                f"attention backend {config.attention_backend!r} cannot be captured into XPU "
-                "graphs (it plans kernels from host-side lengths) — use --execution eager, or "
-                "--attention-backend triton (Intel's Triton backend) with --execution graphs")
-        return config
 
     # ---------------------------------------------------------------- ops
     def _create_ops(self):
