@@ -297,15 +297,6 @@ class Scheduler:
                 continue
             toks, lps = tokens[j], (logprobs[j] if logprobs is not None else None)
             j += 1
-            if not drafts and len(toks) == 1 and not req.finished:  # the common case, inline
-                tok = req.output_ids[idx] = toks[0]
-                reason = self._stop_reason(req, tok, idx + 1)
-                if reason is None:
-                    self.counters.generated_tokens += 1
-                    lp = lps if lps is not None and lps[0] is not None else None
-                    req.sink(TokenDelta(req.rid, toks, lp, False,
-                                        cached_tokens=req.cached_tokens))
-                    continue
             if drafts:
                 req.awaiting = False
                 self.counters.verify_steps += 1
@@ -324,16 +315,17 @@ class Scheduler:
 
     def _deliver(self, req: Request, idx: int, toks: list[int], lps: list | None) -> None:
         """Stop checks for the tokens now at ``output_ids[idx:idx + len(toks)]``; send them."""
-        reason = None
-        for n, tok in enumerate(toks):
-            reason = self._stop_reason(req, tok, idx + n + 1)
-            if reason is not None:
-                toks = toks[: n + 1]
-                break
+        if len(toks) == 1:  # the common case
+            reason = self._stop_reason(req, toks[0], idx + 1)
+        else:
+            for n, tok in enumerate(toks):
+                reason = self._stop_reason(req, tok, idx + n + 1)
+                if reason is not None:
+                    toks = toks[: n + 1]
+                    break
         self.counters.generated_tokens += len(toks)
-        lp = None
-        if lps is not None and any(x is not None for x in lps):
-            lp = list(lps[: len(toks)])
+        # a request asks for logprobs at every position or at none
+        lp = None if lps is None or lps[0] is None else lps[: len(toks)]
         if reason is None:
             req.sink(TokenDelta(req.rid, toks, lp, False, cached_tokens=req.cached_tokens))
             return
