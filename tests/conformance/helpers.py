@@ -50,3 +50,20 @@ def read_report(report: Path) -> dict:
 
 def failing_ids(report: dict) -> list[str]:
     return [t["id"] for t in report["tests"] if t["outcome"] in ("failed", "error")]
+
+
+def run_conformance(tmp_path: Path, platform: str, *args: str, min_required: int = 1) -> dict:
+    """``anyware conformance --platform PLATFORM --report <tmp> ARGS`` in a subprocess; asserts
+    it exited 0 with a conformant 100% verdict over more than ``min_required`` required tests
+    and returns the JSON report."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "anyware.cli.main", "conformance", "--platform", platform,
+           "--report", str(out), *args]
+    proc = subprocess.run(cmd, env=suite_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    report = json.loads((out / "conformance.json").read_text())
+    s = report["summary"]
+    assert s["conformant"] and s["verdict"] == "100.0%" and s["failed"] == s["error"] == 0
+    assert s["required"] == s["required_passed"] > min_required
+    return report

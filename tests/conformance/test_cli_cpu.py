@@ -3,9 +3,6 @@ three reports; plus unit tests of the report format, the tolerance table and the
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import torch
@@ -13,20 +10,12 @@ from anyware_conformance.report_format import build_report, render_markdown
 from anyware_conformance.stats import chi_square
 from anyware_conformance.tolerances import tolerance
 
-from tests.conformance.helpers import suite_env
+from tests.conformance.helpers import run_conformance
 
 
 def test_cli_cpu_passes_and_writes_reports(tmp_path):
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "anyware.cli.main", "conformance", "--platform", "cpu",
-           "--report", str(out), "-n", "2", "--tiers", "ops,attention,moe,collectives,graphs,memory"]
-    proc = subprocess.run(cmd, env=suite_env(), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    report = json.loads((out / "conformance.json").read_text())
-    s = report["summary"]
-    assert s["conformant"] and s["verdict"] == "100.0%" and s["failed"] == s["error"] == 0
-    assert s["required"] == s["required_passed"] > 100
+    report = run_conformance(tmp_path, "cpu", "-n", "2", "--tiers",
+                             "ops,attention,moe,collectives,graphs,memory", min_required=100)
     assert report["schema_version"] and report["engine"]["version"]
     assert report["platform"]["name"] == "cpu" and report["platform"]["device_name"]
     assert report["platform"]["runtime_versions"]["torch"]
@@ -36,6 +25,7 @@ def test_cli_cpu_passes_and_writes_reports(tmp_path):
     assert all(t["outcome"] == "not_applicable" for t in report["tests"] if t["tier"] == "graphs")
     passed = [t for t in report["tests"] if t["outcome"] == "passed" and t["error"]]
     assert passed and all("max_abs" in t["error"] and "tolerance" in t["error"] for t in passed)
+    out, s = tmp_path / "out", report["summary"]
     md = (out / "conformance.md").read_text()
     assert "Verdict: 100.0%" in md and "| attention.decode |" in md
     junit = ET.parse(out / "junit.xml").getroot()

@@ -18,6 +18,22 @@ def model_dir(tmp_path_factory):
     return make
 
 
+def hf_references(model_dir, lengths, new_tokens):
+    """A factory: ``get(arch)`` -> ``(prompts, *hf_greedy(...))`` for random prompts of
+    ``lengths`` and ``new_tokens`` greedy tokens from transformers, computed once per arch."""
+    from tests.engine.tiny_models import hf_greedy, random_prompts
+
+    cache = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            prompts = random_prompts(lengths)
+            cache[arch] = (prompts, *hf_greedy(model_dir(arch), prompts, new_tokens))
+        return cache[arch]
+
+    return get
+
+
 # ANYWARE_TEST_PLATFORM=cuda runs the same engine tests on another platform (default: cpu)
 PLATFORM = os.environ.get("ANYWARE_TEST_PLATFORM", "cpu")
 # ANYWARE_TEST_OVERLAP=1 / 0 forces overlap scheduling on / off (default: the platform's

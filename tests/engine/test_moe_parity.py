@@ -10,8 +10,8 @@ from anyware import Engine, SamplingParams
 from anyware.model import ModelConfig
 from anyware.model.config import ModelConfigError
 
-from tests.engine.conftest import ENGINE_DEFAULTS
-from tests.engine.tiny_models import MOE_ARCHS, hf_greedy, random_prompts
+from tests.engine.conftest import ENGINE_DEFAULTS, hf_references
+from tests.engine.tiny_models import MOE_ARCHS, random_prompts
 
 LENGTHS = (5, 17, 40, 9)
 NEW = 16
@@ -19,15 +19,7 @@ NEW = 16
 
 @pytest.fixture(scope="module")
 def moe_refs(model_dir):
-    cache = {}
-
-    def get(arch):
-        if arch not in cache:
-            prompts = random_prompts(LENGTHS)
-            cache[arch] = (prompts, *hf_greedy(model_dir(arch), prompts, NEW))
-        return cache[arch]
-
-    return get
+    return hf_references(model_dir, LENGTHS, NEW)
 
 
 def _generate(path, prompts, **kw):

@@ -4,8 +4,8 @@ page size and chunking setting."""
 import pytest
 from anyware import Engine, SamplingParams
 
-from tests.engine.conftest import ENGINE_DEFAULTS
-from tests.engine.tiny_models import ARCHS, hf_greedy, random_prompts
+from tests.engine.conftest import ENGINE_DEFAULTS, hf_references
+from tests.engine.tiny_models import ARCHS
 
 LENGTHS = (5, 17, 40, 9, 64)
 NEW = 24
@@ -13,15 +13,7 @@ NEW = 24
 
 @pytest.fixture(scope="module")
 def refs(model_dir):
-    cache = {}
-
-    def get(arch):
-        if arch not in cache:
-            prompts = random_prompts(LENGTHS)
-            cache[arch] = (prompts, *hf_greedy(model_dir(arch), prompts, NEW))
-        return cache[arch]
-
-    return get
+    return hf_references(model_dir, LENGTHS, NEW)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -4,6 +4,8 @@ on free local ports running in background threads."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from .tiny_model import build_tiny_llama
@@ -35,6 +38,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serve_subprocess(*args: str, timeout: float = 90) -> tuple[subprocess.Popen, int]:
+    """``anyware serve ARGS --port <free>`` in a subprocess, returned once ``/health`` answers
+    200 (the caller stops it). Fails with the server's output if it exits or times out."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "anyware.cli.main", "serve", *args,
+                             "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("server did not come up: " + proc.stdout.read())
+        time.sleep(0.25)
 
 
 def _start(app: Any) -> tuple[Any, threading.Thread, int]:

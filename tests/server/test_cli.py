@@ -6,13 +6,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
-import httpx
 import openai
 import pytest
 
-from .conftest import _free_port
+from .conftest import serve_subprocess
 
 
 def test_parser_defaults():
@@ -31,24 +29,9 @@ def test_parser_defaults():
 
 @pytest.mark.slow
 def test_serve_subprocess_sigterm(model_dir):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "anyware.cli.main", "serve", "--model", str(model_dir),
-         "--port", str(port), "--served-model-name", "tiny", "--api-key", "k",
-         "--log-stats-interval", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    proc, port = serve_subprocess("--model", str(model_dir), "--served-model-name", "tiny",
+                                  "--api-key", "k", "--log-stats-interval", "0.2")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.25)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
                                max_retries=0)
         resp = client.chat.completions.create(

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import signal
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
-from .conftest import _free_port
+from .conftest import serve_subprocess
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None or importlib.util.find_spec("torchax") is None,
@@ -30,23 +26,9 @@ def test_serve_tpu_answers_the_openai_client(model_dir, engine):
     import openai
     from anyware import SamplingParams
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "anyware.cli.main", "serve", "--platform", "tpu", "--model",
-         str(model_dir), "--port", str(port), "--served-model-name", "tiny", *SMALL],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    proc, port = serve_subprocess("--platform", "tpu", "--model", str(model_dir),
+                                  "--served-model-name", "tiny", *SMALL, timeout=180)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.25)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused",
                                max_retries=0, timeout=60)
         prompts = ["def dumps(obj, *, skipkeys=False", "import heapq\n"]
