@@ -67,14 +67,20 @@ class PhaseTimer:
         return {k: round(v / steps * 1e3, 3) for k, v in self.t.items()}
 
 
+TOP = 8
+
+
 def kernels(prof) -> dict:
+    """Summed device time, launch count, and the ``TOP`` kernels as ``name: [ms, launches]``."""
     evs = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total = sum(e.device_time for e in evs) / 1e3
     top = collections.Counter()
+    count = collections.Counter()
     for e in evs:
         top[e.name[:60]] += e.device_time / 1e3
+        count[e.name[:60]] += 1
     return {"kernel_ms": round(total, 3), "launches": len(evs),
-            "top_ms": {k: round(v, 3) for k, v in top.most_common(8)}}
+            "top_ms": {k: [round(v, 3), count[k]] for k, v in top.most_common(TOP)}}
 
 
 def prefill(engine, n: int, timer: PhaseTimer) -> dict:
@@ -117,7 +123,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--sizes", default="128,1024,4096")
     ap.add_argument("--decode-steps", type=int, default=128)
+    ap.add_argument("--top", type=int, default=8, help="kernels listed per profile")
     args = ap.parse_args()
+    global TOP
+    TOP = args.top
     e = engine_for(args.model, None, dtype=args.dtype, chunked_prefill_size=8192,
                    max_running_requests=8, disable_radix_cache=True)
     timer = PhaseTimer(e.core)
