@@ -9,7 +9,7 @@ import sys
 
 from anyware.version import __version__
 
-SUBCOMMANDS = ("platforms", "generate", "serve", "bench", "conformance")
+SUBCOMMANDS = ("platforms", "generate", "serve", "bench", "conformance", "plugin_new")
 
 
 def build_parser() -> argparse.ArgumentParser:
