@@ -73,14 +73,14 @@ def validate(name: str, device_type: str, base: str) -> PluginSpec:
             "name, the entry-point name and the package anyware_<name>")
     if not re.match(r"^[a-z][a-z0-9_]*$", device_type):
         raise PluginNameError(f"invalid --device-type {device_type!r}: a torch device type such "
-                              "as 'cpu', 'cuda', 'xpu', 'npu' or 'privateuseone'")
+                              "as 'cpu' or 'privateuseone' (lowercase letters, digits, '_')")
     if base not in BASES:
         raise PluginNameError(f"invalid --from {base!r}: one of {', '.join(BASES)}")
     if base == "torchdev" and device_type == "cpu":
         raise PluginNameError(
-            "--from torchdev drives a torch device module shaped like torch.cuda "
-            "(torch.<device-type>); for the host CPU use --from cpu, or name your device "
-            "type with --device-type")
+            "--from torchdev drives the torch device module torch.<device-type> (a module "
+            "with device_count, set_device, synchronize, graphs); for the host CPU use "
+            "--from cpu, or name your device type with --device-type")
     return PluginSpec(name, device_type, base)
 
 
