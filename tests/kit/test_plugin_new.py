@@ -32,12 +32,12 @@ ALLOWED_IMPORTS = {"cpu": {"anyware.plugin", "anyware.kernels"},
 @pytest.mark.parametrize("bad", ["Acme", "9acme", "acme-npu", "ac me", "", "class", "a" * 33,
                                  "_acme", "acmé"])
 def test_invalid_names_are_refused_with_the_rule(bad):
-    with pytest.raises(PluginNameError, match="invalid platform name.*lowercase letters"):
+    with pytest.raises(PluginNameError, match=r"invalid platform name.*lowercase letters"):
         validate(bad, "cpu", "cpu")
 
 
 def test_suggests_a_valid_name():
-    with pytest.raises(PluginNameError, match="e.g. 'acme_npu'"):
+    with pytest.raises(PluginNameError, match=r"e\.g\. 'acme_npu'"):
         validate("Acme-NPU", "cpu", "cpu")
 
 
