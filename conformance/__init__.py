@@ -6,5 +6,5 @@ when a run names a platform (``--anyware-platform``).
 """
 
 SUITE_VERSION_SOURCE = "anyware.version"
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"  # docs/conformance-schema.json; history in report_format
 TIERS = ("ops", "attention", "moe", "collectives", "graphs", "memory", "engine")

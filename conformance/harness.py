@@ -80,6 +80,7 @@ class Harness:
             "package": info.package,
             "version": info.version,
             "entry_point": info.entry_point,
+            "plugin_api_version": str(getattr(info.cls, "plugin_api_version", "?")),
         }
         try:
             p = self.platform()

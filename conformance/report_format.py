@@ -1,5 +1,12 @@
-"""The JSON report (versioned schema) and its Markdown summary; pure functions of the
-collected per-test records, so they can be tested and re-rendered without pytest."""
+"""The JSON report (versioned schema: ``docs/conformance-schema.json``), its Markdown summary and
+its one-line, badge-ready summary; pure functions of the collected per-test records, so they
+can be tested and re-rendered without pytest.
+
+Schema history: 1.0 — the first published form; 1.1 — ``engine.plugin_api_version`` (the
+contract the suite ran against), ``platform.plugin_api_version`` (the one the plugin targets)
+and ``summary.line`` (:func:`summary_line`). A MINOR bump only adds fields; a consumer written
+for 1.x reads any 1.y.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +53,37 @@ def _worst(checks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _percent(fraction: float) -> str:
+    """"100%" for a whole verdict, else one decimal ("97.5%"), never rounded up to 100."""
+    if fraction >= 1.0:
+        return "100%"
+    return f"{min(100 * fraction, 99.9):.1f}%"
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """One line for a README badge or a CI log: ``anyware-conformance: acme 100% (179/179
+    claimed) · API 2.0`` — the platform, the share of the required tests of its claimed
+    capabilities that passed, and the plugin API (MAJOR.MINOR) the suite ran against."""
+    s, p = report["summary"], report["platform"]
+    api = ".".join(str(report["engine"].get("plugin_api_version", "?")).split(".")[:2])
+    return (f"anyware-conformance: {p['name']} {_percent(s['verdict_fraction'])} "
+            f"({s['required_passed']}/{s['required']} claimed) · API {api}")
+
+
+def badge(report: dict[str, Any]) -> dict[str, Any]:
+    """A shields.io endpoint document (https://shields.io/badges/endpoint-badge) for the
+    report: green at 100% of the claimed capabilities, red below."""
+    s = report["summary"]
+    api = ".".join(str(report["engine"].get("plugin_api_version", "?")).split(".")[:2])
+    return {"schemaVersion": 1, "label": "anyware-conformance",
+            "message": f"{_percent(s['verdict_fraction'])} ({s['required_passed']}/"
+                       f"{s['required']}) · API {api}",
+            "color": "brightgreen" if s["conformant"] else "red"}
+
+
 def build_report(*, tests, platform, profile, tiers, waivers, known_failures, world_sizes,
                  duration_s) -> dict[str, Any]:
+    from anyware.plugin import PLUGIN_API_VERSION
     from anyware.version import __version__
 
     rows = []
@@ -68,11 +104,12 @@ def build_report(*, tests, platform, profile, tiers, waivers, known_failures, wo
     required = [r for r in rows if not r["provisional"] and r["outcome"] != "not_applicable"]
     req_passed = sum(r["outcome"] == "passed" for r in required)
     frac = req_passed / len(required) if required else 0.0
-    return {
+    report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "suite": {"name": "anyware_conformance", "version": __version__, "profile": profile,
                   "tiers": tiers},
-        "engine": {"version": __version__, "git_sha": git_sha()},
+        "engine": {"version": __version__, "git_sha": git_sha(),
+                   "plugin_api_version": PLUGIN_API_VERSION},
         "platform": platform,
         "world_sizes": world_sizes,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -88,6 +125,8 @@ def build_report(*, tests, platform, profile, tiers, waivers, known_failures, wo
         "known_failures": known_failures,
         "tests": rows,
     }
+    report["summary"]["line"] = summary_line(report)
+    return report
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -96,10 +135,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Anyware conformance: `{p['name']}`",
         "",
+        f"`{s['line']}`" if s.get("line") else "",
+        "",
         f"**Verdict: {s['verdict']}** ({s['required_passed']}/{s['required']} required tests "
         f"passed) — {'CONFORMANT' if s['conformant'] else 'NOT CONFORMANT'}",
         "",
-        f"- plugin: {p.get('package')} {p.get('version')} (`{p.get('entry_point')}`)",
+        f"- plugin: {p.get('package')} {p.get('version')} (`{p.get('entry_point')}`, targets "
+        f"plugin API {p.get('plugin_api_version', '?')}; the suite ran against "
+        f"{report['engine'].get('plugin_api_version', '?')})",
         f"- device: {p.get('device_name', '?')} ({p.get('device_type', '?')}, "
         f"{p.get('device_count', '?')} visible); runtime: {rt or '?'}",
         f"- suite {report['suite']['version']} (profile {report['suite']['profile']}, tiers "

@@ -1,7 +1,8 @@
 """The report writer: collects every test's outcome and ``user_properties`` (in the xdist
-controller, or in the only process without xdist) and writes ``conformance.json`` and
-``conformance.md`` into ``--anyware-report DIR`` (pytest writes ``junit.xml`` beside them).
-Also prints the verdict at the end of the terminal summary.
+controller, or in the only process without xdist) and writes ``conformance.json``,
+``conformance.md``, ``summary.txt`` (the one-line summary) and ``badge.json`` (a shields.io
+endpoint) into ``--anyware-report DIR`` (pytest writes ``junit.xml`` beside them). Also prints
+the verdict and the one-line summary at the end of the terminal summary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from anyware_conformance.harness import CHECK_KEY, META_KEY
-from anyware_conformance.report_format import build_report, render_markdown
+from anyware_conformance.report_format import badge, build_report, render_markdown
 
 
 class ReportWriter:
@@ -80,6 +81,10 @@ class ReportWriter:
                 json.dump(self.report, f, indent=1, sort_keys=False)
             with open(os.path.join(out_dir, "conformance.md"), "w") as f:
                 f.write(render_markdown(self.report))
+            with open(os.path.join(out_dir, "summary.txt"), "w") as f:
+                f.write(self.report["summary"]["line"] + "\n")
+            with open(os.path.join(out_dir, "badge.json"), "w") as f:
+                json.dump(badge(self.report), f, indent=1, ensure_ascii=False)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.report is None:
@@ -93,6 +98,7 @@ class ReportWriter:
             f"{s['skipped']} skipped, {s['provisional']} provisional) -> "
             + ("CONFORMANT" if s["conformant"] else "NOT CONFORMANT")
         )
+        terminalreporter.write_line(s["line"])
 
 
 def _outcome(report: pytest.TestReport, meta: dict) -> str | None:

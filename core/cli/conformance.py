@@ -1,5 +1,7 @@
 """``anyware conformance``: run the conformance suite against a platform plugin and write the
-reports (JUnit XML, JSON, Markdown). Exit status 0 only when every required test passed."""
+reports (JUnit XML, JSON, Markdown, a one-line summary and a badge). Exit status 0 only when
+every required test passed (100% of the claimed capabilities); 1 below that; 2 when the suite
+could not run."""
 
 from __future__ import annotations
 
@@ -23,9 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", choices=("core", "full"), default="core",
                         help="core: representative cases (default); full: every combination")
     parser.add_argument("--report", metavar="DIR", default=None,
-                        help="write junit.xml, conformance.json and conformance.md into DIR")
+                        help="write junit.xml, conformance.json (schema: "
+                             "docs/conformance-schema.json), conformance.md, summary.txt and "
+                             "badge.json into DIR")
     parser.add_argument("-n", "--workers", metavar="N", default=None,
-                        help="run in N pytest-xdist workers ('auto' for one per core)")
+                        help="run in N pytest-xdist workers ('auto' for one per core; needs "
+                             "pytest-xdist: pip install pytest-xdist)")
     parser.add_argument("--tiers", metavar="LIST", default=None,
                         help="comma-separated tiers (default: all)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
@@ -48,10 +53,23 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
     return argv + (extra[1:] if extra[:1] == ["--"] else extra)
 
 
+def _xdist_missing(args: argparse.Namespace) -> bool:
+    import importlib.util
+
+    return bool(args.workers and args.workers not in ("0", "1")
+                and importlib.util.find_spec("xdist") is None)
+
+
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
     import pytest
+
+    if _xdist_missing(args):
+        print(f"anyware: error: -n {args.workers} runs the suite in pytest-xdist workers, and "
+              "pytest-xdist is not installed — pip install pytest-xdist (or drop -n)",
+              file=sys.stderr)
+        return 2
 
     scratch = None
     if not args.report:  # the verdict is read from the JSON report: write it somewhere
@@ -68,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
             summary = json.load(f)["summary"]
         if scratch is None:
             print(f"reports: {os.path.join(args.report, 'conformance.md')}, conformance.json, "
-                  "junit.xml")
+                  "junit.xml, summary.txt, badge.json")
+        if "line" in summary:
+            print(summary["line"])
         return 0 if summary["conformant"] and rc in (0, 5) else 1
     finally:
         if scratch is not None:

@@ -8,12 +8,14 @@ file ships as package data and reaches the report."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
 import pytest
 
 from tests.kit.install import conformance, env_with, pip_install, platforms_json
+from tests.kit.schema import errors
 
 NAME = "kitacme"  # not "acme": a developer may have a real anyware-acme installed
 WAIVER = """
@@ -82,3 +84,9 @@ def test_whole_suite_passes_at_100_percent(installed, generated):
     assert [w["reason"] for w in report["waivers"]] == [
         "kit e2e: proves the waiver file ships and reaches the report"]
     assert (report_dir / "junit.xml").exists() and (report_dir / "conformance.md").exists()
+    # the published schema accepts the real report; the one-line summary is printed and written
+    assert errors(report) == []
+    line = (report_dir / "summary.txt").read_text().strip()
+    assert line == s["line"] and line.startswith(f"anyware-conformance: {NAME} 100% (")
+    assert line in proc.stdout.splitlines()
+    assert json.loads((report_dir / "badge.json").read_text())["color"] == "brightgreen"
