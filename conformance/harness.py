@@ -42,6 +42,8 @@ class Harness:
         unknown = set(self.tiers) - set(TIERS)
         if unknown:
             raise pytest.UsageError(f"unknown tiers {sorted(unknown)}; known: {', '.join(TIERS)}")
+        #: the attention backend under test (None: the platform's default one)
+        self.attention_backend: str | None = config.getoption("--anyware-attention-backend")
         self._info = None
         self._platform = None
         self._device_ready = False
@@ -60,6 +62,16 @@ class Harness:
             from anyware.runtime import load_platform
 
             self._platform = load_platform(self.name, [self.plugin_info()])
+            if self.attention_backend:
+                # select it the way the engine does, so capabilities derive from it
+                from anyware.plugin import PlatformConfig
+
+                try:
+                    self._platform.configure(PlatformConfig(
+                        attention_backend=self.attention_backend, execution="eager"))
+                except Exception as exc:
+                    raise pytest.UsageError(
+                        f"--anyware-attention-backend {self.attention_backend}: {exc}") from exc
         if init_device and not self._device_ready:
             count = max(1, self._platform.device_count())
             self._platform.init_device(rank=0, local_rank=worker_index() % count)

@@ -1,6 +1,8 @@
 """Paged-attention scenarios: a KV cache full of random values, requests whose pages are
 scattered at random (so an off-by-one page or slot shows), page-table padding that points at
-live pages (so reading past a request's length shows), and the fp32 reference result."""
+live pages (so reading past a request's length shows), and the fp32 reference result. The
+cache is in the backend's declared layout (slot-ordered, interleaved or head-major); slots are
+addressed through ``KVLayout.slot_index``."""
 
 from __future__ import annotations
 
@@ -64,11 +66,14 @@ def build(platform, backend, gen, *, dtype, page_size, num_heads, num_kv_heads, 
     q = randn(gen, (t, num_heads, head_dim), dt, dev)
     k = randn(gen, (t, num_kv_heads, head_dim), dt, dev)
     v = randn(gen, (t, num_kv_heads, head_dim), dt, dev)
+    # the expected cache in the layout's own shape (slot-ordered or head-major) ...
     kc, vc = cache.k[0].cpu().clone(), cache.v[0].cpu().clone()
-    slots = torch.tensor(out_slots, dtype=torch.int64)
-    kc[slots], vc[slots] = k.cpu(), v.cpu()
+    new = layout.slot_index(torch.tensor(out_slots, dtype=torch.int64))
+    kc[new], vc[new] = k.cpu(), v.cpu()
+    # ... and slot-ordered for the reference
+    every = layout.slot_index(torch.arange(num_pages * page_size))
     expected = ref.paged_attention(
-        q.cpu().float(), kc.float(), vc.float(), table, page_size, list(prefix_lens),
+        q.cpu().float(), kc[every].float(), vc[every].float(), table, page_size, list(prefix_lens),
         list(extend_lens), scale, sliding_window=sliding_window, logit_softcap=logit_softcap,
         tree_mask=tree_mask,
     ).float()

@@ -35,6 +35,13 @@ def pytest_addoption(parser) -> None:
         help="write conformance.json, conformance.md and junit.xml into DIR",
     )
     group.addoption(
+        "--anyware-attention-backend",
+        default=None,
+        metavar="NAME",
+        help="test this attention backend of the platform (its own or one an extension "
+        "contributes) instead of the default one; the capabilities are derived from it",
+    )
+    group.addoption(
         "--anyware-tiers",
         default=None,
         metavar="LIST",

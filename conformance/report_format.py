@@ -3,8 +3,9 @@ its one-line, badge-ready summary; pure functions of the collected per-test reco
 can be tested and re-rendered without pytest.
 
 Schema history: 1.0 — the first published form; 1.1 — ``engine.plugin_api_version`` (the
-contract the suite ran against), ``platform.plugin_api_version`` (the one the plugin targets)
-and ``summary.line`` (:func:`summary_line`). A MINOR bump only adds fields; a consumer written
+contract the suite ran against), ``platform.plugin_api_version`` (the one the plugin targets),
+``suite.attention_backend`` (the backend named with ``--attention-backend``, else null) and
+``summary.line`` (:func:`summary_line`). A MINOR bump only adds fields; a consumer written
 for 1.x reads any 1.y.
 """
 
@@ -62,11 +63,14 @@ def _percent(fraction: float) -> str:
 
 def summary_line(report: dict[str, Any]) -> str:
     """One line for a README badge or a CI log: ``anyware-conformance: acme 100% (179/179
-    claimed) · API 2.0`` — the platform, the share of the required tests of its claimed
-    capabilities that passed, and the plugin API (MAJOR.MINOR) the suite ran against."""
+    claimed) · API 2.1`` — the platform (``cpu/example-hnd`` when an attention backend was
+    named), the share of the required tests of its claimed capabilities that passed, and the
+    plugin API (MAJOR.MINOR) the suite ran against."""
     s, p = report["summary"], report["platform"]
     api = ".".join(str(report["engine"].get("plugin_api_version", "?")).split(".")[:2])
-    return (f"anyware-conformance: {p['name']} {_percent(s['verdict_fraction'])} "
+    backend = report["suite"].get("attention_backend")
+    name = f"{p['name']}/{backend}" if backend else p["name"]
+    return (f"anyware-conformance: {name} {_percent(s['verdict_fraction'])} "
             f"({s['required_passed']}/{s['required']} claimed) · API {api}")
 
 
@@ -82,7 +86,7 @@ def badge(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_report(*, tests, platform, profile, tiers, waivers, known_failures, world_sizes,
-                 duration_s) -> dict[str, Any]:
+                 duration_s, attention_backend: str | None = None) -> dict[str, Any]:
     from anyware.plugin import PLUGIN_API_VERSION
     from anyware.version import __version__
 
@@ -107,7 +111,7 @@ def build_report(*, tests, platform, profile, tiers, waivers, known_failures, wo
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "suite": {"name": "anyware_conformance", "version": __version__, "profile": profile,
-                  "tiers": tiers},
+                  "tiers": tiers, "attention_backend": attention_backend},
         "engine": {"version": __version__, "git_sha": git_sha(),
                    "plugin_api_version": PLUGIN_API_VERSION},
         "platform": platform,
@@ -145,7 +149,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['engine'].get('plugin_api_version', '?')})",
         f"- device: {p.get('device_name', '?')} ({p.get('device_type', '?')}, "
         f"{p.get('device_count', '?')} visible); runtime: {rt or '?'}",
-        f"- suite {report['suite']['version']} (profile {report['suite']['profile']}, tiers "
+        f"- suite {report['suite']['version']} (profile {report['suite']['profile']}, "
+        + (f"attention backend `{report['suite']['attention_backend']}`, "
+           if report["suite"].get("attention_backend") else "")
+        + "tiers "
         f"{', '.join(report['suite']['tiers'])}); engine {report['engine']['version']} "
         f"git {report['engine']['git_sha'] or 'unknown'}; world sizes "
         f"{', '.join(map(str, report['world_sizes']))}",

@@ -69,6 +69,7 @@ class ReportWriter:
             platform=record,
             profile=harness.profile,
             tiers=list(harness.tiers),
+            attention_backend=harness.attention_backend,
             waivers=[w.__dict__ for w in harness.metadata().waivers],
             known_failures=[k.__dict__ for k in harness.metadata().known_failures],
             world_sizes=sorted({t.get("world_size", 1) for t in self.tests.values()} | {1}),

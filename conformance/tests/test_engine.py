@@ -45,13 +45,14 @@ def tiny_models(tmp_path_factory):
 
 
 def _generate(path: str, platform: str, dtype: str, page_size: int | None, prompts,
-              top: int = 0):
+              top: int = 0, attention_backend: str | None = None):
     try:
         from anyware import Engine, SamplingParams
     except ImportError as exc:
         pytest.skip(f"provisional: the engine is not available in this install: {exc}")
     engine = Engine(model=path, platform=platform, dtype=dtype, page_size=page_size,
-                    kv_cache_bytes=64 << 20, max_running_requests=4, chunked_prefill_size=32)
+                    kv_cache_bytes=64 << 20, max_running_requests=4, chunked_prefill_size=32,
+                    attention_backend=attention_backend)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
                                                        logprobs=top, ignore_eos=True))
@@ -79,7 +80,8 @@ def _check_greedy(harness, caps, conf, tiny_models, model, dtype):
     g = torch.Generator().manual_seed(len(model) * 7919)  # same prompts for every dtype
     prompts = [torch.randint(3, 256, (n,), generator=g).tolist() for n in (7, 19, 1, 33)]
     page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
-    got = _generate(tiny_models[model], harness.name, dtype, page_size, prompts)
+    got = _generate(tiny_models[model], harness.name, dtype, page_size, prompts,
+                    attention_backend=harness.attention_backend)
     refs = harness.__dict__.setdefault("_engine_reference", {})
     if model not in refs:  # the CPU reference platform in fp32, once per model (top 3)
         refs[model] = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
@@ -107,7 +109,8 @@ def test_speculative_loop_greedy_matches_reference(harness, caps, conf, tiny_mod
     engine = Engine(model=tiny_models[model], platform=harness.name, dtype=dtype,
                     page_size=page_size, kv_cache_bytes=64 << 20,
                     max_running_requests=4, chunked_prefill_size=32,
-                    speculative_algorithm="ngram", speculative_num_draft_tokens=3)
+                    speculative_algorithm="ngram", speculative_num_draft_tokens=3,
+                    attention_backend=harness.attention_backend)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
                                                        ignore_eos=True))

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "pytest-xdist: pip install pytest-xdist)")
     parser.add_argument("--tiers", metavar="LIST", default=None,
                         help="comma-separated tiers (default: all)")
+    parser.add_argument("--attention-backend", metavar="NAME", default=None,
+                        help="test this attention backend (the platform's own or one an "
+                             "extension plugin contributes) instead of the default one")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="extra pytest arguments after '--' (e.g. -- -k attention -x)")
     parser.set_defaults(func=run)
@@ -47,6 +50,8 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
                  f"--junitxml={os.path.join(args.report, 'junit.xml')}"]
     if args.tiers:
         argv += ["--anyware-tiers", args.tiers]
+    if getattr(args, "attention_backend", None):
+        argv += ["--anyware-attention-backend", args.attention_backend]
     if args.workers and args.workers not in ("0", "1"):
         argv += ["-n", str(args.workers)]
     extra = list(args.pytest_args or [])
@@ -60,11 +65,31 @@ def _xdist_missing(args: argparse.Namespace) -> bool:
                 and importlib.util.find_spec("xdist") is None)
 
 
+def _unknown_backend(platform: str, backend: str) -> str | None:
+    """Why ``--attention-backend backend`` cannot be tested on ``platform`` (None if it can)."""
+    from anyware.runtime import load_platform
+
+    try:
+        names = [b.name for b in load_platform(platform).attention_backends()]
+    except Exception:  # the suite reports a platform that does not load, with the reason
+        return None
+    if backend in names:
+        return None
+    return (f"platform {platform!r} has no attention backend {backend!r} (known: "
+            f"{', '.join(names) or 'none'}); an extension plugin contributing it may not be "
+            "installed")
+
+
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
     import pytest
 
+    if getattr(args, "attention_backend", None):
+        problem = _unknown_backend(args.platform, args.attention_backend)
+        if problem:
+            print(f"anyware: error: {problem}", file=sys.stderr)
+            return 2
     if _xdist_missing(args):
         print(f"anyware: error: -n {args.workers} runs the suite in pytest-xdist workers, and "
               "pytest-xdist is not installed — pip install pytest-xdist (or drop -n)",

@@ -11,8 +11,11 @@
 
 The public surface of :mod:`anyware.plugin` is snapshot-tested (``tests/unit/test_api_surface``)
 so that every change to it is deliberate and comes with a version bump (rule 4).
+
+History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the HND KV order)
+and ``KVLayout.slot_index``.
 """
 
 from __future__ import annotations
 
-PLUGIN_API_VERSION = "2.0.0"
+PLUGIN_API_VERSION = "2.1.0"

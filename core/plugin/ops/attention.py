@@ -67,6 +67,13 @@ class KVLayout:
     ``h`` at ``2h + 1`` (needs ``v_head_dim == head_dim``); :meth:`allocate` also gives K and V
     as strided views of it in the shapes above, so code that addresses K/V by slot works on
     either layout.
+    head_major: the "HND" order: K is ``[num_pages, num_kv_heads, page_size, head_dim]`` and V
+    ``[num_pages, num_kv_heads, page_size, v_head_dim]`` (each head's tokens of a page are
+    contiguous), so slot ``s`` of head ``h`` is at ``[s // page_size, h, s % page_size]``.
+    Such tensors cannot be viewed as ``[num_slots, ...]``: address slots through
+    :meth:`slot_index`, which works for every layout (slot-ordered code such as
+    ``KernelOps.store_kv`` does not apply). Not combinable with ``interleaved``. (Since
+    plugin API 2.1.)
     """
 
     page_size: int
@@ -76,12 +83,30 @@ class KVLayout:
     dtype: torch.dtype
     alignment: int = 1
     interleaved: bool = False
+    head_major: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head_major and self.interleaved:
+            raise ValueError("a KV layout is either head_major (HND) or interleaved, not both")
 
     def k_shape(self, num_pages: int) -> tuple[int, ...]:
+        if self.head_major:
+            return (num_pages, self.num_kv_heads, self.page_size, self.head_dim)
         return (num_pages * self.page_size, self.num_kv_heads, self.head_dim)
 
     def v_shape(self, num_pages: int) -> tuple[int, ...]:
+        if self.head_major:
+            return (num_pages, self.num_kv_heads, self.page_size, self.v_head_dim)
         return (num_pages * self.page_size, self.num_kv_heads, self.v_head_dim)
+
+    def slot_index(self, slots: torch.Tensor) -> tuple:
+        """The index of ``slots`` (a 1-D integer tensor) in one layer's K or V tensor of this
+        layout: ``t[layout.slot_index(slots)]`` is ``[len(slots), num_kv_heads, dim]`` and
+        assignable (``t[idx] = values`` writes those slots), whatever the order."""
+        if not self.head_major:
+            return (slots,)
+        return (torch.div(slots, self.page_size, rounding_mode="floor"), slice(None),
+                slots % self.page_size)
 
     def kv_shape(self, num_pages: int) -> tuple[int, ...]:
         """The one tensor per layer of the interleaved layout."""
