@@ -90,3 +90,22 @@ def test_whole_suite_passes_at_100_percent(installed, generated):
     assert line == s["line"] and line.startswith(f"anyware-conformance: {NAME} 100% (")
     assert line in proc.stdout.splitlines()
     assert json.loads((report_dir / "badge.json").read_text())["color"] == "brightgreen"
+
+
+def test_device_scaffolds_install_and_say_why_they_are_unavailable(generated):
+    """``--device-type`` other than cpu (both ``--from`` bases): the plugin installs and loads
+    (its imports resolve), and its probe reports it unavailable until the vendor writes it."""
+    from anyware.cli.main import main
+
+    variants = {"kitdev": ["--device-type", "kitdev"],
+                "kittd": ["--from", "torchdev", "--device-type", "privateuseone"]}
+    site = generated / "site-devices"
+    for name, args in variants.items():
+        assert main(["plugin", "new", name, *args, "--dir", str(generated / name)]) == 0
+        pip_install(generated / name, site)
+    found = platforms_json(env_with(site), generated)
+    for name in variants:
+        entry = found[name]
+        assert not entry["available"]
+        assert entry["reason"].startswith(f"unavailable: the {name} probe is not written yet"), entry
+        assert f"anyware_{name}/platform.py" in entry["reason"]
