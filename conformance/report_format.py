@@ -136,8 +136,9 @@ def build_report(*, tests, platform, profile, tiers, waivers, known_failures, wo
 def render_markdown(report: dict[str, Any]) -> str:
     s, p = report["summary"], report["platform"]
     rt = ", ".join(f"{k} {v}" for k, v in (p.get("runtime_versions") or {}).items())
+    backend = report["suite"].get("attention_backend")
     lines = [
-        f"# Anyware conformance: `{p['name']}`",
+        f"# Anyware conformance: `{p['name']}`" + (f" with `{backend}`" if backend else ""),
         "",
         f"`{s['line']}`" if s.get("line") else "",
         "",
@@ -150,8 +151,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- device: {p.get('device_name', '?')} ({p.get('device_type', '?')}, "
         f"{p.get('device_count', '?')} visible); runtime: {rt or '?'}",
         f"- suite {report['suite']['version']} (profile {report['suite']['profile']}, "
-        + (f"attention backend `{report['suite']['attention_backend']}`, "
-           if report["suite"].get("attention_backend") else "")
+        + (f"attention backend `{backend}`, " if backend else "")
         + "tiers "
         f"{', '.join(report['suite']['tiers'])}); engine {report['engine']['version']} "
         f"git {report['engine']['git_sha'] or 'unknown'}; world sizes "

@@ -57,8 +57,7 @@ def test_plugin_of_the_previous_minor_loads_and_passes(tmp_path_factory):
         env = env_with(site)
         entry = platforms_json(env, root)["kitold"]
         assert entry["available"], entry["reason"]
-        proc, report = conformance(env, root, "kitold", root / "out", "--tiers", "ops,memory",
-                                   "-n", "2")
+        proc, report = conformance(env, root, "kitold", root / "out", "--tiers", "ops,memory")
         assert proc.returncode == 0, proc.stdout[-4000:]
         assert report["summary"]["conformant"] and report["summary"]["required"] > 40
         assert report["platform"]["plugin_api_version"] == PREVIOUS_MINOR
