@@ -37,7 +37,8 @@ from anyware import Engine
 from anyware.bench import Workload, run_offline
 from anyware.kernels.reference import ReferenceMoEBackend, moe_route
 from anyware.kernels.triton.moe import fused_moe
-from anyware.kernels.triton.moe_config import get_config
+from anyware.kernels.triton.moe_config import get_config, get_small_config
+from anyware.kernels.triton.moe_small import fused_moe_small, use_small_path
 from anyware.model.config import PRESETS
 from anyware.plugin import MoESpec
 from env_info import env_info
@@ -49,6 +50,7 @@ from moe_bench import (
     make_layer,
     matmul_tflops,
     time_fused,
+    time_small,
     weight_copies,
 )
 from peers import hf_transformers as hf
@@ -78,6 +80,16 @@ def kernel_part(args) -> dict:
             row[f"{key}_bw_fraction"] = round(nbytes / t[key] / 1e6 / bw, 3)
             row[f"{key}_tflops"] = round(flops / t[key] / 1e9, 1)
             row[f"{key}_peak_fraction"] = round(flops / t[key] / 1e9 / peak, 3)
+        if use_small_path(tokens, s["num_experts"], s["top_k"]):  # what the backend runs here
+            small_cfg = get_small_config(s["num_experts"], s["inter"], torch.bfloat16)
+            ms = time_small(x, logits, copies, s["top_k"], small_cfg)
+            got = fused_moe_small(x[:64], logits[:64], w13, w2, s["top_k"], True, config=small_cfg)
+            want = fused_moe(x[:64], *moe_route(logits[:64], s["top_k"], True), w13, w2, cfg)
+            row["small_path"] = {"layer_ms": ms, "config": small_cfg,
+                                 "gbs": round(nbytes / ms / 1e6, 1),
+                                 "bw_fraction": round(nbytes / ms / 1e6 / bw, 3),
+                                 "rel_diff_vs_fused": round(float((got.double() - want.double()).norm()
+                                                                  / want.double().norm()), 5)}
         out["batches"][tokens] = row
         print(f"kernel tokens={tokens}: {row}", flush=True)
         del x, logits, w13, w2, copies
