@@ -76,3 +76,17 @@ def test_naming_an_unknown_backend_fails_clearly(tmp_path):
                    "--report", str(tmp_path / "out"))
     assert proc.returncode != 0
     assert proc.returncode == 2 and "has no attention backend 'no-such-backend' (known: torch-reference" in proc.stderr
+
+
+def test_example_imports_only_the_contract_and_the_kernels():
+    import ast
+
+    for path in (EXAMPLE / "anyware_example").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                if name.startswith("anyware") and not name.startswith("anyware_example"):
+                    assert name.split(".")[:2] in (["anyware", "plugin"], ["anyware", "kernels"]), (
+                        f"{path.name} imports {name}: a plugin imports only anyware.plugin and "
+                        "anyware.kernels")
