@@ -1,6 +1,7 @@
 """The compiled execution strategy: the whole forward as one XLA program per shape bucket.
 
-Every batch is padded to a bucket (:mod:`anyware_tpu.buckets`). The program for a bucket is
+Every batch is padded to a bucket (chosen by :mod:`anyware_tpu.buckets`) through the core's
+padding entry point (``StepProgram.pad``; warm-up compiles on ``StepProgram.dummy``). The program for a bucket is
 ``step(params, kv, inputs) -> (logits, kv')``: the model's parameters and buffers and the KV
 cache are inputs, the KV cache is donated and returned (the attention backend's write is a
 functional scatter inside the program), so nothing is mutated behind the compiler's back.
@@ -23,7 +24,7 @@ from anyware.plugin import Bucket as PadBucket
 from anyware.plugin import ExecutionStrategy, ForwardBatch, ForwardMode, StepProgram
 from anyware.plugin.errors import CapabilityError
 from anyware_tpu import jaxenv
-from anyware_tpu.buckets import Bucket, BucketOptions, dummy_inputs, pad_inputs
+from anyware_tpu.buckets import Bucket, BucketOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ class CompiledExecution(ExecutionStrategy):
             raise CapabilityError("compiled execution needs the attention backend's "
                                   "interleaved KV cache layout")
         self.page_size = cache.layout.page_size
-        probe = program.dummy(ForwardMode.DECODE, PadBucket(tokens=1, requests=1))
-        self.width = int(probe.page_table.shape[1])  # the full per-request page-table width
         self.model = getattr(program, "model", None)
         named: dict[str, torch.Tensor] = {}
         if self.model is not None:
@@ -88,7 +87,24 @@ class CompiledExecution(ExecutionStrategy):
         buckets = self.options.all() if buckets is None else buckets
         for bucket in tqdm(buckets, desc="compiling shape buckets", unit="bucket",
                            disable=len(buckets) < 2):
-            self._run(bucket, dummy_inputs(bucket, self.width))
+            batch = self.program.dummy(ForwardMode.MIXED,
+                                       PadBucket(tokens=bucket.tokens, requests=bucket.requests))
+            self._run(bucket, self._inputs(batch, bucket))
+
+    @staticmethod
+    def _inputs(padded: ForwardBatch, bucket: Bucket) -> dict[str, np.ndarray]:
+        """A batch the core padded to ``bucket`` as the program's int32 inputs; logit rows
+        are padded on to ``bucket.logits`` with row 0 (dropped after the step)."""
+
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().astype(np.int32, copy=False)
+
+        logits = np.zeros(bucket.logits, dtype=np.int32)
+        idx = arr(padded.logits_indices)
+        logits[: idx.shape[0]] = idx
+        names = ("input_ids", "positions", "out_slots", "seq_lens", "prefix_lens",
+                 "extend_lens", "extend_start", "page_table")
+        return {"logits_indices": logits, **{n: arr(getattr(padded, n)) for n in names}}
 
     # ------------------------------------------------------------------ the program
     def _trace(self, params: list[Any], kv: list[Any], inputs: dict[str, Any]) -> tuple[Any, list[Any]]:
@@ -133,7 +149,8 @@ class CompiledExecution(ExecutionStrategy):
     # ------------------------------------------------------------------ ExecutionStrategy
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         bucket = self.options.bucket_for(batch)
-        logits = self._run(bucket, pad_inputs(batch, bucket, self.width))
+        padded = self.program.pad(batch, PadBucket(tokens=bucket.tokens, requests=bucket.requests))
+        logits = self._run(bucket, self._inputs(padded, bucket))
         n = int(batch.logits_indices.shape[0])
         return jaxenv.to_torch(logits)[:n]
 
