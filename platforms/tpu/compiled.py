@@ -2,9 +2,13 @@
 
 Every batch is padded to a bucket (chosen by :mod:`anyware_tpu.buckets`) through the core's
 padding entry point (``StepProgram.pad``; warm-up compiles on ``StepProgram.dummy``). The program for a bucket is
-``step(params, kv, inputs) -> (logits, kv')``: the model's parameters and buffers and the KV
-cache are inputs, the KV cache is donated and returned (the attention backend's write is a
-functional scatter inside the program), so nothing is mutated behind the compiler's back.
+``step(params, kv, inputs, sampling) -> (logits, tokens, logprobs, kv')``: the model's
+parameters and buffers and the KV cache are inputs, the KV cache is donated and returned (the
+attention backend's write is a functional scatter inside the program), so nothing is mutated
+behind the compiler's back. The program also samples every logit row on the device
+(:mod:`anyware_tpu.sampling`): ``run_and_sample`` brings back only the token ids and their
+logprobs, ``run`` (the core's fallback for penalties, top logprobs, verify) the logits; both
+run the same program, so one compile per bucket serves both.
 ``setup`` compiles every bucket with a progress bar (``warmup``); the JAX persistent
 compilation cache (:func:`anyware_tpu.jaxenv.default_cache_dir`) makes a restart cheap.
 ``compilations`` counts traces: a steady-state serving loop must not add any.
@@ -21,10 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 from anyware.plugin import Bucket as PadBucket
-from anyware.plugin import ExecutionStrategy, ForwardBatch, ForwardMode, StepProgram
+from anyware.plugin import (
+    ExecutionStrategy,
+    ForwardBatch,
+    ForwardMode,
+    SamplingTensors,
+    StepProgram,
+    StepSample,
+)
 from anyware.plugin.errors import CapabilityError
 from anyware_tpu import jaxenv
 from anyware_tpu.buckets import Bucket, BucketOptions
+from anyware_tpu.sampling import host_params
+from anyware_tpu.sampling import sample as device_sample
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +102,7 @@ class CompiledExecution(ExecutionStrategy):
                            disable=len(buckets) < 2):
             batch = self.program.dummy(ForwardMode.MIXED,
                                        PadBucket(tokens=bucket.tokens, requests=bucket.requests))
-            self._run(bucket, self._inputs(batch, bucket))
+            self._run(bucket, self._inputs(batch, bucket), host_params(None, bucket.logits))
 
     @staticmethod
     def _inputs(padded: ForwardBatch, bucket: Bucket) -> dict[str, np.ndarray]:
@@ -107,7 +120,8 @@ class CompiledExecution(ExecutionStrategy):
         return {"logits_indices": logits, **{n: arr(getattr(padded, n)) for n in names}}
 
     # ------------------------------------------------------------------ the program
-    def _trace(self, params: list[Any], kv: list[Any], inputs: dict[str, Any]) -> tuple[Any, list[Any]]:
+    def _trace(self, params: list[Any], kv: list[Any], inputs: dict[str, Any],
+               sampling: dict[str, Any]) -> tuple[Any, Any, Any, list[Any]]:
         """Traced once per bucket: the step program in torch, lowered by torchax."""
         self.compilations += 1
         env = jaxenv.torchax_env()
@@ -129,18 +143,22 @@ class CompiledExecution(ExecutionStrategy):
                 new_kv = [t.jax() for t in cache.kv]
             finally:
                 cache.kv[:] = outside
-        return logits.jax(), new_kv
+        tokens, logprobs = device_sample(logits.jax(), sampling)
+        return logits.jax(), tokens, logprobs, new_kv
 
-    def _run(self, bucket: Bucket, inputs: dict[str, np.ndarray]) -> Any:
+    def _run(self, bucket: Bucket, inputs: dict[str, np.ndarray],
+             sampling: dict[str, np.ndarray]) -> tuple[Any, Any, Any]:
+        """Dispatch the bucket's program; returns ``(logits, tokens, logprobs)`` as device
+        arrays (nothing is copied to the host here)."""
         before = self.compilations
         start = time.perf_counter()
-        logits, self.kv = self._step(self.params, self.kv, inputs)
+        logits, tokens, logprobs, self.kv = self._step(self.params, self.kv, inputs, sampling)
         if self.compilations != before:
-            logits.block_until_ready()
+            tokens.block_until_ready()
             self.compile_seconds[bucket] = time.perf_counter() - start
             log.debug("compiled bucket %s in %.2f s", bucket, self.compile_seconds[bucket])
         self._publish()
-        return logits
+        return logits, tokens, logprobs
 
     def _publish(self) -> None:
         """``kv_cache.kv`` shows the live state (torchax tensors over the JAX arrays)."""
@@ -150,9 +168,21 @@ class CompiledExecution(ExecutionStrategy):
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         bucket = self.options.bucket_for(batch)
         padded = self.program.pad(batch, PadBucket(tokens=bucket.tokens, requests=bucket.requests))
-        logits = self._run(bucket, self._inputs(padded, bucket))
+        logits, _, _ = self._run(bucket, self._inputs(padded, bucket),
+                                 host_params(None, bucket.logits))
         n = int(batch.logits_indices.shape[0])
         return jaxenv.to_torch(logits)[:n]
+
+    def run_and_sample(self, batch: ForwardBatch, sampling: SamplingTensors) -> StepSample:
+        """The forward and the draw in one program: only the ids and their logprobs are
+        copied out (one row per logit row of ``batch``)."""
+        bucket = self.options.bucket_for(batch)
+        padded = self.program.pad(batch, PadBucket(tokens=bucket.tokens, requests=bucket.requests))
+        _, tokens, logprobs = self._run(bucket, self._inputs(padded, bucket),
+                                        host_params(sampling, bucket.logits))
+        n = int(batch.logits_indices.shape[0])
+        # to the host first, then slice (slicing the device array would compile per n)
+        return StepSample(jaxenv.to_torch(tokens, torch.int64)[:n], jaxenv.to_torch(logprobs)[:n])
 
     def close(self) -> None:
         """Give the host KV tensors back to the cache (with the live values) and drop the
