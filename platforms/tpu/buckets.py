@@ -17,7 +17,7 @@ from typing import Any
 from anyware.plugin import ForwardBatch, PlatformConfig
 from anyware.plugin.errors import CapabilityError
 
-OPTION_KEYS = ("tpu_warmup", "tpu_min_token_bucket")
+OPTION_KEYS = ("tpu_warmup", "tpu_min_token_bucket", "tpu_tp")
 
 
 def _pow2(n: int) -> int:
@@ -34,12 +34,14 @@ class Bucket:
 @dataclass(frozen=True)
 class BucketOptions:
     """max_tokens / max_requests: the largest bucket (powers of two); min_tokens: the
-    smallest token bucket; warmup: compile every bucket in ``setup`` (else on first use)."""
+    smallest token bucket; warmup: compile every bucket in ``setup`` (else on first use);
+    tensor_parallel: local devices the step is partitioned over (:mod:`anyware_tpu.mesh`)."""
 
     max_tokens: int = 256
     max_requests: int = 16
     min_tokens: int = 8
     warmup: bool = True
+    tensor_parallel: int = 1
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +56,11 @@ class BucketOptions:
             if value < 1:
                 raise CapabilityError("tpu_min_token_bucket must be >= 1")
             out["min_tokens"] = value
+        if "tpu_tp" in extra:
+            value = int(extra["tpu_tp"])
+            if value < 1:
+                raise CapabilityError("tpu_tp must be >= 1 (local devices to split the model over)")
+            out["tensor_parallel"] = value
         return out
 
     @classmethod

@@ -85,11 +85,24 @@ class CompiledExecution(ExecutionStrategy):
             named.update(self.model.named_parameters(remove_duplicate=False))
             named.update(self.model.named_buffers(remove_duplicate=False))
         self.names = list(named)
-        self.params = [jax.device_put(jaxenv.to_jax(t)) for t in named.values()]
-        self.kv = [jax.device_put(jaxenv.to_jax(t)) for t in cache.kv]
         self._host_kv = list(cache.kv)
+        if self.options.tensor_parallel > 1:  # one process, several devices: GSPMD
+            from anyware_tpu.mesh import TensorParallelMesh
+
+            self.mesh = TensorParallelMesh(self.options.tensor_parallel)
+            self.params = [jax.device_put(jaxenv.to_jax(t), self.mesh.param(n, tuple(t.shape)))
+                           for n, t in named.items()]
+            kv_sh = [self.mesh.kv(tuple(t.shape)) for t in cache.kv]
+            self.kv = [jax.device_put(jaxenv.to_jax(t), s) for t, s in zip(cache.kv, kv_sh)]
+            rep = self.mesh.replicated()
+            self._step = jax.jit(self._trace, donate_argnums=(1,),
+                                 out_shardings=(rep, rep, rep, kv_sh))
+        else:
+            self.mesh = None
+            self.params = [jax.device_put(jaxenv.to_jax(t)) for t in named.values()]
+            self.kv = [jax.device_put(jaxenv.to_jax(t)) for t in cache.kv]
+            self._step = jax.jit(self._trace, donate_argnums=(1,))
         self._publish()
-        self._step = jax.jit(self._trace, donate_argnums=(1,))
         if self.options.warmup:
             self.warmup()
 
