@@ -52,7 +52,16 @@ def torchax_env() -> Any:
         import torchax
 
         env = torchax.default_env()
+    for op, impl in _MISSING_LOWERINGS.items():
+        env.override_op_definition(op, impl)
     return env
+
+
+# ops torchax 0.0.13 has no lowering for, which the core's models use (as torch functions of
+# torchax tensors: torchax lowers what they call)
+_MISSING_LOWERINGS = {
+    torch.ops.aten.view_as: lambda x, other: x.reshape(other.shape),  # Qwen3's q/k norm
+}
 
 
 COORDINATOR_ENV = "ANYWARE_JAX_COORDINATOR"

@@ -57,7 +57,7 @@ class TpuPlatform(Platform):
             compiled_execution=True,
             collectives=frozenset(COLLECTIVES),
             max_world_size=MAX_WORLD_SIZE,
-            moe=False,
+            moe=True,
         )
 
     def _default_dtype(self) -> torch.dtype:
@@ -128,6 +128,11 @@ class TpuPlatform(Platform):
 
     def _attention_backends(self):
         return [RaggedPagedAttention]
+
+    def _moe_backends(self):
+        from anyware_tpu.moe import JaxMoEBackend
+
+        return [JaxMoEBackend]
 
     def _communicator(self, rank, world_size):
         from anyware_tpu.comm import JaxCommunicator
