@@ -106,7 +106,9 @@ def run_tpu(args) -> dict:
         compile_s = {f"T{b.tokens}/B{b.requests}/L{b.logits}": round(s, 2)
                      for b, s in strategy.compile_seconds.items()}
         device = engine.core.platform.device_name() if hasattr(engine.core, "platform") else None
-        return {"platform": "tpu (JAX GPU backend)", "device": device,
+        import jax
+
+        return {"platform": f"tpu (JAX {jax.default_backend()} backend)", "device": device,
                 "startup_s": round(startup, 2), "buckets": len(compile_s),
                 "compile_s_per_bucket": compile_s,
                 "serving_loop_compilations": strategy.compilations - warmed, **out}
