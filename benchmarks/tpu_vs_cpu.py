@@ -41,7 +41,7 @@ def run(platform: str, prompts: list[list[int]], new: int, opts: dict) -> dict:
         t1 = time.perf_counter()
         outs = engine.generate(prompts, params)
         wall = time.perf_counter() - t1
-        strategy = engine.core.strategy
+        strategy = engine.core.worker.strategy
         compile_s = {f"T{b.tokens}/B{b.requests}": round(s, 3)
                      for b, s in getattr(strategy, "compile_seconds", {}).items()}
         compilations = getattr(strategy, "compilations", None)

@@ -169,9 +169,17 @@ class EngineCore:
     def _launch(self, batch: ScheduledBatch) -> InFlightStep:
         """Queue the forward, the sampling and the copy of the tokens to the host; nothing
         here waits for the device."""
-        logits = self.worker.forward(batch)
+        fused = None
+        if self.worker.samples_in_step:  # the draw may join the forward's program
+            params = self.sampler.step_params(batch)
+            fused = None if params is None else self.worker.forward_sampled(batch, params)
+        if fused is None:
+            logits = self.worker.forward(batch)
         self.scheduler.commit(batch)
-        out = self.sampler.sample_step(logits, batch, self.worker.future.resolve)
+        if fused is not None:
+            out = self.sampler.from_step(fused, batch)
+        else:
+            out = self.sampler.sample_step(logits, batch, self.worker.future.resolve)
         rows = [row for row, s in zip(batch.rows, batch.sampling_rows()) if s]
         self.worker.future.publish(rows, out.last_tokens())
         return InFlightStep(batch, out.to_host(self.platform.copy_to_host),

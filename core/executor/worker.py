@@ -19,7 +19,14 @@ from anyware.memory import KVPool, PageTable, pages_for_budget
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext
 from anyware.model.loader import build_model
-from anyware.plugin import AttentionSpec, ForwardBatch, PlatformConfig
+from anyware.plugin import (
+    AttentionSpec,
+    ExecutionStrategy,
+    ForwardBatch,
+    PlatformConfig,
+    SamplingTensors,
+    StepSample,
+)
 from anyware.request import ScheduledBatch
 from anyware.runtime import PlatformDriver
 
@@ -97,6 +104,9 @@ class ModelWorker:
                                   pcfg.page_size, device)
         self.strategy = platform.execution_strategy()
         self.strategy.setup(self.runner)
+        # whether the strategy may sample inside its programs (it overrides run_and_sample)
+        self.samples_in_step = (type(self.strategy).run_and_sample
+                                is not ExecutionStrategy.run_and_sample)
 
     def _num_pages(self, layout, budget: KVBudget, max_pages_per_req: int) -> int:
         needed = self.cfg.max_running_requests * max_pages_per_req + 1
@@ -123,6 +133,12 @@ class ModelWorker:
 
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         return self.strategy.run(batch)
+
+    def forward_sampled(self, batch: ScheduledBatch, sampling: SamplingTensors) -> StepSample | None:
+        """``batch``'s forward and its draw in one program when the execution strategy
+        offers it (``ExecutionStrategy.run_and_sample``); ``None``: nothing ran, call
+        :meth:`forward`."""
+        return self.strategy.run_and_sample(self.runner.build_batch(batch), sampling)
 
     def close(self) -> None:
         self.strategy.close()

@@ -19,7 +19,7 @@ from anyware.plugin.errors import (
     PluginVersionError,
 )
 from anyware.plugin.events import CompletedEvent, DeviceEvent
-from anyware.plugin.execution import EagerExecution, ExecutionStrategy, StepProgram
+from anyware.plugin.execution import EagerExecution, ExecutionStrategy, StepProgram, StepSample
 from anyware.plugin.forward import ForwardBatch, ForwardMode, SpecInfo
 from anyware.plugin.hookspecs import EXTENSION_GROUP, PLATFORM_GROUP, hookimpl, hookspec
 from anyware.plugin.ops.attention import (
@@ -84,6 +84,7 @@ __all__ = [
     "SamplingTensors",
     "SpecInfo",
     "StepProgram",
+    "StepSample",
     "TorchDistributedCommunicator",
     "Waiver",
     "dummy_batch",

@@ -10,12 +10,24 @@ compiled for padded shape buckets ("compiled"). Platforms return one from
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import torch
 from anyware.plugin.forward import ForwardBatch, ForwardMode
 from anyware.plugin.ops.attention import AttentionBackend, KVCache
+from anyware.plugin.ops.kernels import SamplingTensors
 from anyware.plugin.padding import Bucket
+
+
+@dataclass
+class StepSample:
+    """What :meth:`ExecutionStrategy.run_and_sample` returns, one entry per logit row:
+    ``tokens`` int64 ``[L]`` and ``logprobs`` fp32 ``[L]`` (each token's log-probability under
+    the raw logits, before temperature and filtering)."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
 
 
 class StepProgram(Protocol):
@@ -72,6 +84,15 @@ class ExecutionStrategy(ABC):
         """Run one forward of ``batch``; returns what ``program.forward`` would. Called once
         per step, on the engine's thread; may not synchronise with the host beyond what the
         platform's kernels do."""
+
+    def run_and_sample(self, batch: ForwardBatch, sampling: SamplingTensors) -> StepSample | None:
+        """Optional: run ``batch`` and draw one token per logit row in the same program
+        (``KernelOps.sample``'s semantics, noise included; ``sampling`` has a row per logit
+        row), so only the ids and their logprobs leave the device. The core calls it instead
+        of ``run`` + its sampler only for steps that need nothing else from the logits (no
+        penalties, no top logprobs, no prompt logprobs, no verify rows). Returns ``None`` to
+        decline before running anything (the default): the core then calls ``run``."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release captured graphs / compiled programs. Called once, at shutdown; must

@@ -12,8 +12,8 @@
 The public surface of :mod:`anyware.plugin` is snapshot-tested (``tests/unit/test_api_surface``)
 so that every change to it is deliberate and comes with a version bump (rule 4).
 
-History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the HND KV order)
-and ``KVLayout.slot_index``.
+History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the HND KV order),
+``KVLayout.slot_index``, ``ExecutionStrategy.run_and_sample`` and ``StepSample``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from anyware.plugin import KernelOps, SamplingTensors
+from anyware.plugin import KernelOps, SamplingTensors, StepSample
 from anyware.request import Request, ScheduledBatch
 from anyware.sampling.output import SampleOutput
 from anyware.sampling.prompt_logprobs import prompt_logprobs
@@ -18,6 +18,7 @@ from anyware.sampling.rejection import rejection_chain, target_probs
 from anyware.sampling.verify import accept_chain
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]
+NO_TOP_K = 2**31 - 1  # a top-k of at least the vocabulary disables top-k
 
 
 class Sampler:
@@ -74,6 +75,43 @@ class Sampler:
         sub = torch.where(seen, torch.where(sub > 0, sub / rep, sub * rep), sub)
         sub = sub - freq * out_counts - pres * (out_counts > 0).float()
         return logits.index_copy(0, row_idx, sub)
+
+    def step_params(self, batch: ScheduledBatch) -> SamplingTensors | None:
+        """The sampling parameters of ``batch``'s logit rows (called before the batch is
+        committed), when the step can be sampled
+        inside the forward's program (``ExecutionStrategy.run_and_sample``): every logit row
+        samples, and no request needs penalties, top logprobs or prompt logprobs, and there
+        are no verify rows. ``None`` otherwise (the step goes through :meth:`sample_step`)."""
+        if batch.has_verify or any(s is not None for s in batch.prompt_lp):
+            return None
+        if not all(batch.sampling_rows()):
+            return None
+        params = [r.params for r in batch.reqs]
+        if any(p.uses_penalties or (p.logprobs or 0) > 0 for p in params):
+            return None
+        # before ``Scheduler.commit``: each request samples its next output index
+        return self._params(batch.reqs, [len(r.output_ids) for r in batch.reqs], NO_TOP_K)
+
+    def from_step(self, sample: StepSample, batch: ScheduledBatch) -> SampleOutput:
+        """The :class:`SampleOutput` of a step sampled by ``run_and_sample``."""
+        want = [r.params.logprobs for r in batch.reqs]
+        out = SampleOutput(sample.tokens, want)
+        if any(w is not None for w in want):
+            out.chosen = sample.logprobs
+        return out
+
+    def _params(self, reqs: list[Request], steps: list[int], v: int) -> SamplingTensors:
+        """``v``: the top-k that disables top-k (the logits' width, or more)."""
+        params = [r.params for r in reqs]
+        return SamplingTensors(
+            temperatures=self._tensor([p.temperature or 1.0 for p in params], torch.float32),
+            top_ks=self._tensor([p.top_k if p.top_k > 0 else v for p in params], torch.int32),
+            top_ps=self._tensor([p.top_p for p in params], torch.float32),
+            min_ps=self._tensor([p.min_p for p in params], torch.float32),
+            seeds=self._tensor([r.seed for r in reqs], torch.int64),
+            steps=self._tensor(steps, torch.int64),
+            greedy=self._tensor([p.greedy for p in params], torch.bool),
+        )
 
     @torch.inference_mode()
     def sample_step(self, logits: torch.Tensor, batch: ScheduledBatch,
@@ -183,17 +221,7 @@ class Sampler:
         if all(p.greedy for p in params):
             tokens = logits.argmax(dim=-1)
         else:
-            v = logits.shape[-1]
-            st = SamplingTensors(
-                temperatures=self._tensor([p.temperature or 1.0 for p in params], torch.float32),
-                top_ks=self._tensor([p.top_k if p.top_k > 0 else v for p in params], torch.int32),
-                top_ps=self._tensor([p.top_p for p in params], torch.float32),
-                min_ps=self._tensor([p.min_p for p in params], torch.float32),
-                seeds=self._tensor([r.seed for r in reqs], torch.int64),
-                steps=self._tensor(steps, torch.int64),
-                greedy=self._tensor([p.greedy for p in params], torch.bool),
-            )
-            tokens = self.ops.sample(logits, st)
+            tokens = self.ops.sample(logits, self._params(reqs, steps, logits.shape[-1]))
         out = SampleOutput(tokens.to(torch.int64), want)
         if any(w is not None for w in want):
             lp = torch.log_softmax(raw.float(), dim=-1)

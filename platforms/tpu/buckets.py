@@ -1,10 +1,12 @@
-"""Shape buckets of the compiled strategy and padding a batch to one.
+"""Shape buckets of the compiled strategy: which padded shape a batch runs in.
 
 A bucket is ``(tokens T, requests B, logit rows L)``; the page-table width ``P`` is fixed per
 program (the full per-request width). ``T`` and ``B`` are powers of two, ``B <= T``, and
-``L`` is ``B`` (one logit row per request) or ``T`` (VERIFY: every token). Padding rows:
-tokens get input 0, position 0 and slot 0 (the scratch page); requests get length 0 and no
-tokens (the attention call skips them); logit rows read row 0 and are dropped afterwards.
+``L`` is ``B`` (one logit row per request) or ``T`` (VERIFY, prompt logprobs: many rows).
+The padding itself is the core's (``StepProgram.pad`` / ``dummy``,
+:mod:`anyware.plugin.padding`): padding requests carry one token each on the scratch page,
+so a batch of ``t`` tokens and ``b`` requests needs ``T >= t + (B - b)``. Logit rows past the
+padded batch's own read row 0 and are dropped afterwards.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from anyware.plugin import ForwardBatch, PlatformConfig
 from anyware.plugin.errors import CapabilityError
 
-OPTION_KEYS = ("tpu_warmup", "tpu_min_token_bucket")
+OPTION_KEYS = ("tpu_warmup", "tpu_min_token_bucket", "tpu_tp")
 
 
 def _pow2(n: int) -> int:
@@ -33,12 +34,14 @@ class Bucket:
 @dataclass(frozen=True)
 class BucketOptions:
     """max_tokens / max_requests: the largest bucket (powers of two); min_tokens: the
-    smallest token bucket; warmup: compile every bucket in ``setup`` (else on first use)."""
+    smallest token bucket; warmup: compile every bucket in ``setup`` (else on first use);
+    tensor_parallel: local devices the step is partitioned over (:mod:`anyware_tpu.mesh`)."""
 
     max_tokens: int = 256
     max_requests: int = 16
     min_tokens: int = 8
     warmup: bool = True
+    tensor_parallel: int = 1
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> dict[str, Any]:
@@ -53,14 +56,20 @@ class BucketOptions:
             if value < 1:
                 raise CapabilityError("tpu_min_token_bucket must be >= 1")
             out["min_tokens"] = value
+        if "tpu_tp" in extra:
+            value = int(extra["tpu_tp"])
+            if value < 1:
+                raise CapabilityError("tpu_tp must be >= 1 (local devices to split the model over)")
+            out["tensor_parallel"] = value
         return out
 
     @classmethod
     def from_config(cls, config: PlatformConfig) -> BucketOptions:
         """Buckets up to ``max_batch_size`` requests and ``max_prefill_tokens +
         max_batch_size`` tokens (a mixed step carries a prefill chunk and the decodes)."""
-        return cls(max_tokens=_pow2(config.max_prefill_tokens + config.max_batch_size),
-                   max_requests=_pow2(config.max_batch_size), **cls.from_extra(config.extra))
+        requests = _pow2(config.max_batch_size)
+        return cls(max_tokens=_pow2(config.max_prefill_tokens + requests),
+                   max_requests=requests, **cls.from_extra(config.extra))
 
     def token_buckets(self) -> list[int]:
         out, t = [], _pow2(self.min_tokens)
@@ -83,50 +92,16 @@ class BucketOptions:
 
     def bucket_for(self, batch: ForwardBatch) -> Bucket:
         t, b, n_logits = batch.num_tokens, batch.batch_size, int(batch.logits_indices.shape[0])
-        fits_t = [x for x in self.token_buckets() if x >= t]
         fits_b = [x for x in self.request_buckets() if x >= b]
+        # the core's padding gives each padding request one token
+        fits_t = [x for x in self.token_buckets() if fits_b and x >= t + fits_b[0] - b]
         if not fits_t or not fits_b:
             raise CapabilityError(
                 f"a batch of {t} tokens / {b} requests exceeds the largest compiled bucket "
                 f"({self.max_tokens} tokens, {self.max_requests} requests); raise "
                 "max_batch_size / max_prefill_tokens in the engine config")
-        tb, bb = fits_t[0], fits_b[0]  # every request has a token, so bb <= tb
+        tb, bb = fits_t[0], fits_b[0]
+        n_logits += bb - b  # a logit row per padding request
+        if n_logits > tb:
+            raise CapabilityError(f"{n_logits} logit rows exceed the token bucket {tb}")
         return Bucket(tb, bb, bb if n_logits <= bb else tb)
-
-
-def pad_inputs(batch: ForwardBatch, bucket: Bucket, width: int) -> dict[str, np.ndarray]:
-    """The batch's index vectors padded to ``bucket`` (int32 numpy arrays, one dict)."""
-    t, b = batch.num_tokens, batch.batch_size
-    if batch.page_table.shape[1] > width:
-        raise CapabilityError(f"page table of {batch.page_table.shape[1]} pages > {width}")
-
-    def vec(x, n: int, fill: int) -> np.ndarray:
-        out = np.full((n,), fill, dtype=np.int32)
-        out[: x.shape[0]] = x.detach().cpu().numpy()
-        return out
-
-    table = np.zeros((bucket.requests, width), dtype=np.int32)
-    table[:b, : batch.page_table.shape[1]] = batch.page_table.cpu().numpy()
-    return {
-        "input_ids": vec(batch.input_ids, bucket.tokens, 0),
-        "positions": vec(batch.positions, bucket.tokens, 0),
-        "out_slots": vec(batch.out_slots, bucket.tokens, 0),
-        "logits_indices": vec(batch.logits_indices, bucket.logits, 0),
-        "seq_lens": vec(batch.seq_lens, bucket.requests, 0),
-        "prefix_lens": vec(batch.prefix_lens, bucket.requests, 0),
-        "extend_lens": vec(batch.extend_lens, bucket.requests, 0),
-        "extend_start": vec(batch.extend_start, bucket.requests, t),
-        "page_table": table,
-    }
-
-
-def dummy_inputs(bucket: Bucket, width: int) -> dict[str, np.ndarray]:
-    """Inputs of ``bucket`` with no real token (warm-up: writes only the scratch slot)."""
-    z = np.zeros
-    return {
-        "input_ids": z(bucket.tokens, np.int32), "positions": z(bucket.tokens, np.int32),
-        "out_slots": z(bucket.tokens, np.int32), "logits_indices": z(bucket.logits, np.int32),
-        "seq_lens": z(bucket.requests, np.int32), "prefix_lens": z(bucket.requests, np.int32),
-        "extend_lens": z(bucket.requests, np.int32), "extend_start": z(bucket.requests, np.int32),
-        "page_table": z((bucket.requests, width), np.int32),
-    }

@@ -52,7 +52,87 @@ def torchax_env() -> Any:
         import torchax
 
         env = torchax.default_env()
+    for op, impl in _MISSING_LOWERINGS.items():
+        env.override_op_definition(op, impl)
     return env
+
+
+# ops torchax 0.0.13 has no lowering for, which the core's models use (as torch functions of
+# torchax tensors: torchax lowers what they call)
+_MISSING_LOWERINGS = {
+    torch.ops.aten.view_as: lambda x, other: x.reshape(other.shape),  # Qwen3's q/k norm
+}
+
+
+COORDINATOR_ENV = "ANYWARE_JAX_COORDINATOR"
+
+
+def launch_env() -> tuple[int, int] | None:
+    """``(rank, world_size)`` when a launcher started this process as one of several ranks
+    (``WORLD_SIZE > 1`` and ``RANK``, the torchrun convention), else ``None``."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return None
+    return int(os.environ.get("RANK", "0") or 0), world
+
+
+def coordinator_address() -> str:
+    """``$ANYWARE_JAX_COORDINATOR``, else ``MASTER_ADDR:(MASTER_PORT + 1)`` (the port after
+    torch.distributed's store, which the launcher found free)."""
+    if os.environ.get(COORDINATOR_ENV):
+        return os.environ[COORDINATOR_ENV]
+    port = int(os.environ.get("MASTER_PORT", "29500")) + 1
+    return f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{port}"
+
+
+@functools.cache
+def init_distributed(rank: int, world_size: int) -> None:
+    """Join the multi-controller JAX job (``jax.distributed.initialize``); must run before
+    JAX's backends start (the platform's ``init_device`` calls it first). On the CPU backend
+    the collectives run over gloo."""
+    jax = jax_module()
+    if backends_started():
+        raise RuntimeError("JAX started its backends before jax.distributed.initialize; the "
+                           "tpu platform's init_device must be the first thing to use JAX")
+    if backend_hint() == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    log.info("joining the JAX job as process %d of %d (coordinator %s)", rank, world_size,
+             coordinator_address())
+    jax.distributed.initialize(coordinator_address(), num_processes=world_size, process_id=rank)
+
+
+def backends_started() -> bool:
+    """Whether JAX has created its backends (then device counts are cheap and exact)."""
+    jax_module()
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
+def backend_hint() -> str:
+    """The backend JAX will pick, without starting it: "tpu" when a TPU is visible, else the
+    ``JAX_PLATFORMS`` choice, else "cpu"."""
+    from anyware_tpu.probe import tpu_visible
+
+    if tpu_visible():
+        return "tpu"
+    return (os.environ.get("JAX_PLATFORMS") or "cpu").split(",")[0]
+
+
+def local_device_count_hint() -> int:
+    """Devices this process will see, without starting a backend: the TPU chips
+    (``/dev/accel*``, ``/dev/vfio/*``) or the host platform's device count
+    (``--xla_force_host_platform_device_count`` / ``jax_num_cpu_devices``, default 1)."""
+    import glob
+    import re
+
+    if backend_hint() == "tpu":
+        return max(1, len(glob.glob("/dev/accel*")) or len(glob.glob("/dev/vfio/[0-9]*")))
+    m = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    if m:
+        return int(m.group(1))
+    n = jax_module().config.jax_num_cpu_devices
+    return n if n and n > 0 else 1
 
 
 def backend() -> str:

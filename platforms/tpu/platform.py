@@ -12,6 +12,7 @@ import os
 import torch
 from anyware.kernels.reference import ReferenceOps
 from anyware.plugin import (
+    COLLECTIVES,
     PLUGIN_API_VERSION,
     Capabilities,
     CompletedEvent,
@@ -26,6 +27,7 @@ from anyware_tpu.attention import RaggedPagedAttention
 from anyware_tpu.probe import probe
 
 DEFAULT_KV_BYTES = 1 << 30
+MAX_WORLD_SIZE = 64  # JAX processes in one multi-controller job (collectives)
 
 
 class TpuOps(ReferenceOps):
@@ -53,9 +55,9 @@ class TpuPlatform(Platform):
             dtypes=frozenset({torch.float32, torch.bfloat16}),
             graph_capture=False,
             compiled_execution=True,
-            collectives=frozenset(),
-            max_world_size=1,
-            moe=False,
+            collectives=frozenset(COLLECTIVES),
+            max_world_size=MAX_WORLD_SIZE,
+            moe=True,
         )
 
     def _default_dtype(self) -> torch.dtype:
@@ -71,11 +73,17 @@ class TpuPlatform(Platform):
         return config
 
     def _init_device(self, rank: int, local_rank: int) -> torch.device:
+        launch = jaxenv.launch_env()
+        if launch is not None:  # one rank of several: join the multi-controller JAX job
+            jaxenv.init_distributed(*launch)
         jaxenv.torchax_env()  # import torchax (through the shim) and pick JAX's device
         return torch.device("cpu")
 
     def device_count(self) -> int:
-        return len(jaxenv.jax_module().devices())
+        """This process's devices; before JAX starts, counted without starting it."""
+        if jaxenv.backends_started():
+            return len(jaxenv.jax_module().local_devices())
+        return jaxenv.local_device_count_hint()
 
     def memory_info(self) -> MemoryInfo:
         stats = jaxenv.jax_module().devices()[0].memory_stats() or {}
@@ -121,8 +129,15 @@ class TpuPlatform(Platform):
     def _attention_backends(self):
         return [RaggedPagedAttention]
 
+    def _moe_backends(self):
+        from anyware_tpu.moe import JaxMoEBackend
+
+        return [JaxMoEBackend]
+
     def _communicator(self, rank, world_size):
-        raise CapabilityError("the tpu platform has no communicator yet (world size 1)")
+        from anyware_tpu.comm import JaxCommunicator
+
+        return JaxCommunicator(rank, world_size)
 
     def _execution_strategy(self, kind: str):
         if kind != "compiled":
