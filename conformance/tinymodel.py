@@ -22,8 +22,10 @@ from anyware.plugin import (
 class TinyModel:
     def __init__(self, platform, dtype: torch.dtype, page_size: int, num_pages: int = 48,
                  seed: int = 0, vocab: int = 97, hidden: int = 64, heads: int = 4,
-                 kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96) -> None:
+                 kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96,
+                 verify_tokens: int = 0) -> None:
         self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
+        self.verify_tokens = verify_tokens  # StepProgram: width of its VERIFY steps (k + 1)
         self.num_pages = num_pages
         dev, g = platform.device, torch.Generator().manual_seed(seed)
         self.vocab, self.eps = vocab, 1e-5

@@ -15,4 +15,4 @@ so that every change to it is deliberate and comes with a version bump (rule 4).
 
 from __future__ import annotations
 
-PLUGIN_API_VERSION = "2.0.0"
+PLUGIN_API_VERSION = "2.1.0"

@@ -14,6 +14,13 @@ token bucket plans from ``padded_num_tokens`` alone (grid, dense row count) and 
 real lengths from the batch tensors, so a graph captured on the bucket replays any prompt
 that fits it.
 
+Verify graphs (``AttentionFeatures.padded_verify``): a VERIFY batch padded to ``n`` requests
+and ``n * (k + 1)`` tokens runs the extend kernel with a grid of ``(n, Hq, cdiv(k + 1,
+BLOCK_M))`` planned from ``spec.num_draft_tokens`` alone; the kernel reads prefix and extend
+lengths, row starts and the page table from the batch tensors (which the graph strategy
+refreshes before each replay), so requests with fewer than ``k + 1`` tokens (decode rows, a
+draft model's catch-up) replay through the same graph. Rows past the last request are zeros.
+
 Dense prefill: an EXTEND batch of a few requests with no cached prefix and at least
 ``dense_min_tokens`` new tokens (a long fresh prompt, W3's TTFT) needs no paged gather, so its attention runs through ``torch``'s fused
 ``scaled_dot_product_attention`` on the new K/V (the flash kernel on GPUs; 2.3-3.6x faster
@@ -60,6 +67,7 @@ class _ExtendPlan:
     max_extend_len: int
     dense: bool = False  # fresh prompts only: attention over the new K/V through SDPA
     dense_lens: tuple[int, ...] = ()  # token rows of each request on the dense path
+    zero_fill: bool = False  # rows of no request (a padded verify) get zeros, not garbage
 
 
 @dataclass
@@ -84,6 +92,7 @@ class TritonAttentionBackend(AttentionBackend):
         sliding_window=True,
         logit_softcap=True,
         padded_prefill=True,
+        padded_verify=True,
     )
     page_sizes = (16, 1, 8, 32, 64)
     kv_dtypes = (torch.bfloat16, torch.float16, torch.float32)
@@ -126,10 +135,16 @@ class TritonAttentionBackend(AttentionBackend):
 
     # ------------------------------------------------------------ host step
     def prepare(self, batch: ForwardBatch) -> None:
-        if batch.mode is ForwardMode.VERIFY and batch.spec is not None and (
-            batch.spec.tree_mask is not None
-        ):
-            raise CapabilityError("the triton attention backend does not support tree masks")
+        if batch.mode is ForwardMode.VERIFY:
+            spec = batch.spec
+            if spec is not None and spec.tree_mask is not None:
+                raise CapabilityError("the triton attention backend does not support tree masks")
+            if batch.padded_num_tokens is not None and spec is not None:
+                # a verify graph: the grid from k alone, lengths from the tensors
+                self._plan = _ExtendPlan(spec.num_draft_tokens + 1, zero_fill=True)
+            else:
+                self._plan = _ExtendPlan(batch.max_extend_len)
+            return
         if batch.mode is ForwardMode.MIXED and self.split_mixed:
             self._plan = self._mixed_plan(batch)
             return
@@ -214,10 +229,14 @@ class TritonAttentionBackend(AttentionBackend):
         if isinstance(plan, _ExtendPlan):
             if plan.dense and self._dense_ok(q, layer):
                 return self._dense_prefill(q, k, v, layer, plan.dense_lens)
+            out = None
+            if plan.zero_fill:
+                out = torch.zeros((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=q.dtype,
+                                  device=q.device)
             return extend_attention(
                 q, k_cache, v_cache, batch.page_table, batch.prefix_lens, batch.extend_lens,
                 batch.extend_start, plan.max_extend_len, batch.page_size, layer.scale,
-                sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+                out=out, sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
             )
         r, t = plan.split, plan.split_token
         out = torch.empty((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=q.dtype,
