@@ -181,3 +181,34 @@ def test_pad_refuses_smaller_buckets(device):
         pad_batch(batch, Bucket(tokens=16))
     with pytest.raises(ValueError, match="narrow"):
         pad_batch(batch, Bucket(tokens=32, pages=0))
+
+
+def test_padded_verify_replay_semantics(device):
+    """A verify graph (k = 3): prepare on the dummy verify batch of the bucket (as at capture),
+    then run a real batch of ragged rows (4, 2 and 1 new tokens over prefixes: a verify, a
+    shorter verify, a decode) relabelled VERIFY and padded to 4 requests x 4 tokens. Real
+    rows equal the reference, rows of no request are zeros, padding writes only slot 0, and
+    the plan depends on k alone."""
+    k, n = 3, 4
+    batch, caches, qkv = _setup(device, [21, 50, 7], [4, 2, 1], ForwardMode.VERIFY,
+                                spec_info=SpecInfo(num_draft_tokens=k))
+    width = batch.page_table.shape[1] + 1
+    padded = pad_batch(batch, Bucket(tokens=n * (k + 1), requests=n, pages=width))
+    assert padded.num_tokens == 16 and padded.batch_size == 4 and padded.padded_batch_size == 4
+    dummy = dummy_batch(ForwardMode.VERIFY, Bucket(tokens=n * (k + 1), requests=n),
+                        page_size=PAGE, full_width=width, device=device)
+    assert dummy.extend_lens_cpu == [4] * 4 and dummy.spec.num_draft_tokens == k
+    tri = _backend(TritonAttentionBackend, device)
+    t = batch.num_tokens  # 7 real tokens, then the padding request's token, then 8 of none
+    pad_qkv = tuple(torch.cat([x, torch.randn((16 - t, *x.shape[1:]), device=device)])
+                    for x in qkv)
+    out, kc, vc = _run(tri, padded, caches, pad_qkv, prepare_batch=dummy)
+    assert tri._plan.max_extend_len == k + 1 and tri._plan.zero_fill
+    want, kc_ref, vc_ref = _run(_backend(ReferenceAttentionBackend, device), batch, caches, qkv)
+    assert out.shape[0] == 16
+    assert rel_err(out[:t], want) < TOL[out.dtype]
+    assert torch.isfinite(out).all() and not out[t + 1:].any()  # rows of no request: zeros
+    assert torch.equal(kc[1:], kc_ref[1:]) and torch.equal(vc[1:], vc_ref[1:])
+    # an unpadded verify still plans from its own lengths
+    tri.prepare(batch)
+    assert tri._plan.max_extend_len == 4 and not tri._plan.zero_fill
