@@ -208,6 +208,12 @@ def test_platform_hooks_go_through_the_device_module(monkeypatch):
     strat = plat.execution_strategy("graphs")
     assert isinstance(strat, TorchGraphExecution) and strat.module is module
     assert strat.max_batch_size == 16 and strat.prefill_tokens == (16, 32)
+    assert strat.verify_batch_sizes == (1, 2, 4, 8, 16)
+    # every strategy of the platform (a target's, a draft model's) shares one graph pool
+    assert plat.execution_strategy("graphs").pool is strat.pool
+    plat.platform.config = PlatformConfig(max_batch_size=16,
+                                          extra={"fake_graph_max_verify_batch_size": 4})
+    assert plat.execution_strategy("graphs").verify_batch_sizes == (1, 2, 4)
     with pytest.raises(CapabilityError, match="compiled"):
         plat.platform._execution_strategy("compiled")
 
