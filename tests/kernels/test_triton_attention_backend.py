@@ -4,6 +4,7 @@ update with the real one, as a graph replay does)."""
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import pytest
@@ -18,7 +19,6 @@ from anyware.plugin import (
     AttentionLayer,
     AttentionSpec,
     Bucket,
-    CapabilityError,
     ForwardBatch,
     ForwardMode,
     KVCache,
@@ -118,27 +118,33 @@ def test_mixed_and_verify_modes(device, split):
     _compare(device, batch, caches, qkv)
 
 
-def test_verify_tree_mask_is_refused(device):
-    tree = torch.ones(1, 2, 2, dtype=torch.bool)
-    batch, _, _ = _setup(device, [5], [2], ForwardMode.VERIFY,
-                         spec_info=SpecInfo(num_draft_tokens=1, tree_mask=tree))
-    with pytest.raises(CapabilityError):
-        _backend(TritonAttentionBackend, device).prepare(batch)
+def _random_tree(gen, bsz: int, n: int) -> torch.Tensor:
+    """Random draft trees: token a sees token b iff b is a or an ancestor of a."""
+    mask = torch.zeros((bsz, n, n), dtype=torch.bool)
+    for i in range(bsz):
+        parent = [-1] + [int(torch.randint(0, a, (1,), generator=gen)) for a in range(1, n)]
+        for a in range(n):
+            b = a
+            while b >= 0:
+                mask[i, a, b] = True
+                b = parent[b]
+    return mask
 
 
-def test_decode_graph_buffers_replay_semantics(device):
-    """Launch constants come from a dummy batch (as at capture); data from update()."""
-    prefix = [60, 3, 100]
-    batch, caches, qkv = _setup(device, prefix, [1, 1, 1], ForwardMode.DECODE)
-    dummy, _, _ = _setup(device, [0, 0, 0], [1, 1, 1], ForwardMode.DECODE)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_verify_tree_mask(device, dtype):
+    """A tree verify (each draft sees its ancestors only) equals the reference backend."""
+    tree = _random_tree(torch.Generator().manual_seed(3), 2, 5).to(device)
+    batch, caches, qkv = _setup(device, [11, 40], [5, 5], ForwardMode.VERIFY, dtype=dtype,
+                                spec_info=SpecInfo(num_draft_tokens=4, tree_mask=tree))
     tri = _backend(TritonAttentionBackend, device)
-    tri.init_graph_buffers(max_batch_size=8, max_pages_per_req=16)
-    _compare(device, batch, caches, qkv, triton_backend=tri, prepare_batch=dummy)
-    # an eager extend step in between must not break the next decode update
-    ext, ecaches, eqkv = _setup(device, [0], [5], ForwardMode.EXTEND)
-    _run(tri, ext, ecaches, eqkv)
-    tri.update(batch)
-    assert torch.equal(tri._buf_seq[:3].cpu(), batch.seq_lens.cpu())
+    _compare(device, batch, caches, qkv, triton_backend=tri)
+    assert tri._plan.tree
+    # the mask matters: the same batch as a chain gives other rows
+    chain = dataclasses.replace(batch, spec=SpecInfo(num_draft_tokens=4))
+    out_chain, _, _ = _run(_backend(TritonAttentionBackend, device), chain, caches, qkv)
+    out_tree, _, _ = _run(_backend(TritonAttentionBackend, device), batch, caches, qkv)
+    assert not torch.allclose(out_chain, out_tree)
 
 
 def test_kv_layout_rejects_unsupported(device):

@@ -3,7 +3,7 @@
 ``prepare`` (host) picks the kernel from ``batch.mode`` and sizes grids and scratch from the
 host lists; ``update`` (graph-safe) copies the decode metadata into persistent buffers
 allocated by ``init_graph_buffers``; ``forward`` stores K/V, then runs the decode kernel
-(DECODE) or the extend kernel (EXTEND, chain VERIFY). A MIXED batch is split: the trailing
+(DECODE) or the extend kernel (EXTEND, VERIFY: causal, or a tree mask read on the device). A MIXED batch is split: the trailing
 rows with one new token each (the engine puts decodes last) go through the decode kernel, the
 rest through the extend kernel, each writing its rows of one output. The extend kernel would
 read every KV head once per query head for a one-token row, the decode kernel reads it once
@@ -44,7 +44,6 @@ from anyware.plugin import (
     AttentionBackend,
     AttentionFeatures,
     AttentionLayer,
-    CapabilityError,
     ForwardBatch,
     ForwardMode,
     KVCache,
@@ -68,6 +67,7 @@ class _ExtendPlan:
     dense: bool = False  # fresh prompts only: attention over the new K/V through SDPA
     dense_lens: tuple[int, ...] = ()  # token rows of each request on the dense path
     zero_fill: bool = False  # rows of no request (a padded verify) get zeros, not garbage
+    tree: bool = False  # a tree verify: new tokens see what ``spec.tree_mask`` allows
 
 
 @dataclass
@@ -88,7 +88,7 @@ class TritonAttentionBackend(AttentionBackend):
         extend_with_prefix=True,
         decode=True,
         verify=True,
-        tree_mask=False,
+        tree_mask=True,
         sliding_window=True,
         logit_softcap=True,
         padded_prefill=True,
@@ -137,13 +137,12 @@ class TritonAttentionBackend(AttentionBackend):
     def prepare(self, batch: ForwardBatch) -> None:
         if batch.mode is ForwardMode.VERIFY:
             spec = batch.spec
-            if spec is not None and spec.tree_mask is not None:
-                raise CapabilityError("the triton attention backend does not support tree masks")
+            tree = spec is not None and spec.tree_mask is not None
             if batch.padded_num_tokens is not None and spec is not None:
-                # a verify graph: the grid from k alone, lengths from the tensors
-                self._plan = _ExtendPlan(spec.num_draft_tokens + 1, zero_fill=True)
+                # a verify graph: the grid from k alone, lengths (and mask) from the tensors
+                self._plan = _ExtendPlan(spec.num_draft_tokens + 1, zero_fill=True, tree=tree)
             else:
-                self._plan = _ExtendPlan(batch.max_extend_len)
+                self._plan = _ExtendPlan(batch.max_extend_len, tree=tree)
             return
         if batch.mode is ForwardMode.MIXED and self.split_mixed:
             self._plan = self._mixed_plan(batch)
@@ -237,6 +236,7 @@ class TritonAttentionBackend(AttentionBackend):
                 q, k_cache, v_cache, batch.page_table, batch.prefix_lens, batch.extend_lens,
                 batch.extend_start, plan.max_extend_len, batch.page_size, layer.scale,
                 out=out, sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+                tree_mask=batch.spec.tree_mask if plan.tree else None,
             )
         r, t = plan.split, plan.split_token
         out = torch.empty((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=q.dtype,
