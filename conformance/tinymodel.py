@@ -14,6 +14,7 @@ from anyware.plugin import (
     ForwardBatch,
     ForwardMode,
     KVCache,
+    SpecInfo,
     dummy_batch,
     pad_batch,
 )
@@ -22,8 +23,10 @@ from anyware.plugin import (
 class TinyModel:
     def __init__(self, platform, dtype: torch.dtype, page_size: int, num_pages: int = 48,
                  seed: int = 0, vocab: int = 97, hidden: int = 64, heads: int = 4,
-                 kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96) -> None:
+                 kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96,
+                 verify_tokens: int = 0) -> None:
         self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
+        self.verify_tokens = verify_tokens  # StepProgram: width of its VERIFY steps (k + 1)
         self.num_pages = num_pages
         dev, g = platform.device, torch.Generator().manual_seed(seed)
         self.vocab, self.eps = vocab, 1e-5
@@ -94,8 +97,11 @@ class TinyModel:
 
 
 def make_batch(model: TinyModel, mode: ForwardMode, tokens: list[list[int]], prefix_lens: list[int],
-               pages: list[list[int]]) -> ForwardBatch:
-    """A batch of requests with explicit pages (no allocator needed)."""
+               pages: list[list[int]], logit_counts: list[int] | None = None) -> ForwardBatch:
+    """A batch of requests with explicit pages (no allocator needed). Logit rows: the last
+    token of each request, every token in VERIFY (a chain verify of ``len - 1`` drafts each),
+    or the last ``logit_counts[i]`` tokens of request ``i`` when given (a MIXED step of
+    verifies and decodes)."""
     ps = model.page_size
     width = max(len(p) for p in pages)
     table = torch.zeros((len(pages), width), dtype=torch.int32)
@@ -103,7 +109,9 @@ def make_batch(model: TinyModel, mode: ForwardMode, tokens: list[list[int]], pre
     for i, (toks, pre, pg) in enumerate(zip(tokens, prefix_lens, pages)):
         table[i, : len(pg)] = torch.tensor(pg, dtype=torch.int32)
         slots += [pg[pos // ps] * ps + pos % ps for pos in range(pre, pre + len(toks))]
+    verify = mode is ForwardMode.VERIFY
     return ForwardBatch.build(
         mode=mode, input_ids=[t for toks in tokens for t in toks], prefix_lens=prefix_lens,
         extend_lens=[len(t) for t in tokens], page_table=table, out_slots=slots, page_size=ps,
-        device=model.platform.device)
+        device=model.platform.device, logits_all=verify, logit_counts=logit_counts,
+        spec=SpecInfo(max(len(t) for t in tokens) - 1) if verify else None)

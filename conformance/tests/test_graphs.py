@@ -99,3 +99,61 @@ def test_prefill_graph_replay(platform, conf, gen, dtype):
             pre += len(feed)
             feed = [int(want.argmax(dim=-1)[0])]
     strategy.close()
+
+
+VERIFY_PARAMS = [
+    pytest.param(dtype, id=f"graphs-{dtype}", marks=pytest.mark.anyware(
+        tier="graphs", capability="graphs.padded_verify",
+        needs=("graph_capture", "attention.padded_verify", "dtype")))
+    for dtype in DTYPES
+]
+
+
+@pytest.mark.parametrize("dtype", VERIFY_PARAMS)
+def test_verify_graph_replay(platform, conf, gen, dtype):
+    """Speculative steps through the graph strategy of a program that verifies k = 3 drafts
+    (``StepProgram.verify_tokens = 4``): chain verifies of k and of fewer drafts, a MIXED step
+    of verifies and decodes, a 2-token catch-up over a prefix (what a draft model runs) and
+    decodes, as batch sizes change. Logits equal eager execution, and the KV each step wrote
+    serves the steps after it (a verify replayed with stale lengths, a mis-padded row or a
+    lost logit row fails)."""
+    caps = platform.capabilities()
+    dt = getattr(torch, dtype)
+    page_size = caps.page_sizes[0]
+    per_req = -(-64 // page_size)
+    num_pages = 1 + 4 * per_req
+    eager_model, graph_model = (TinyModel(platform, dt, page_size, num_pages, seed=3,
+                                          verify_tokens=4) for _ in range(2))
+    eager, strategy = EagerExecution(), platform.execution_strategy("graphs")
+    eager.setup(eager_model)
+    strategy.setup(graph_model)
+    pages = [list(range(1 + i * per_req, 1 + (i + 1) * per_req)) for i in range(4)]
+    lens, last = [0] * 4, [0] * 4
+    V, M, E, D = ForwardMode.VERIFY, ForwardMode.MIXED, ForwardMode.EXTEND, ForwardMode.DECODE
+    steps = [(E, [0, 1, 2, 3], [8, 5, 11, 6])]  # prompts (drafts column: prompt lengths)
+    steps += [(V, [0, 1, 2], [3, 3, 3]), (V, [3], [3]), (V, [0, 1, 2, 3], [1, 1, 1, 1]),
+              (M, [0, 1, 3], [3, 0, 2]), (E, [1, 2, 3], [1, 1, 1]), (D, [0, 2], [0, 0]),
+              (V, [1, 3], [3, 3]), (M, [3, 0, 2], [0, 3, 1])]
+    for step, (mode, reqs, nd) in enumerate(steps):
+        if step == 0:
+            feed = [torch.randint(1, eager_model.vocab, (n,), generator=gen).tolist() for n in nd]
+            counts = [1] * len(reqs)
+        else:
+            feed = [[last[i], *torch.randint(1, eager_model.vocab, (d,), generator=gen).tolist()]
+                    for i, d in zip(reqs, nd)]
+            counts = [1 if mode is E else d + 1 for d in nd]
+
+        def batch_for(model, reqs=reqs, feed=feed, mode=mode, counts=counts):
+            return make_batch(model, mode, feed, [lens[i] for i in reqs],
+                              [pages[i] for i in reqs], logit_counts=counts)
+        want = eager.run(batch_for(eager_model))
+        got = strategy.run(batch_for(graph_model))
+        conf.on_device("logits", got)
+        conf.close(f"step {step} ({mode.value}, requests {reqs}, drafts {nd}) logits", got,
+                   want, op="model_logits", dtype=dtype, reduction=64)
+        row = 0
+        for i, f, c in zip(reqs, feed, counts):
+            lens[i] += len(f)
+            row += c
+            last[i] = int(want[row - 1].argmax())
+    strategy.close()

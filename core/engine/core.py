@@ -105,15 +105,21 @@ class EngineCore:
         budget = KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
         if draft_cfg is not None:
             budget = _split_budget(budget, model_cfg, draft_cfg, pcfg.dtype)
+        # graph strategies capture VERIFY graphs this wide: the target verifies k drafts plus
+        # its last token; the draft model catches up over at most 2 tokens per request
+        # (DraftModelDrafter: the bonus token, plus the last draft when all were accepted)
+        verify_tokens = spec.num_draft_tokens + 1 if spec is not None else 0
         self.worker = ModelWorker(
             WorkerConfig(model_cfg, self.model_path, cfg.load_format, cfg.seed,
-                         cfg.max_running_requests, rank, world_size, cfg.show_progress),
+                         cfg.max_running_requests, rank, world_size, cfg.show_progress,
+                         verify_tokens),
             platform, pcfg, device, budget)
         self.draft_worker: ModelWorker | None = None
         if draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
             self.draft_worker = ModelWorker(
                 WorkerConfig(draft_cfg, draft_path, cfg.load_format, cfg.seed,
-                             cfg.max_running_requests, rank, world_size, cfg.show_progress),
+                             cfg.max_running_requests, rank, world_size, cfg.show_progress,
+                             verify_tokens=2),
                 platform, pcfg, device, budget, share_pages_with=self.worker)
         self.allocator = PageAllocator(self.worker.num_pages)
         cache = None

@@ -20,14 +20,20 @@ from anyware.request import ScheduledBatch
 
 
 class ModelRunner:
+    """``verify_tokens``: the most new tokens per request of this model's short multi-token
+    steps (``StepProgram.verify_tokens``: ``k + 1`` for a speculating target, 2 for a draft
+    model, 0 otherwise); graph strategies capture VERIFY graphs of that width."""
+
     def __init__(self, model: torch.nn.Module, attention: AttentionBackend, pool: KVPool,
-                 page_table: PageTable, page_size: int, device: torch.device) -> None:
+                 page_table: PageTable, page_size: int, device: torch.device,
+                 verify_tokens: int = 0) -> None:
         self.model = model
         self.attention = attention
         self.pool = pool
         self.page_table = page_table
         self.page_size = page_size
         self.device = device
+        self.verify_tokens = verify_tokens
         self.future = FutureTokens(page_table.table.shape[0], device)
 
     @property

@@ -44,7 +44,8 @@ class KVBudget:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """One model on one rank of a group of ``world_size`` ranks."""
+    """One model on one rank of a group of ``world_size`` ranks. ``verify_tokens``: the most
+    new tokens per request of its short multi-token steps (``StepProgram.verify_tokens``)."""
 
     model: ModelConfig
     model_path: Path | None
@@ -54,6 +55,7 @@ class WorkerConfig:
     rank: int = 0
     world_size: int = 1
     show_progress: bool = True
+    verify_tokens: int = 0
 
 
 def rank_heads(num_heads: int, num_kv_heads: int, world_size: int) -> tuple[int, int]:
@@ -101,7 +103,7 @@ class ModelWorker:
             self.num_pages = self._num_pages(layout, budget, max_pages_per_req)
         self.pool = KVPool(platform, layout, mcfg.num_layers, self.num_pages)
         self.runner = ModelRunner(self.model, self.attention, self.pool, self.page_table,
-                                  pcfg.page_size, device)
+                                  pcfg.page_size, device, cfg.verify_tokens)
         self.strategy = platform.execution_strategy()
         self.strategy.setup(self.runner)
         # whether the strategy may sample inside its programs (it overrides run_and_sample)

@@ -35,6 +35,15 @@ class AttentionFeatures:
         device tensors, and gives the real rows the unpadded result. Such a forward may be
         captured once per token bucket and replayed (prefill graphs). Never wanted by a
         model; a backend declares it.
+    padded_verify: a VERIFY batch with ``spec.num_draft_tokens = k`` and no tree mask whose
+        requests carry between 1 and ``k + 1`` new tokens each (a chain verify; a graph
+        strategy also relabels decode rows and short extends VERIFY), padded to a request
+        bucket of ``n`` and to ``n * (k + 1)`` tokens (``padded_batch_size``,
+        ``padded_num_tokens``), runs with launch shapes that depend only on ``n`` and ``k``,
+        reads every length and the page table from the batch's device tensors, gives the
+        real rows the unpadded result and finite values in the rows past the last request.
+        Such a forward may be captured once per request bucket and replayed (verify graphs).
+        Never wanted by a model; a backend declares it.
     """
 
     extend_with_prefix: bool = True
@@ -44,6 +53,7 @@ class AttentionFeatures:
     sliding_window: bool = False
     logit_softcap: bool = False
     padded_prefill: bool = False
+    padded_verify: bool = False
 
     def names(self) -> tuple[str, ...]:
         """The names of the features set, in declaration order."""

@@ -45,11 +45,19 @@ class StepProgram(Protocol):
     model: the ``torch.nn.Module`` whose parameters and buffers ``forward`` uses, when there
         is one (``None`` otherwise): a compiled strategy passes them as program inputs
         instead of baking them in as constants.
+    verify_tokens: the most new tokens per request of the short multi-token steps this
+        program runs (``k + 1`` for a target verifying ``k`` drafts; 2 for a draft model's
+        catch-up over the tokens accepted since its last step), or 0 when it runs none. A
+        graph strategy may capture a VERIFY graph per request bucket of this width
+        (``dummy(VERIFY, Bucket(tokens=n * verify_tokens, requests=n))``) and replay any
+        batch whose requests each carry 1 to ``verify_tokens`` new tokens through it. A
+        program without the attribute counts as 0.
     """
 
     attention: AttentionBackend
     kv_cache: KVCache
     model: torch.nn.Module | None
+    verify_tokens: int
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Run the model; returns logits ``[len(batch.logits_indices), vocab]`` (fp32)."""

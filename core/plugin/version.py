@@ -13,7 +13,8 @@ The public surface of :mod:`anyware.plugin` is snapshot-tested (``tests/unit/tes
 so that every change to it is deliberate and comes with a version bump (rule 4).
 
 History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the HND KV order),
-``KVLayout.slot_index``, ``ExecutionStrategy.run_and_sample`` and ``StepSample``.
+``KVLayout.slot_index``, ``ExecutionStrategy.run_and_sample``, ``StepSample``,
+``AttentionFeatures.padded_verify`` and ``StepProgram.verify_tokens``.
 """
 
 from __future__ import annotations

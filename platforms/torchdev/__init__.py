@@ -7,8 +7,9 @@ and third-party ones) import it; it imports only ``anyware.plugin`` and ``anywar
 * :class:`TorchDevicePlatform` — a ``Platform`` base implementing the device hooks (init,
   count, memory, synchronize, empty_cache, seeds, names, events, host copies, versions) and
   the ``graphs`` execution strategy through ``torch.<device_type>``.
-* :class:`TorchGraphExecution` — decode and one-request prefill graphs, captured and replayed
-  through any device module with a graph API (:func:`graph_api`, :func:`supports_graphs`).
+* :class:`TorchGraphExecution` — decode, verify and one-request prefill graphs, captured and
+  replayed through any device module with a graph API (:func:`graph_api`,
+  :func:`supports_graphs`); :class:`GraphPool` shares one memory pool between strategies.
 * probe helpers — :func:`module_importable`, :func:`visible_device_count`,
   :func:`hidden_by_env`, :func:`runtime_compiled`, :func:`unavailable`.
 
@@ -16,7 +17,12 @@ Importing this package imports torch but no vendor runtime and creates no device
 """
 
 from anyware_torchdev.graph_api import GRAPH_CLASS_NAMES, GraphAPI, graph_api, supports_graphs
-from anyware_torchdev.graphs import TorchGraphExecution, default_buckets, default_prefill_buckets
+from anyware_torchdev.graphs import (
+    GraphPool,
+    TorchGraphExecution,
+    default_buckets,
+    default_prefill_buckets,
+)
 from anyware_torchdev.platform import TorchDevicePlatform
 from anyware_torchdev.probe import (
     hidden_by_env,
@@ -31,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GRAPH_CLASS_NAMES",
     "GraphAPI",
+    "GraphPool",
     "TorchDevicePlatform",
     "TorchGraphExecution",
     "default_buckets",

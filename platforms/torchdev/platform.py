@@ -29,6 +29,9 @@ from anyware_torchdev.probe import visible_device_count
 
 DEFAULT_GRAPH_MAX_BS = 256
 DEFAULT_GRAPH_MAX_PREFILL = 2048
+# verify graphs hold (k + 1) x the decode graphs' activations and logits; above this batch a
+# verify step is no longer launch-bound enough to pay for the capture time and memory
+DEFAULT_GRAPH_MAX_VERIFY_BS = 64
 
 
 class TorchDevicePlatform(Platform):
@@ -48,7 +51,10 @@ class TorchDevicePlatform(Platform):
     Graph options (``PlatformConfig.extra``, ``--platform-opt``), prefixed with the
     platform's ``name``: ``<name>_graph_batch_sizes`` (a list), ``<name>_graph_max_batch_size``
     (default 256, capped at ``max_batch_size``), ``<name>_graph_max_prefill_tokens`` (default
-    2048, capped at ``max_prefill_tokens``; 0 turns prefill graphs off).
+    2048, capped at ``max_prefill_tokens``; 0 turns prefill graphs off),
+    ``<name>_graph_max_verify_batch_size`` (default 64, capped at the largest decode bucket; 0
+    turns verify graphs off). The strategies this platform builds (a target model's and a
+    draft model's) share one graph memory pool and capture stream.
     """
 
     device_module_import: ClassVar[str | None] = None
@@ -57,6 +63,10 @@ class TorchDevicePlatform(Platform):
     runtime_version_attr: ClassVar[str | None] = None
     graph_unsafe_backends: ClassVar[frozenset[str]] = frozenset()
     graph_unsafe_hint: ClassVar[str] = "use --execution eager"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._graph_pool = None  # one GraphPool for every graph strategy of this process
 
     # ---------------------------------------------------------------- the module
     @classmethod
@@ -161,7 +171,7 @@ class TorchDevicePlatform(Platform):
         if kind != "graphs":
             raise CapabilityError(f"platform {self.name!r} has no {kind!r} execution strategy "
                                   "— use --execution eager or graphs")
-        from anyware_torchdev.graphs import TorchGraphExecution
+        from anyware_torchdev.graphs import GraphPool, TorchGraphExecution
 
         extra = self.config.extra if self.config else {}
         key = f"{self.name}_graph"
@@ -173,5 +183,9 @@ class TorchDevicePlatform(Platform):
         chunk = self.config.max_prefill_tokens if self.config else DEFAULT_GRAPH_MAX_PREFILL
         max_prefill = min(chunk, int(extra.get(f"{key}_max_prefill_tokens",
                                                DEFAULT_GRAPH_MAX_PREFILL)))
+        max_verify = int(extra.get(f"{key}_max_verify_batch_size", DEFAULT_GRAPH_MAX_VERIFY_BS))
+        if self._graph_pool is None:
+            self._graph_pool = GraphPool()
         return TorchGraphExecution(self.device_module(), tuple(sizes) if sizes else None,
-                                   max_batch_size=max_bs, max_prefill_tokens=max_prefill)
+                                   max_batch_size=max_bs, max_prefill_tokens=max_prefill,
+                                   max_verify_batch_size=max_verify, pool=self._graph_pool)

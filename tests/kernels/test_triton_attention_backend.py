@@ -4,6 +4,7 @@ update with the real one, as a graph replay does)."""
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import pytest
@@ -14,11 +15,11 @@ pytest.importorskip("triton", reason="triton is not installed (pip install anywa
 from _helpers import TOL, new_token_slots, random_paged_kv, rel_err
 from anyware.kernels.reference import ReferenceAttentionBackend
 from anyware.kernels.triton.attention_backend import TritonAttentionBackend
+from anyware.kernels.triton.decode_attention import decode_attention
 from anyware.plugin import (
     AttentionLayer,
     AttentionSpec,
     Bucket,
-    CapabilityError,
     ForwardBatch,
     ForwardMode,
     KVCache,
@@ -118,27 +119,33 @@ def test_mixed_and_verify_modes(device, split):
     _compare(device, batch, caches, qkv)
 
 
-def test_verify_tree_mask_is_refused(device):
-    tree = torch.ones(1, 2, 2, dtype=torch.bool)
-    batch, _, _ = _setup(device, [5], [2], ForwardMode.VERIFY,
-                         spec_info=SpecInfo(num_draft_tokens=1, tree_mask=tree))
-    with pytest.raises(CapabilityError):
-        _backend(TritonAttentionBackend, device).prepare(batch)
+def _random_tree(gen, bsz: int, n: int) -> torch.Tensor:
+    """Random draft trees: token a sees token b iff b is a or an ancestor of a."""
+    mask = torch.zeros((bsz, n, n), dtype=torch.bool)
+    for i in range(bsz):
+        parent = [-1] + [int(torch.randint(0, a, (1,), generator=gen)) for a in range(1, n)]
+        for a in range(n):
+            b = a
+            while b >= 0:
+                mask[i, a, b] = True
+                b = parent[b]
+    return mask
 
 
-def test_decode_graph_buffers_replay_semantics(device):
-    """Launch constants come from a dummy batch (as at capture); data from update()."""
-    prefix = [60, 3, 100]
-    batch, caches, qkv = _setup(device, prefix, [1, 1, 1], ForwardMode.DECODE)
-    dummy, _, _ = _setup(device, [0, 0, 0], [1, 1, 1], ForwardMode.DECODE)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_verify_tree_mask(device, dtype):
+    """A tree verify (each draft sees its ancestors only) equals the reference backend."""
+    tree = _random_tree(torch.Generator().manual_seed(3), 2, 5).to(device)
+    batch, caches, qkv = _setup(device, [11, 40], [5, 5], ForwardMode.VERIFY, dtype=dtype,
+                                spec_info=SpecInfo(num_draft_tokens=4, tree_mask=tree))
     tri = _backend(TritonAttentionBackend, device)
-    tri.init_graph_buffers(max_batch_size=8, max_pages_per_req=16)
-    _compare(device, batch, caches, qkv, triton_backend=tri, prepare_batch=dummy)
-    # an eager extend step in between must not break the next decode update
-    ext, ecaches, eqkv = _setup(device, [0], [5], ForwardMode.EXTEND)
-    _run(tri, ext, ecaches, eqkv)
-    tri.update(batch)
-    assert torch.equal(tri._buf_seq[:3].cpu(), batch.seq_lens.cpu())
+    _compare(device, batch, caches, qkv, triton_backend=tri)
+    assert tri._plan.tree
+    # the mask matters: the same batch as a chain gives other rows
+    chain = dataclasses.replace(batch, spec=SpecInfo(num_draft_tokens=4))
+    out_chain, _, _ = _run(_backend(TritonAttentionBackend, device), chain, caches, qkv)
+    out_tree, _, _ = _run(_backend(TritonAttentionBackend, device), batch, caches, qkv)
+    assert not torch.allclose(out_chain, out_tree)
 
 
 def test_kv_layout_rejects_unsupported(device):
@@ -181,3 +188,63 @@ def test_pad_refuses_smaller_buckets(device):
         pad_batch(batch, Bucket(tokens=16))
     with pytest.raises(ValueError, match="narrow"):
         pad_batch(batch, Bucket(tokens=32, pages=0))
+
+
+@pytest.mark.parametrize("by_decode", [True, False])
+def test_padded_verify_replay_semantics(device, by_decode):
+    """A verify graph (k = 3): prepare on the dummy verify batch of the bucket (as at capture),
+    then run a real batch of ragged rows (4, 2 and 1 new tokens over prefixes: a verify, a
+    shorter verify, a decode) relabelled VERIFY and padded to 4 requests x 4 tokens. Real
+    rows equal the reference, rows of no request are finite, padding writes only slot 0, and
+    the plan depends on the bucket alone (through the decode kernel or the extend kernel)."""
+    k, n = 3, 4
+    batch, caches, qkv = _setup(device, [21, 50, 7], [4, 2, 1], ForwardMode.VERIFY,
+                                spec_info=SpecInfo(num_draft_tokens=k))
+    width = batch.page_table.shape[1] + 1
+    padded = pad_batch(batch, Bucket(tokens=n * (k + 1), requests=n, pages=width))
+    assert padded.num_tokens == 16 and padded.batch_size == 4 and padded.padded_batch_size == 4
+    dummy = dummy_batch(ForwardMode.VERIFY, Bucket(tokens=n * (k + 1), requests=n),
+                        page_size=PAGE, full_width=width, device=device)
+    assert dummy.extend_lens_cpu == [4] * 4 and dummy.spec.num_draft_tokens == k
+    tri = _backend(TritonAttentionBackend, device)
+    tri.verify_by_decode = by_decode
+    t = batch.num_tokens  # 7 real tokens, then the padding request's token, then 8 of none
+    pad_qkv = tuple(torch.cat([x, torch.randn((16 - t, *x.shape[1:]), device=device)])
+                    for x in qkv)
+    out, kc, vc = _run(tri, padded, caches, pad_qkv, prepare_batch=dummy)
+    if by_decode:
+        assert tri._plan.seq.shape == (16,) and tri._plan.rows[:8].tolist() == [
+            0, 0, 0, 0, 1, 1, 2, 3]
+        assert tri._plan.seq[:7].tolist() == [22, 23, 24, 25, 51, 52, 8]
+    else:
+        assert tri._plan.max_extend_len == k + 1 and tri._plan.zero_fill
+        assert not out[t + 1:].any()  # rows of no request: zeros
+    want, kc_ref, vc_ref = _run(_backend(ReferenceAttentionBackend, device), batch, caches, qkv)
+    assert out.shape[0] == 16
+    assert rel_err(out[:t], want) < TOL[out.dtype]
+    assert torch.isfinite(out).all()
+    assert torch.equal(kc[1:], kc_ref[1:]) and torch.equal(vc[1:], vc_ref[1:])
+    # an unpadded verify still plans from its own lengths
+    tri.prepare(batch)
+    if not by_decode:
+        assert tri._plan.max_extend_len == 4 and not tri._plan.zero_fill
+
+
+def test_chain_verify_rows_equal_decode_steps(device):
+    """Through the decode kernel, each verify row is computed exactly as a decode step at its
+    position with the same split count: bit for bit, so verify and decode agree."""
+    prefix, ext = [21, 130], [4, 4]
+    batch, caches, qkv = _setup(device, prefix, ext, ForwardMode.VERIFY, dtype=torch.bfloat16,
+                                spec_info=SpecInfo(num_draft_tokens=3))
+    tri = _backend(TritonAttentionBackend, device)
+    out, kc, vc = _run(tri, batch, caches, qkv)
+    splits = tri._plan.num_splits
+    assert splits > 1
+    q = qkv[0]
+    for i, (p, e) in enumerate(zip(prefix, ext)):
+        for j in range(e):
+            row = sum(ext[:i]) + j
+            seq = torch.tensor([p + j + 1], dtype=torch.int32, device=device)
+            one = decode_attention(q[row:row + 1], kc, vc, batch.page_table[i:i + 1], seq, PAGE,
+                                   D**-0.5, splits)
+            assert torch.equal(one[0], out[row]), (i, j)

@@ -91,6 +91,7 @@ class GraphSafeProgram:
     def __init__(self, model: TinyModel, module) -> None:
         self.model, self.module, self.attention = model, module, model.attention
         self.pad, self.dummy = model.pad, model.dummy
+        self.verify_tokens = model.verify_tokens
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         out = self.model.forward(batch)
@@ -114,11 +115,13 @@ def cpu():
     return platform
 
 
-def _models(cpu, module, num_pages=40, padded_prefill=False):
-    eager, graph = (TinyModel(cpu, torch.float32, 4, num_pages, seed=5) for _ in range(2))
-    if padded_prefill:  # the reference backend handles padding tokens (zeros); allow graphs
-        graph.attention.features = dataclasses.replace(graph.attention.features,
-                                                       padded_prefill=True)
+def _models(cpu, module, num_pages=40, padded_prefill=False, verify_tokens=0):
+    eager, graph = (TinyModel(cpu, torch.float32, 4, num_pages, seed=5,
+                              verify_tokens=verify_tokens) for _ in range(2))
+    # the reference backend handles padding tokens (zeros) and reads lengths from the batch
+    # (re-read from the device tensors at replay): allow the padded graphs
+    graph.attention.features = dataclasses.replace(
+        graph.attention.features, padded_prefill=padded_prefill, padded_verify=verify_tokens > 0)
     return eager, GraphSafeProgram(graph, module)
 
 
@@ -205,6 +208,12 @@ def test_platform_hooks_go_through_the_device_module(monkeypatch):
     strat = plat.execution_strategy("graphs")
     assert isinstance(strat, TorchGraphExecution) and strat.module is module
     assert strat.max_batch_size == 16 and strat.prefill_tokens == (16, 32)
+    assert strat.verify_batch_sizes == (1, 2, 4, 8, 16)
+    # every strategy of the platform (a target's, a draft model's) shares one graph pool
+    assert plat.execution_strategy("graphs").pool is strat.pool
+    plat.platform.config = PlatformConfig(max_batch_size=16,
+                                          extra={"fake_graph_max_verify_batch_size": 4})
+    assert plat.execution_strategy("graphs").verify_batch_sizes == (1, 2, 4)
     with pytest.raises(CapabilityError, match="compiled"):
         plat.platform._execution_strategy("compiled")
 
@@ -269,6 +278,82 @@ def test_prefill_graphs_replay_like_eager(cpu):
         got = strat.run(make_batch(program.model, ForwardMode.DECODE, nxt, [n], pages))
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert strat.prefill_replays == 3 and strat.replays == 3
+
+
+def test_verify_graphs_replay_like_eager(cpu):
+    """Verify graphs (k = 3: 4 tokens per request) per request bucket: uniform verifies with k
+    or fewer drafts, MIXED steps of verifies and decodes (n-gram drafting) and 2-token
+    catch-ups with a prefix (a draft model) all replay through them, padded; logits equal
+    eager ones and the KV they wrote serves the steps after. Nothing in the stream runs
+    eagerly except a batch above the largest verify bucket."""
+    module = fake_module()
+    eager_model, program = _models(cpu, module, verify_tokens=4)
+    eager, strat = EagerExecution(), TorchGraphExecution(module, max_batch_size=4,
+                                                         max_prefill_tokens=0)
+    eager.setup(eager_model)
+    strat.setup(program)
+    assert sorted(strat._verify) == [1, 2, 4] and strat.verify_tokens == 4
+    assert sorted(strat._graphs) == [1, 2, 4]
+    gen = torch.Generator().manual_seed(3)
+    pages = [list(range(1 + 6 * i, 7 + 6 * i)) for i in range(6)]
+    prompts = [torch.randint(1, 97, (5 + i,), generator=gen).tolist() for i in range(6)]
+    for model in (eager_model, program.model):
+        model.forward(make_batch(model, ForwardMode.EXTEND, prompts, [0] * 6, pages))
+    lens, last = [5 + i for i in range(6)], [7] * 6
+    V, M, E, D = ForwardMode.VERIFY, ForwardMode.MIXED, ForwardMode.EXTEND, ForwardMode.DECODE
+    steps = [  # (mode, requests, drafts per request)
+        (V, [0, 1, 2], [3, 3, 3]), (V, [4], [3]), (V, [0, 1, 2, 3], [1, 1, 1, 1]),
+        (M, [0, 1, 3, 5], [3, 0, 2, 1]), (E, [1, 2, 4], [1, 1, 1]), (D, [0, 2], [0, 0]),
+        (V, [1, 2], [2, 2]), (M, [5, 4, 0], [0, 3, 3]),
+    ]
+    for mode, reqs, nd in steps:
+        feed = [[last[i], *torch.randint(1, 97, (d,), generator=gen).tolist()]
+                for i, d in zip(reqs, nd)]
+        counts = [1 if mode is E else d + 1 for d in nd]
+
+        def batch(model, reqs=reqs, feed=feed, mode=mode, counts=counts):
+            return make_batch(model, mode, feed, [lens[i] for i in reqs],
+                              [pages[i] for i in reqs], logit_counts=counts)
+        want, got = eager.run(batch(eager_model)), strat.run(batch(program.model))
+        assert got.shape == want.shape == (sum(counts), 97)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        row = 0
+        for i, f, c in zip(reqs, feed, counts):
+            lens[i] += len(f)
+            row += c
+            last[i] = int(want[row - 1].argmax())
+    assert (strat.verify_replays, strat.replays, strat.eager_runs) == (7, 1, 0)
+    # above the largest verify bucket, a tree mask, or a row longer than k + 1: eagerly
+    reqs = [0, 1, 2, 3, 5]
+    five = make_batch(program.model, V, [[last[i], 1] for i in reqs], [lens[i] for i in reqs],
+                      [pages[i] for i in reqs])
+    assert strat.verify_bucket_for(five) is None
+    tree = dataclasses.replace(five, spec=dataclasses.replace(
+        five.spec, tree_mask=torch.ones((5, 2, 2), dtype=torch.bool)))
+    assert strat.verify_bucket_for(tree) is None
+    long = make_batch(program.model, E, [[1] * 5], [3], [pages[0]])
+    assert strat.verify_bucket_for(long) is None
+    assert strat.verify_bucket_for(make_batch(program.model, E, [[1] * 4], [3],
+                                              [pages[0]])) == 1
+
+
+def test_no_verify_graphs_without_the_feature_or_the_width(cpu):
+    module = fake_module()
+    _, program = _models(cpu, module, verify_tokens=4)
+    program.attention.features = dataclasses.replace(program.attention.features,
+                                                     padded_verify=False)
+    strat = TorchGraphExecution(module, max_batch_size=2, max_prefill_tokens=0)
+    strat.setup(program)
+    assert not strat._verify and strat.verify_batch_sizes == ()
+    _, program = _models(cpu, module, verify_tokens=0)  # a program without VERIFY steps
+    strat = TorchGraphExecution(module, max_batch_size=2, max_prefill_tokens=0)
+    strat.setup(program)
+    assert not strat._verify
+    _, program = _models(cpu, module, verify_tokens=3)
+    strat = TorchGraphExecution(module, max_batch_size=8, max_prefill_tokens=0,
+                                max_verify_batch_size=2)
+    strat.setup(program)
+    assert sorted(strat._verify) == [1, 2] and sorted(strat._graphs) == [1, 2, 4, 8]
 
 
 def test_setup_without_graph_api_is_a_capability_error(cpu):

@@ -3,7 +3,7 @@
 ``prepare`` (host) picks the kernel from ``batch.mode`` and sizes grids and scratch from the
 host lists; ``update`` (graph-safe) copies the decode metadata into persistent buffers
 allocated by ``init_graph_buffers``; ``forward`` stores K/V, then runs the decode kernel
-(DECODE) or the extend kernel (EXTEND, chain VERIFY). A MIXED batch is split: the trailing
+(DECODE) or the extend kernel (EXTEND, VERIFY: causal, or a tree mask read on the device). A MIXED batch is split: the trailing
 rows with one new token each (the engine puts decodes last) go through the decode kernel, the
 rest through the extend kernel, each writing its rows of one output. The extend kernel would
 read every KV head once per query head for a one-token row, the decode kernel reads it once
@@ -13,6 +13,21 @@ Prefill graphs (``AttentionFeatures.padded_prefill``): a one-request fresh prefi
 token bucket plans from ``padded_num_tokens`` alone (grid, dense row count) and reads the
 real lengths from the batch tensors, so a graph captured on the bucket replays any prompt
 that fits it.
+
+Chain verify (``verify_by_decode``, on by default) runs the split-KV decode kernel with one
+query row per new token: row ``t`` sees ``positions[t] + 1`` KV positions through the page-table
+row of its request, both filled by ``update`` on the device (no host lengths). Each row is
+computed exactly as a decode step of the same requests at that position (same kernel, same
+``num_splits``), so verify and decode agree bit for bit in attention, and long contexts get
+split-KV parallelism (the extend kernel has one program per request and head). A tree verify
+takes the extend kernel with the mask read on the device.
+
+Verify graphs (``AttentionFeatures.padded_verify``): a VERIFY batch padded to ``n`` requests
+and ``n * (k + 1)`` tokens plans from the bucket alone (``num_splits`` of ``n`` requests at the
+context length, per-row buffers cached per bucket); lengths and rows come from the batch
+tensors (which the graph strategy refreshes before each replay) through ``update``, so requests
+with fewer than ``k + 1`` tokens (decode rows, a draft model's catch-up) replay through the
+same graph. Rows past the last request read the scratch page: finite, unused.
 
 Dense prefill: an EXTEND batch of a few requests with no cached prefix and at least
 ``dense_min_tokens`` new tokens (a long fresh prompt, W3's TTFT) needs no paged gather, so its attention runs through ``torch``'s fused
@@ -37,7 +52,6 @@ from anyware.plugin import (
     AttentionBackend,
     AttentionFeatures,
     AttentionLayer,
-    CapabilityError,
     ForwardBatch,
     ForwardMode,
     KVCache,
@@ -60,6 +74,20 @@ class _ExtendPlan:
     max_extend_len: int
     dense: bool = False  # fresh prompts only: attention over the new K/V through SDPA
     dense_lens: tuple[int, ...] = ()  # token rows of each request on the dense path
+    zero_fill: bool = False  # rows of no request (a padded verify) get zeros, not garbage
+    tree: bool = False  # a tree verify: new tokens see what ``spec.tree_mask`` allows
+
+
+@dataclass
+class _VerifyPlan:
+    """A chain verify through the decode kernel: per token row, its KV length and its
+    request's page-table row (filled by ``update``), the split count and scratch."""
+
+    seq: torch.Tensor  # int32 [T]: positions + 1
+    rows: torch.Tensor  # int32 [T]: request of each token row
+    tokens: torch.Tensor  # int32 [T]: 0 .. T-1
+    num_splits: int
+    workspace: tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -80,10 +108,11 @@ class TritonAttentionBackend(AttentionBackend):
         extend_with_prefix=True,
         decode=True,
         verify=True,
-        tree_mask=False,
+        tree_mask=True,
         sliding_window=True,
         logit_softcap=True,
         padded_prefill=True,
+        padded_verify=True,
     )
     page_sizes = (16, 1, 8, 32, 64)
     kv_dtypes = (torch.bfloat16, torch.float16, torch.float32)
@@ -96,6 +125,10 @@ class TritonAttentionBackend(AttentionBackend):
         self._buf_pt: torch.Tensor | None = None
         # split scratch of graph-replayed decode steps, kept alive per (batch size, splits)
         self._graph_ws: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        # per-row buffers of graph-replayed verify steps, kept alive per (tokens, splits)
+        self._verify_plans: dict[tuple[int, int], _VerifyPlan] = {}
+        # chain verify through the decode kernel (else the extend kernel)
+        self.verify_by_decode = True
         # dense prefill through torch SDPA: on by default for half-precision accelerators
         self.dense_prefill = platform.device.type != "cpu"
         self.dense_max_requests = 8
@@ -126,10 +159,18 @@ class TritonAttentionBackend(AttentionBackend):
 
     # ------------------------------------------------------------ host step
     def prepare(self, batch: ForwardBatch) -> None:
-        if batch.mode is ForwardMode.VERIFY and batch.spec is not None and (
-            batch.spec.tree_mask is not None
-        ):
-            raise CapabilityError("the triton attention backend does not support tree masks")
+        if batch.mode is ForwardMode.VERIFY:
+            spec = batch.spec
+            tree = spec is not None and spec.tree_mask is not None
+            padded = batch.padded_num_tokens is not None and spec is not None
+            if self.verify_by_decode and not tree:
+                self._plan = self._verify_plan(batch, padded, create=True)
+            elif padded:
+                # a verify graph: the grid from k alone, lengths (and mask) from the tensors
+                self._plan = _ExtendPlan(spec.num_draft_tokens + 1, zero_fill=True, tree=tree)
+            else:
+                self._plan = _ExtendPlan(batch.max_extend_len, tree=tree)
+            return
         if batch.mode is ForwardMode.MIXED and self.split_mixed:
             self._plan = self._mixed_plan(batch)
             return
@@ -166,6 +207,28 @@ class TritonAttentionBackend(AttentionBackend):
             from_buffers = False
         self._plan = _DecodePlan(seq, pt, splits, ws, from_buffers)
 
+    def _verify_plan(self, batch: ForwardBatch, padded: bool,
+                     create: bool = False) -> _VerifyPlan | None:
+        """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from
+        the bucket alone and buffers kept per (tokens, splits); else fresh ones."""
+        t, s = batch.num_tokens, self.spec
+        n = batch.padded_batch_size or batch.batch_size
+        dev = batch.input_ids.device
+        if padded:
+            splits = choose_num_splits(n, s.num_kv_heads, s.max_context_len)
+            plan = self._verify_plans.get((t, splits))
+            if plan is not None or not create:
+                return plan
+        else:
+            splits = choose_num_splits(n, s.num_kv_heads, batch.max_seq_len)
+        plan = _VerifyPlan(torch.ones((t,), dtype=torch.int32, device=dev),
+                           torch.zeros((t,), dtype=torch.int32, device=dev),
+                           torch.arange(t, dtype=torch.int32, device=dev), splits,
+                           decode_workspace(t, s.num_heads, splits, s.v_head_dim, dev))
+        if padded:
+            self._verify_plans[(t, splits)] = plan
+        return plan
+
     def _mixed_plan(self, batch: ForwardBatch) -> _ExtendPlan | _MixedPlan:
         ext = batch.extend_lens_cpu
         split = len(ext)
@@ -187,11 +250,31 @@ class TritonAttentionBackend(AttentionBackend):
     def update(self, batch: ForwardBatch) -> None:
         # keyed on the batch, not on the last plan: a graph strategy replays a decode graph
         # captured earlier while other (eager) steps prepared other plans in between
+        if batch.mode is ForwardMode.VERIFY:
+            self._update_verify(batch)
+            return
         if batch.mode is not ForwardMode.DECODE or not self._fits_buffers(batch):
             return
         bsz, cols = batch.batch_size, batch.page_table.shape[1]
         self._buf_seq[:bsz].copy_(batch.seq_lens, non_blocking=True)
         self._buf_pt[:bsz, :cols].copy_(batch.page_table, non_blocking=True)
+
+    def _update_verify(self, batch: ForwardBatch) -> None:
+        """Per-row KV lengths and page-table rows of a chain verify (device ops only): the
+        bucket's buffers for a padded batch (a graph replay), else the plan just prepared."""
+        if batch.spec is not None and batch.spec.tree_mask is not None:
+            return
+        plan = None
+        if batch.padded_num_tokens is not None and batch.spec is not None:
+            plan = self._verify_plan(batch, True)
+        if plan is None and isinstance(self._plan, _VerifyPlan):
+            plan = self._plan
+        if plan is None or plan.seq.shape[0] != batch.num_tokens:
+            return
+        plan.seq.copy_(batch.positions + 1, non_blocking=True)
+        starts = batch.extend_start.to(torch.int32)
+        plan.rows.copy_(torch.searchsorted(starts, plan.tokens, right=True) - 1,
+                        non_blocking=True)
 
     # ------------------------------------------------------------ per layer
     def forward(
@@ -211,13 +294,24 @@ class TritonAttentionBackend(AttentionBackend):
             raise RuntimeError("TritonAttentionBackend.forward before prepare()")
         if isinstance(plan, _DecodePlan):
             return self._decode(q, k_cache, v_cache, plan, layer, batch.page_size)
+        if isinstance(plan, _VerifyPlan):
+            return decode_attention(
+                q, k_cache, v_cache, batch.page_table, plan.seq, batch.page_size, layer.scale,
+                plan.num_splits, workspace=plan.workspace, rows=plan.rows,
+                sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+            )
         if isinstance(plan, _ExtendPlan):
             if plan.dense and self._dense_ok(q, layer):
                 return self._dense_prefill(q, k, v, layer, plan.dense_lens)
+            out = None
+            if plan.zero_fill:
+                out = torch.zeros((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=q.dtype,
+                                  device=q.device)
             return extend_attention(
                 q, k_cache, v_cache, batch.page_table, batch.prefix_lens, batch.extend_lens,
                 batch.extend_start, plan.max_extend_len, batch.page_size, layer.scale,
-                sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+                out=out, sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+                tree_mask=batch.spec.tree_mask if plan.tree else None,
             )
         r, t = plan.split, plan.split_token
         out = torch.empty((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=q.dtype,

@@ -17,7 +17,7 @@ import triton.language as tl
 
 @triton.jit
 def _decode_split_kernel(
-    q_ptr, kc_ptr, vc_ptr, pt_ptr, seq_ptr, po_ptr, plse_ptr,
+    q_ptr, kc_ptr, vc_ptr, pt_ptr, seq_ptr, po_ptr, plse_ptr, row_ptr,
     stride_qt, stride_qh, stride_kcs, stride_kch, stride_vcs, stride_vch, stride_pt,
     stride_pob, stride_poh, stride_pos, stride_lb, stride_lh,
     scale, softcap, window,
@@ -25,12 +25,16 @@ def _decode_split_kernel(
     NUM_SPLITS: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, HAS_ROWS: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
     hk = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(seq_ptr + b)
+    if HAS_ROWS:  # several query rows per request (verify): the page-table row of this one
+        pt_row = pt_ptr + tl.load(row_ptr + b).to(tl.int64) * stride_pt
+    else:
+        pt_row = pt_ptr + b * stride_pt
     start = 0
     if HAS_WINDOW:
         start = tl.maximum(seq_len - window, 0)
@@ -57,7 +61,7 @@ def _decode_split_kernel(
     for n0 in range(lo, hi, BLOCK_N):
         pos = n0 + tl.arange(0, BLOCK_N)
         nmask = pos < hi
-        page = tl.load(pt_ptr + b * stride_pt + pos // PAGE, mask=nmask, other=0)
+        page = tl.load(pt_row + pos // PAGE, mask=nmask, other=0)
         slot = page.to(tl.int64) * PAGE + pos % PAGE
         k = tl.load(
             kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
@@ -153,11 +157,16 @@ def decode_attention(
     sliding_window: int | None = None,
     logit_softcap: float | None = None,
     block_n: int | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of one new token per request over its whole KV (already stored).
 
     q ``[B, Hq, D]`` (row ``i`` is request ``i``); caches ``[S, Hkv, D]`` NHD slots;
     page_table int32 ``[B, P]``; seq_lens int32 ``[B]`` (KV length including the new token).
+    With ``rows`` (int32 ``[R]``), q has ``R`` rows and row ``r`` is a query of request
+    ``rows[r]`` (its page-table row) seeing ``seq_lens[r]`` positions: a chain verify's
+    ``k + 1`` tokens of a request are ``k + 1`` rows with consecutive lengths, each computed
+    exactly as a decode step at that position with the same ``num_splits`` would be.
     Returns ``[B, Hq, Dv]`` in ``q.dtype``. No host sync: safe inside a captured graph.
     """
     bsz, hq, d = q.shape
@@ -176,6 +185,7 @@ def decode_attention(
     fp32 = q.dtype == torch.float32
     _decode_split_kernel[(bsz, hkv, num_splits)](
         q, k_cache, v_cache, page_table, seq_lens, po, lse,
+        rows if rows is not None else seq_lens,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
         v_cache.stride(0), v_cache.stride(1), page_table.stride(0),
         po.stride(0), po.stride(1), po.stride(2), lse.stride(0), lse.stride(1),
@@ -186,6 +196,7 @@ def decode_attention(
         HAS_SOFTCAP=bool(logit_softcap), HAS_WINDOW=sliding_window is not None,
         PRECISION="ieee" if fp32 else "tf32",
         UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
+        HAS_ROWS=rows is not None,
         num_warps=4, num_stages=2,
     )
     _decode_reduce_kernel[(bsz, hq)](
