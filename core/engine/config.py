@@ -66,8 +66,9 @@ class EngineConfig:
     # platform-specific settings, handed to the plugin unchanged as PlatformConfig.extra (each
     # platform's doc lists the keys it reads; unknown keys are ignored by the platform)
     platform_options: dict = field(default_factory=dict)
-    # speculative decoding (docs/speculative.md): None (off), "ngram" (prompt lookup) or
-    # "draft" (the model at speculative_draft_model, same tokenizer); k drafts per verify
+    # speculative decoding (docs/speculative.md): None (off), "ngram" (prompt lookup),
+    # "draft" (the model at speculative_draft_model, same tokenizer) or "eagle3" (the EAGLE-3
+    # head at speculative_draft_model); k drafts per verify
     speculative_algorithm: str | None = None
     speculative_num_draft_tokens: int = 4
     speculative_draft_model: str | None = None

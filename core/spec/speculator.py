@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from anyware.request import Request, ScheduledBatch
 from anyware.spec.drafter import Drafter, DraftItem
 
-ALGORITHMS = ("ngram", "draft")
+ALGORITHMS = ("ngram", "draft", "eagle3")
 
 
 @dataclass(frozen=True)
 class SpecConfig:
-    """``algorithm``: ``"ngram"`` (prompt lookup) or ``"draft"`` (a draft model at
-    ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
+    """``algorithm``: ``"ngram"`` (prompt lookup), ``"draft"`` (a draft model at
+    ``draft_model``) or ``"eagle3"`` (an EAGLE-3 head at ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
     ``ngram_min`` / ``ngram_max``: the n-gram sizes prompt lookup tries (longest first)."""
 
     algorithm: str
@@ -39,9 +39,13 @@ class SpecConfig:
         if self.algorithm == "draft" and not self.draft_model:
             raise ValueError("speculative_algorithm 'draft' needs speculative_draft_model "
                              "(a model directory with the target's tokenizer)")
-        if self.algorithm != "draft" and self.draft_model:
+        if self.algorithm == "eagle3" and not self.draft_model:
+            raise ValueError("speculative_algorithm 'eagle3' needs speculative_draft_model "
+                             "(an EAGLE-3 head directory: config.json with architecture "
+                             "LlamaForCausalLMEagle3 and its safetensors)")
+        if self.algorithm == "ngram" and self.draft_model:
             raise ValueError("speculative_draft_model is only used with "
-                             "speculative_algorithm 'draft'")
+                             "speculative_algorithm 'draft' or 'eagle3'")
         if not 1 <= self.ngram_min <= self.ngram_max:
             raise ValueError("speculative n-gram sizes need 1 <= min <= max, got "
                              f"{self.ngram_min}..{self.ngram_max}")
