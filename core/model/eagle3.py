@@ -46,20 +46,20 @@ def eagle3_fields(cfg: ModelConfig) -> tuple[int, int]:
 
 
 def aux_layers(head: ModelConfig, target_layers: int) -> tuple[int, int, int]:
-    """The target layers whose *input* hidden state (the residual stream entering the layer;
-    ``target_layers`` means the stream after the last layer, before the final norm) the head
-    reads: ``eagle_config.eagle_aux_hidden_state_layer_ids`` (layer *outputs*, so each plus
+    """The target layers whose *input* hidden state (the residual stream entering the layer)
+    the head reads: ``eagle_config.eagle_aux_hidden_state_layer_ids`` (layer *outputs*, so each plus
     one) when the head's config names them, else ``(2, L // 2, L - 3)`` as EAGLE-3 trains."""
     ids = (head.extra.get("eagle_config") or {}).get("eagle_aux_hidden_state_layer_ids")
     if ids is not None:
         layers = tuple(int(i) + 1 for i in ids)
     else:
         layers = (2, target_layers // 2, target_layers - 3)
-    if len(layers) != 3 or not all(0 <= i <= target_layers for i in layers):
+    if len(layers) != 3 or not all(0 <= i < target_layers for i in layers):
         raise ModelConfigError(
             f"EAGLE-3 head reads target layers {layers}, the target has {target_layers}: set "
             "eagle_config.eagle_aux_hidden_state_layer_ids in the head's config.json to three "
-            f"layer ids in 0..{target_layers - 1}")
+            f"layer ids in -1..{target_layers - 2} (the output of layer i is the input of i + 1; "
+            "-1: the embeddings)")
     return layers  # type: ignore[return-value]
 
 

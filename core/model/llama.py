@@ -106,13 +106,12 @@ class LlamaForCausalLM(nn.Module):
 
     def capture_aux_hidden(self, layers: Sequence[int],
                            sink: Callable[[list[torch.Tensor], ForwardBatch], None]) -> None:
-        """Opt in to hand the hidden states entering ``layers`` (``num_layers``: the stream
-        after the last layer, before the final norm) of every token of every forward to
+        """Opt in to hand the hidden states entering ``layers`` of every token of every forward to
         ``sink(states, batch)``, in ``layers`` order, inside the forward (so a captured device
         graph replays it). An EAGLE-3 head's features; off (and free) by default. Call before
         any graph capture."""
-        if not all(0 <= i <= len(self.layers) for i in layers):
-            raise ValueError(f"aux layers {tuple(layers)} outside 0..{len(self.layers)}")
+        if not all(0 <= i < len(self.layers) for i in layers):
+            raise ValueError(f"aux layers {tuple(layers)} outside 0..{len(self.layers) - 1}")
         self._aux_layers, self._aux_sink = tuple(layers), sink
 
     def _mlp(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> nn.Module:
@@ -135,9 +134,8 @@ class LlamaForCausalLM(nn.Module):
             if aux and i in aux:
                 states[i] = x if residual is None else x + residual
             x, residual = layer(batch.positions, x, residual, self.cos_sin, batch, cache)
-        x, residual = self.norm(x, residual)
+        x, _ = self.norm(x, residual)
         if aux:
-            states[len(self.layers)] = residual
             self._aux_sink([states[i] for i in aux], batch)
         x = x[batch.logits_indices]
         w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight

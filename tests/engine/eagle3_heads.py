@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 H, HEADS, KV_HEADS, INTER, VOCAB = 64, 4, 2, 96, 300
 
 
-def save_head(out: Path, tensors: dict[str, torch.Tensor], layer_ids=(0, 0, 1),
+def save_head(out: Path, tensors: dict[str, torch.Tensor], layer_ids=(-1, 0, 0),
               draft_vocab: int = VOCAB) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"architectures": ["LlamaForCausalLMEagle3"], "model_type": "llama",

@@ -71,3 +71,89 @@ def test_bad_heads_are_start_up_errors(model_dir, heads, tmp_path):
                speculative_draft_model=str(bad))
     cfg = json.loads((bad / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLMEagle3"]
+
+
+def _reference_drafts(target, head_dir, tokens, k):
+    """The head's ``k`` greedy drafts after ``tokens``, computed in plain torch from the
+    checkpoint's tensors and transformers' hidden states of the target (no KV cache)."""
+    import json
+
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    cfg = json.loads((head_dir / "config.json").read_text())
+    w = load_file(str(head_dir / "model.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(str(target), dtype=torch.float32).eval()
+    with torch.no_grad():
+        hs = model(torch.tensor([tokens]), output_hidden_states=True).hidden_states
+    ids = cfg["eagle_config"]["eagle_aux_hidden_state_layer_ids"]
+    feats = torch.cat([hs[i + 1][0] for i in ids], -1) @ w["fc.weight"].T
+    embed = model.model.embed_tokens.weight.detach()
+    hot = w["d2t"] + torch.arange(w["d2t"].shape[0])
+    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    d, eps = cfg["hidden_size"] // heads, cfg["rms_norm_eps"]
+
+    def rms(x, name):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w[name]
+
+    def rope(x):  # [n, heads, d], neox halves
+        n = x.shape[0]
+        inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2).float() / d))
+        ang = torch.arange(n).float()[:, None] * inv[None]
+        cos, sin = torch.cat([ang.cos()] * 2, -1)[:, None], torch.cat([ang.sin()] * 2, -1)[:, None]
+        x1, x2 = x[..., : d // 2], x[..., d // 2:]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    def forward(toks, hidden):
+        n, p = len(toks), "midlayer."
+        x = torch.cat([rms(embed[toks], p + "input_layernorm.weight"),
+                       rms(hidden, p + "hidden_norm.weight")], -1)
+        q = rope((x @ w[p + "self_attn.q_proj.weight"].T).view(n, heads, d))
+        kk = rope((x @ w[p + "self_attn.k_proj.weight"].T).view(n, kv_heads, d))
+        v = (x @ w[p + "self_attn.v_proj.weight"].T).view(n, kv_heads, d)
+        rep = heads // kv_heads
+        kk, v = kk.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        att = F.scaled_dot_product_attention(q.transpose(0, 1), kk.transpose(0, 1),
+                                             v.transpose(0, 1), is_causal=True)
+        r = att.transpose(0, 1).reshape(n, -1) @ w[p + "self_attn.o_proj.weight"].T + hidden
+        y = rms(r, p + "post_attention_layernorm.weight")
+        r = (F.silu(y @ w[p + "mlp.gate_proj.weight"].T) * (y @ w[p + "mlp.up_proj.weight"].T)
+             ) @ w[p + "mlp.down_proj.weight"].T + r
+        return rms(r, "norm.weight") @ w["lm_head.weight"].T, r
+
+    toks, hidden, drafts = list(tokens[1:]), feats[: len(tokens) - 1], []
+    with torch.no_grad():
+        for _ in range(k):
+            logits, out = forward(toks, hidden)
+            drafts.append(int(hot[logits[-1].argmax()]))
+            toks.append(drafts[-1])
+            hidden = torch.cat([hidden, out[-1:]])
+    return drafts
+
+
+def test_drafts_match_a_plain_torch_reference(model_dir, heads):
+    """Every proposal the engine's head makes equals a plain-torch EAGLE-3 forward over the
+    request's tokens (transformers' hidden states of the target as features)."""
+    model, head = model_dir("llama"), heads["random"]
+    seen = []
+    with Engine(str(model), **ENGINE_DEFAULTS, page_size=4, chunked_prefill_size=8,
+                speculative_algorithm="eagle3", speculative_draft_model=str(head),
+                speculative_num_draft_tokens=3) as engine:
+        def record(core):
+            drafter = core.speculator.drafter
+            propose = drafter.propose
+
+            def recorded(request, max_tokens):
+                out = propose(request, max_tokens)
+                if out:
+                    seen.append((request.tokens(0, request.seq_len), out))
+                return out
+            drafter.propose = recorded
+        engine._loop.call(record)
+        engine.generate(random_prompts((6, 13), seed=8),
+                        SamplingParams(max_new_tokens=9, temperature=0, ignore_eos=True))
+    assert len(seen) >= 6
+    for tokens, drafts in seen:
+        assert drafts == _reference_drafts(model, head, tokens, len(drafts))
