@@ -16,11 +16,11 @@ H, HEADS, KV_HEADS, INTER, VOCAB = 64, 4, 2, 96, 300
 
 
 def save_head(out: Path, tensors: dict[str, torch.Tensor], layer_ids=(-1, 0, 0),
-              draft_vocab: int = VOCAB) -> Path:
+              draft_vocab: int = VOCAB, vocab: int = VOCAB) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"architectures": ["LlamaForCausalLMEagle3"], "model_type": "llama",
            "hidden_size": H, "intermediate_size": INTER, "num_hidden_layers": 1,
-           "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "vocab_size": VOCAB,
+           "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "vocab_size": vocab,
            "draft_vocab_size": draft_vocab, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
            "max_position_embeddings": 512, "tie_word_embeddings": False,
            "eagle_config": {"eagle_aux_hidden_state_layer_ids": list(layer_ids)}}
@@ -29,14 +29,15 @@ def save_head(out: Path, tensors: dict[str, torch.Tensor], layer_ids=(-1, 0, 0),
     return out
 
 
-def head_tensors(seed: int, draft_vocab: int, hot: torch.Tensor) -> dict[str, torch.Tensor]:
+def head_tensors(seed: int, draft_vocab: int, hot: torch.Tensor,
+                 vocab: int = VOCAB) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape):
         return torch.randn(*shape, generator=g) * 0.08
 
     d = H // HEADS
-    t2d = torch.zeros(VOCAB, dtype=torch.bool)
+    t2d = torch.zeros(vocab, dtype=torch.bool)
     t2d[hot] = True
     return {
         "fc.weight": rnd(H, 3 * H),
@@ -57,11 +58,13 @@ def head_tensors(seed: int, draft_vocab: int, hot: torch.Tensor) -> dict[str, to
     }
 
 
-def random_head(out: Path, seed: int = 0, draft_vocab: int = 200) -> Path:
-    """A random head over a draft vocabulary of ``draft_vocab`` of the target's tokens."""
+def random_head(out: Path, seed: int = 0, draft_vocab: int = 200, vocab: int = VOCAB) -> Path:
+    """A random head over a draft vocabulary of ``draft_vocab`` of the target's ``vocab``
+    tokens (a target of hidden size 64, 4 heads, 2 KV heads, at least 2 layers)."""
     g = torch.Generator().manual_seed(seed + 1)
-    hot = torch.randperm(VOCAB, generator=g)[:draft_vocab].sort().values
-    return save_head(out, head_tensors(seed, draft_vocab, hot), draft_vocab=draft_vocab)
+    hot = torch.randperm(vocab, generator=g)[:draft_vocab].sort().values
+    return save_head(out, head_tensors(seed, draft_vocab, hot, vocab), draft_vocab=draft_vocab,
+                     vocab=vocab)
 
 
 def cycle_pair(out: Path, target_dir: Path, seed: int = 0) -> tuple[Path, Path]:

@@ -1,6 +1,6 @@
-"""A server whose engine speculates (n-gram prompt lookup) answers the openai client exactly
-as one that does not, and reports its acceptance in /metrics; the CLI's speculative flags
-reach the engine options."""
+"""A server whose engine speculates (n-gram prompt lookup, an EAGLE-3 head) answers the openai
+client exactly as one that does not, and reports its acceptance in /metrics; the CLI's
+speculative flags reach the engine options."""
 
 from __future__ import annotations
 
@@ -10,12 +10,20 @@ import pytest
 from .conftest import _serve
 
 
-@pytest.fixture(scope="module")
-def spec_server(model_dir):
+@pytest.fixture(scope="module", params=["ngram", "eagle3"])
+def spec_server(request, model_dir, tmp_path_factory):
     from anyware import Engine
 
-    eng = Engine(model=str(model_dir), show_progress=False, speculative_algorithm="ngram",
-                 speculative_num_draft_tokens=3)
+    spec = dict(speculative_algorithm=request.param, speculative_num_draft_tokens=3)
+    if request.param == "eagle3":
+        from tests.engine.eagle3_heads import random_head
+
+        from .tiny_model import VOCAB_SIZE
+
+        head = random_head(tmp_path_factory.mktemp("eagle3-head"), draft_vocab=256,
+                           vocab=VOCAB_SIZE)
+        spec["speculative_draft_model"] = str(head)
+    eng = Engine(model=str(model_dir), show_progress=False, **spec)
     yield from _serve(eng, None)
     eng.shutdown()
 
@@ -52,5 +60,8 @@ def test_cli_speculative_flags_reach_the_engine():
          "--speculative-num-draft-tokens", "5"])
     kw = engine_kwargs(args)
     assert kw["speculative_algorithm"] == "draft" and kw["speculative_draft_model"] == "d"
+    sglang_spelling = engine_kwargs(build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "eagle3", "--speculative-draft-model-path", "h"]))
+    assert sglang_spelling["speculative_draft_model"] == "h"
     assert kw["speculative_num_draft_tokens"] == 5 and kw["speculative_acceptance"] == "exact"
     assert "speculative_algorithm" not in engine_kwargs(build_parser().parse_args(["serve"]))
