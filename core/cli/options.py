@@ -122,6 +122,9 @@ def add_speculative_options(parser: argparse.ArgumentParser) -> None:
                         "seeded sample: output identical to no speculation, seed for seed) or "
                         "'rejection' sampling (min(1, p/q), residual resampled); both keep the "
                         "target distribution and, for deterministic drafts, keep as many")
+    g.add_argument("--speculative-disable-auto-off", action="store_true",
+                   help="always speculate: no automatic pause at batch sizes where the measured "
+                        "tokens/s with drafts fall below those without")
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
@@ -145,6 +148,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
             speculative_ngram_min=args.speculative_ngram_min,
             speculative_ngram_max=args.speculative_ngram_max,
             speculative_acceptance=args.speculative_acceptance,
+            speculative_auto_off=not args.speculative_disable_auto_off,
         )
     return kwargs
 

@@ -81,6 +81,10 @@ class EngineConfig:
     # (q a point mass) both keep a draft with probability p(d), so "exact" is the default.
     # Greedy requests always take the argmax.
     speculative_acceptance: str = "exact"
+    # pause speculation for a batch size at which it measurably does not pay (tokens per
+    # second with drafts vs without, measured online per batch-size bucket, with hysteresis
+    # and probes; anyware.spec.switch); False: always speculate
+    speculative_auto_off: bool = True
 
     def spec_config(self) -> SpecConfig | None:
         """The speculative-decoding settings, or ``None`` when speculation is off."""

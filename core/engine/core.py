@@ -23,7 +23,7 @@ from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
-from anyware.spec import NgramDrafter, SpecConfig, Speculator
+from anyware.spec import NgramDrafter, SpecConfig, SpecSwitch, Speculator
 
 log = logging.getLogger("anyware")
 
@@ -176,16 +176,21 @@ class EngineCore:
             from anyware.spec.draft_model import DraftModelDrafter
 
             drafter = DraftModelDrafter(self.draft_worker, self.kv, self.cfg.chunked_prefill_size)
-        return Speculator(drafter, spec.num_draft_tokens, self.model_config.context_len)
+        return Speculator(drafter, spec.num_draft_tokens, self.model_config.context_len,
+                          SpecSwitch(enabled=self.cfg.speculative_auto_off))
 
     # ------------------------------------------------------------ the step
     @torch.inference_mode()
     def step(self) -> bool:
         """Schedule and launch one batch; then complete the batch launched before it
         (overlap) or this one (synchronous). Returns whether anything happened."""
-        if self.speculator is not None:
-            self.speculator.before_schedule(self.scheduler.running)
+        spec = self.speculator
+        if spec is not None:  # a step the off-switch pauses gets no draft source
+            self.scheduler.drafts = spec.propose if spec.before_schedule(
+                self.scheduler.running) else None
         batch = self.scheduler.schedule()
+        if spec is not None:
+            spec.scheduled(batch)
         launched = self._launch(batch) if batch is not None else None
         if self.overlap:
             done, self._inflight = self._inflight, launched
@@ -193,6 +198,8 @@ class EngineCore:
             done = launched
         if done is not None:
             self._complete(done)
+        if spec is not None:
+            spec.after_step(batch)
         return batch is not None or done is not None
 
     def _launch(self, batch: ScheduledBatch) -> InFlightStep:
@@ -243,7 +250,15 @@ class EngineCore:
             cached_pages=cache.total_cached_pages if cache else 0,
             retractions=c.retractions, drafted_tokens=c.drafted_tokens,
             accepted_tokens=c.accepted_tokens, verify_steps=c.verify_steps,
+            **self._switch_stats(),
         )
+
+    def _switch_stats(self) -> dict[str, int]:
+        if self.speculator is None:
+            return {}
+        sc = self.speculator.switch.counters
+        return dict(spec_paused_steps=sc.paused_steps, spec_switch_offs=sc.switch_offs,
+                    spec_switch_ons=sc.switch_ons)
 
     def shutdown(self) -> None:
         if self._inflight is not None:  # let the queued step finish before graphs go away
