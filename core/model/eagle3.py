@@ -163,11 +163,12 @@ class Eagle3Head(nn.Module):
         return ".".join([*module_path, param])
 
     def finish_loading(self, from_checkpoint: bool) -> None:
-        """Fill the draft -> target token map (identity without a ``d2t``)."""
+        """Fill the draft -> target token map (identity without a ``d2t``: random weights
+        draft the first ``draft_vocab_size`` tokens)."""
         ids = torch.arange(self.draft_vocab, device=self.fc.weight.device)
         if self._d2t is not None:
             ids = ids + self._d2t.to(ids.device)
-        elif self.draft_vocab != self.config.vocab_size:
+        elif from_checkpoint and self.draft_vocab != self.config.vocab_size:
             raise ModelConfigError(
                 f"EAGLE-3 head with draft_vocab_size {self.draft_vocab} != vocab_size "
                 f"{self.config.vocab_size} needs a d2t tensor (draft -> target token offsets)")
