@@ -27,6 +27,10 @@ class CompletionOutput:
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None
+    # speculative decoding, since the request started (0 without): verify steps, and the
+    # draft tokens they kept
+    spec_verify_ct: int = 0
+    spec_accepted_tokens: int = 0
 
 
 @dataclass

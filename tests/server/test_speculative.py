@@ -14,7 +14,9 @@ from .conftest import _serve
 def spec_server(request, model_dir, tmp_path_factory):
     from anyware import Engine
 
-    spec = dict(speculative_algorithm=request.param, speculative_num_draft_tokens=3)
+    # the off-switch is tested on its own (tests/engine): here every step may speculate
+    spec = dict(speculative_algorithm=request.param, speculative_num_draft_tokens=3,
+                speculative_auto_off=False)
     if request.param == "eagle3":
         from tests.engine.eagle3_heads import random_head
 
@@ -49,6 +51,23 @@ def test_openai_answers_identical_with_speculation(client, spec_server):
     assert "anyware_spec_mean_acceptance_length" in metrics
 
 
+def test_native_meta_info_reports_the_request_acceptance(server, spec_server):
+    """The native endpoint's meta_info counts this request's verify steps and kept drafts
+    (the engine's counters move by as much: it serves nothing else meanwhile)."""
+    body = {"text": "one two three one two three one two three one two",
+            "sampling_params": {"max_new_tokens": 24, "temperature": 0, "ignore_eos": True}}
+    before = spec_server.engine.stats()
+    meta = httpx.post(f"{spec_server.base_url}/generate", json=body).json()["meta_info"]
+    after = spec_server.engine.stats()
+    assert meta["spec_verify_ct"] == after.verify_steps - before.verify_steps > 0
+    assert meta["spec_accepted_tokens"] == after.accepted_tokens - before.accepted_tokens
+    assert meta["spec_accept_length"] == pytest.approx(
+        (meta["spec_accepted_tokens"] + meta["spec_verify_ct"]) / meta["spec_verify_ct"])
+    plain = httpx.post(f"{server.base_url}/generate", json=body).json()["meta_info"]
+    assert plain["spec_verify_ct"] == plain["spec_accepted_tokens"] == 0
+    assert plain["spec_accept_length"] == 0.0
+
+
 def test_cli_speculative_flags_reach_the_engine():
     from anyware.cli.main import build_parser
     from anyware.cli.options import SPECULATIVE_ALGORITHMS, engine_kwargs
@@ -64,4 +83,8 @@ def test_cli_speculative_flags_reach_the_engine():
         ["serve", "--speculative-algorithm", "eagle3", "--speculative-draft-model-path", "h"]))
     assert sglang_spelling["speculative_draft_model"] == "h"
     assert kw["speculative_num_draft_tokens"] == 5 and kw["speculative_acceptance"] == "exact"
+    assert kw["speculative_auto_off"] is True
+    off = engine_kwargs(build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "ngram", "--speculative-disable-auto-off"]))
+    assert off["speculative_auto_off"] is False
     assert "speculative_algorithm" not in engine_kwargs(build_parser().parse_args(["serve"]))
