@@ -4,10 +4,10 @@ Given a model config, a configured platform on an initialised device, this rank'
 its group and a KV budget, a worker builds the attention backend (for this rank's heads), the
 model, the KV pool (in the backend's layout), the page table, the model runner and the
 platform's execution strategy. The engine composes one for the target model; a draft model
-is a second worker that shares the first one's page ids (``share_pages_with``; ``before_setup``
-runs opt-in hooks, e.g. an EAGLE-3 head, after the KV pool exists and before graphs are
-captured), and a
-tensor-parallel rank builds the same pieces in its own process.
+is a second worker that shares the first one's page ids (``share_pages_with``), and a
+tensor-parallel rank builds the same pieces in its own process. ``before_setup(worker)`` runs
+once the KV pool exists and before the execution strategy captures graphs: opt-in model hooks
+(an EAGLE-3 head and the target's hidden-state capture) go there.
 """
 
 from __future__ import annotations
