@@ -54,6 +54,19 @@ def test_head_that_predicts_the_target_has_its_first_draft_accepted(heads, setti
     assert c.accepted_tokens == c.verify_steps  # draft 1 always right, draft 2 always wrong
 
 
+def test_sampling_with_a_head_is_identical_seed_for_seed(model_dir, heads):
+    """temperature > 0 with 'exact' acceptance, n = 2 samples per prompt: output identical to
+    no speculation seed for seed (the cycle head's first drafts are right, so drafts are kept
+    at temperature > 0 too)."""
+    target, head = heads["cycle"]
+    prompts = random_prompts((7, 12), seed=6)
+    params = SamplingParams(max_new_tokens=16, temperature=0.2, seed=3, n=2, ignore_eos=True)
+    base, _ = run(target, prompts, params, page_size=4)
+    got, c = run(target, prompts, params, page_size=4, speculative_algorithm="eagle3",
+                 speculative_draft_model=str(head), speculative_auto_off=False)
+    assert got == base and c.verify_steps > 0 and c.accepted_tokens > 0
+
+
 def test_bad_heads_are_start_up_errors(model_dir, heads, tmp_path):
     model = str(model_dir("llama"))
     with pytest.raises(ValueError, match="eagle3"):  # a head given as a draft model
