@@ -10,7 +10,8 @@ distort the times):
 
 * ``thr[mode]`` — tokens produced per second of step, an exponential moving average, for
   steps taken with speculation on (``mode`` "spec") and off ("plain"); a step's time is the
-  wall time of the engine step that launched it (drafting included).
+  wall time of the engine step that launched it (drafting included). A mode's first step at
+  a bucket is not counted (it may include compiling kernels).
 
 Decision per step, for the bucket of the current number of decoding requests: with too few
 samples of either mode, take the mode that lacks them (so both get measured); else speculate
@@ -39,6 +40,7 @@ class _Bucket:
     samples: dict[str, int] = field(default_factory=lambda: {"spec": 0, "plain": 0})
     on: bool = True
     steps: int = 0  # decisions taken in this bucket (for probes)
+    warm: set[str] = field(default_factory=set)  # modes whose first (skipped) step was seen
 
 
 @dataclass
@@ -99,6 +101,9 @@ class SpecSwitch:
             return
         b = self._bucket(batch_size)
         mode = "spec" if speculated else "plain"
+        if mode not in b.warm:  # a mode's first step at a bucket may compile kernels: skip it
+            b.warm.add(mode)
+            return
         thr = tokens / seconds
         old = b.thr.get(mode)
         b.thr[mode] = thr if old is None else old + self.alpha * (thr - old)
