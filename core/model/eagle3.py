@@ -144,7 +144,9 @@ class Eagle3Head(nn.Module):
         if name == "embed_tokens.weight":
             self.embed = tensor.to(self.ctx.device, self.ctx.dtype)
             return None
-        name = name.replace("midlayers.0.", "midlayer.")
+        for alias in ("midlayers.0.", "layers.0."):  # other exporters' names of the layer
+            if name.startswith(alias):
+                name = "midlayer." + name[len(alias):]
         parts = name.split(".")
         param, module_path, shard = parts[-1], parts[:-1], None
         if module_path and module_path[-1] in self.SHARDS:

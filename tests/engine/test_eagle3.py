@@ -67,6 +67,30 @@ def test_sampling_with_a_head_is_identical_seed_for_seed(model_dir, heads):
     assert got == base and c.verify_steps > 0 and c.accepted_tokens > 0
 
 
+def test_other_exporters_key_names_load_the_same_head(model_dir, heads, tmp_path):
+    """``model.`` prefixes and ``midlayers.0.`` / ``layers.0.`` for ``midlayer.`` load the
+    same weights: identical drafts, so identical counters."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model, head = model_dir("llama"), heads["random"]
+    weights = load_file(str(head / "model.safetensors"))
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    (renamed / "config.json").write_text((head / "config.json").read_text())
+    names = {k: "model." + k.replace("midlayer.", "layers.0." if "mlp" in k else "midlayers.0.")
+             for k in weights}
+    save_file({names[k]: v for k, v in weights.items()}, str(renamed / "model.safetensors"))
+    assert json.loads((renamed / "config.json").read_text())["num_hidden_layers"] == 1
+    prompts = random_prompts((9, 4), seed=12)
+    params = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True)
+    spec = dict(speculative_algorithm="eagle3", speculative_auto_off=False, page_size=4)
+    a, ca = run(model, prompts, params, speculative_draft_model=str(head), **spec)
+    b, cb = run(model, prompts, params, speculative_draft_model=str(renamed), **spec)
+    assert a == b and ca == cb and ca.verify_steps > 0
+
+
 def test_bad_heads_are_start_up_errors(model_dir, heads, tmp_path):
     model = str(model_dir("llama"))
     with pytest.raises(ValueError, match="eagle3"):  # a head given as a draft model
