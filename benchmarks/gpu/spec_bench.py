@@ -17,7 +17,9 @@ reference run's tokens that follow the rule (1.0 expected).
 Each setting runs with the automatic off-switch (default) and without it
 (``auto_off=false``), with a fresh switch per run; rows show the switch's paused steps.
 ``--eagle3`` adds an EAGLE-3 head of the 8B shape with random weights (its acceptance is
-meaningless, ~0): what drafting with a head costs per step, and whether the switch pauses it.
+meaningless, ~0): what drafting with a head costs per step (``step_cost_vs_decode``: draft +
+verify time over a decode step, so a head of acceptance length ``A`` could reach
+``A / step_cost_vs_decode``), and whether the switch pauses it.
 
 The oracle costs no device time, so its speedup is the mechanism's (verify forward,
 acceptance on the device, KV truncation, host scheduling); the ideal is the measured
@@ -185,6 +187,8 @@ def main() -> None:
                 out = measure(engine, prompts, params, "oracle", bs, set_accept_len=length,
                               accept_prob=a, auto_off=auto_off)
                 rows[-1]["identical"] = out == base_out
+                # the oracle costs nothing: the ideal is the measured acceptance length
+                rows[-1]["ideal_speedup"] = rows[-1]["measured_accept_len"]
     engine.shutdown()
 
     if args.eagle3:  # what a head's drafting costs (random weights: acceptance ~0)
@@ -199,6 +203,8 @@ def main() -> None:
             for auto_off in (True, False):
                 install(None, args.k, auto_off, eng)
                 measure(eng, prompts, params, "eagle3 random head", bs, auto_off=auto_off)
+                if not auto_off:  # ~1 token per step: (draft + verify) time per decode time
+                    rows[-1]["step_cost_vs_decode"] = 1 / rows[-1]["speedup"]
         eng.shutdown()
 
     os.makedirs(args.out, exist_ok=True)
