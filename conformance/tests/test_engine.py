@@ -110,6 +110,81 @@ def test_speculative_loop_greedy_matches_reference(harness, caps, conf, tiny_mod
                     page_size=page_size, kv_cache_bytes=64 << 20,
                     max_running_requests=4, chunked_prefill_size=32,
                     speculative_algorithm="ngram", speculative_num_draft_tokens=3,
+                    speculative_auto_off=False, attention_backend=harness.attention_backend)
+    try:
+        outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
+                                                       ignore_eos=True))
+        stats = engine.stats()
+    finally:
+        engine.shutdown()
+    want = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
+    for i, (o, (ref_toks, _, ref_top)) in enumerate(zip(outs, want)):
+        conf.greedy_tokens(f"request {i} tokens", list(o.outputs[0].token_ids), ref_toks,
+                           ref_top, dtype=dtype)
+    assert stats.verify_steps > 0 and stats.drafted_tokens > 0, stats
+
+
+def _random_eagle3_head(out, target: str) -> str:
+    """A random EAGLE-3 head for ``target`` in the published layout (config.json with
+    architecture LlamaForCausalLMEagle3 + safetensors: fc, midlayer.*, norm, lm_head over a
+    draft vocabulary of half the target's, d2t; the target's embedding is shared)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    tcfg = json.loads((Path(target) / "config.json").read_text())
+    h, heads, kv = tcfg["hidden_size"], tcfg["num_attention_heads"], tcfg["num_key_value_heads"]
+    inter, vocab, d = tcfg["intermediate_size"], tcfg["vocab_size"], h // heads
+    draft_vocab = vocab // 2
+    g = torch.Generator().manual_seed(7)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * 0.08
+
+    hot = torch.randperm(vocab, generator=g)[:draft_vocab].sort().values
+    tensors = {"fc.weight": rnd(h, 3 * h), "norm.weight": torch.ones(h),
+               "lm_head.weight": rnd(draft_vocab, h) * 8.0, "d2t": hot - torch.arange(draft_vocab)}
+    for n in ("input_layernorm", "hidden_norm", "post_attention_layernorm"):
+        tensors[f"midlayer.{n}.weight"] = torch.ones(h)
+    for n, rows in (("q", heads * d), ("k", kv * d), ("v", kv * d)):
+        tensors[f"midlayer.self_attn.{n}_proj.weight"] = rnd(rows, 2 * h)
+    tensors["midlayer.self_attn.o_proj.weight"] = rnd(h, heads * d)
+    tensors["midlayer.mlp.gate_proj.weight"] = rnd(inter, h)
+    tensors["midlayer.mlp.up_proj.weight"] = rnd(inter, h)
+    tensors["midlayer.mlp.down_proj.weight"] = rnd(h, inter)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLMEagle3"], "hidden_size": h, "intermediate_size": inter,
+        "num_hidden_layers": 1, "num_attention_heads": heads, "num_key_value_heads": kv,
+        "vocab_size": vocab, "draft_vocab_size": draft_vocab, "rms_norm_eps": 1e-5,
+        "max_position_embeddings": tcfg["max_position_embeddings"],
+        "eagle_config": {"eagle_aux_hidden_state_layer_ids": [-1, 0, 0]}}))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "model.safetensors"))
+    return str(out)
+
+
+@pytest.mark.anyware(tier="engine", capability="engine.speculative",
+                     needs=("attention.verify",), provisional=True)
+def test_eagle3_loop_greedy_matches_reference(harness, caps, conf, tiny_models, tmp_path):
+    """The EAGLE-3 loop on the platform (the target's hidden states captured inside its
+    forwards, the head's catch-up and draft forwards in its own KV pool, VERIFY forwards): a
+    random head changes nothing — greedy tokens equal the CPU fp32 reference without
+    speculation (near-tie rule as above) — and drafts were verified."""
+    try:
+        from anyware import Engine, SamplingParams
+    except ImportError as exc:
+        pytest.skip(f"provisional: the engine is not available in this install: {exc}")
+    model, dtype = "llama-gqa", "float32" if torch.float32 in caps.dtypes else "bfloat16"
+    head = _random_eagle3_head(tmp_path / "head", tiny_models[model])
+    prompts = [[5, 6, 7, 8, 9] * 4, [40, 41, 42, 43] * 3 + [40], [9, 200, 31]]
+    page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
+    engine = Engine(model=tiny_models[model], platform=harness.name, dtype=dtype,
+                    page_size=page_size, kv_cache_bytes=64 << 20,
+                    max_running_requests=4, chunked_prefill_size=32,
+                    speculative_algorithm="eagle3", speculative_draft_model=head,
+                    speculative_num_draft_tokens=3, speculative_auto_off=False,
                     attention_backend=harness.attention_backend)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,

@@ -97,19 +97,22 @@ def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests:
     add_speculative_options(parser)
 
 
-SPECULATIVE_ALGORITHMS = ("ngram", "draft")  # anyware.spec.ALGORITHMS (a test checks)
+SPECULATIVE_ALGORITHMS = ("ngram", "draft", "eagle3")  # anyware.spec.ALGORITHMS (a test checks)
 
 
 def add_speculative_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("speculative decoding (docs/speculative.md)")
     g.add_argument("--speculative-algorithm", default=None, choices=SPECULATIVE_ALGORITHMS,
                    help="propose draft tokens and verify them in one target forward: 'ngram' "
-                        "(prompt lookup in the request's own tokens) or 'draft' (a small model "
-                        "with the target's tokenizer, --speculative-draft-model)")
+                        "(prompt lookup in the request's own tokens), 'draft' (a small model "
+                        "with the target's tokenizer, --speculative-draft-model) or 'eagle3' (an "
+                        "EAGLE-3 head fed by the target's hidden states, --speculative-draft-model)")
     g.add_argument("--speculative-num-draft-tokens", type=int, default=4, metavar="K",
                    help="draft tokens verified per request per step")
-    g.add_argument("--speculative-draft-model", default=None, metavar="PATH",
-                   help="draft model directory (same tokenizer as --model)")
+    g.add_argument("--speculative-draft-model", "--speculative-draft-model-path", default=None,
+                   metavar="PATH", dest="speculative_draft_model",
+                   help="draft model directory (same tokenizer as --model), or the EAGLE-3 "
+                        "head's directory with --speculative-algorithm eagle3")
     g.add_argument("--speculative-ngram-min", type=int, default=1, metavar="N",
                    help="shortest n-gram prompt lookup matches")
     g.add_argument("--speculative-ngram-max", type=int, default=4, metavar="N",
@@ -119,6 +122,9 @@ def add_speculative_options(parser: argparse.ArgumentParser) -> None:
                         "seeded sample: output identical to no speculation, seed for seed) or "
                         "'rejection' sampling (min(1, p/q), residual resampled); both keep the "
                         "target distribution and, for deterministic drafts, keep as many")
+    g.add_argument("--speculative-disable-auto-off", action="store_true",
+                   help="always speculate: no automatic pause at batch sizes where the measured "
+                        "tokens/s with drafts fall below those without")
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
@@ -142,6 +148,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
             speculative_ngram_min=args.speculative_ngram_min,
             speculative_ngram_max=args.speculative_ngram_max,
             speculative_acceptance=args.speculative_acceptance,
+            speculative_auto_off=not args.speculative_disable_auto_off,
         )
     return kwargs
 

@@ -66,8 +66,9 @@ class EngineConfig:
     # platform-specific settings, handed to the plugin unchanged as PlatformConfig.extra (each
     # platform's doc lists the keys it reads; unknown keys are ignored by the platform)
     platform_options: dict = field(default_factory=dict)
-    # speculative decoding (docs/speculative.md): None (off), "ngram" (prompt lookup) or
-    # "draft" (the model at speculative_draft_model, same tokenizer); k drafts per verify
+    # speculative decoding (docs/speculative.md): None (off), "ngram" (prompt lookup),
+    # "draft" (the model at speculative_draft_model, same tokenizer) or "eagle3" (the EAGLE-3
+    # head at speculative_draft_model); k drafts per verify
     speculative_algorithm: str | None = None
     speculative_num_draft_tokens: int = 4
     speculative_draft_model: str | None = None
@@ -80,6 +81,10 @@ class EngineConfig:
     # (q a point mass) both keep a draft with probability p(d), so "exact" is the default.
     # Greedy requests always take the argmax.
     speculative_acceptance: str = "exact"
+    # pause speculation for a batch size at which it measurably does not pay (tokens per
+    # second with drafts vs without, measured online per batch-size bucket, with hysteresis
+    # and probes; anyware.spec.switch); False: always speculate
+    speculative_auto_off: bool = True
 
     def spec_config(self) -> SpecConfig | None:
         """The speculative-decoding settings, or ``None`` when speculation is off."""

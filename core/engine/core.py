@@ -23,7 +23,7 @@ from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
-from anyware.spec import NgramDrafter, SpecConfig, Speculator
+from anyware.spec import NgramDrafter, SpecConfig, SpecSwitch, Speculator
 
 log = logging.getLogger("anyware")
 
@@ -45,19 +45,30 @@ def resolve_model(model: str) -> tuple[ModelConfig, Path | None]:
 
 
 def _split_budget(budget: KVBudget, target: ModelConfig, draft: ModelConfig,
-                  dtype: torch.dtype) -> KVBudget:
-    """The target's share of ``budget`` when a draft model keeps a KV pool of as many pages:
-    split by KV bytes per token, after the draft's weights (loaded after the target's budget
-    is measured)."""
+                  dtype: torch.dtype, extra_per_token: int = 0) -> KVBudget:
+    """The target's share of ``budget`` when a draft model keeps a KV pool of as many pages
+    (plus ``extra_per_token`` elements per slot, e.g. an EAGLE-3 head's features): split by
+    bytes per token, after the draft's weights (loaded after the target's budget is
+    measured)."""
     def per_token(m: ModelConfig) -> int:
-        return m.num_layers * m.num_kv_heads * m.head_dim
+        return 2 * m.num_layers * m.num_kv_heads * m.head_dim
 
-    share = per_token(target) / (per_token(target) + per_token(draft))
+    share = per_token(target) / (per_token(target) + per_token(draft) + extra_per_token)
     if budget.bytes is not None:
         return KVBudget(int(budget.bytes * share), budget.mem_fraction, budget.reserve_bytes)
     weights = draft.param_count() * torch.empty((), dtype=dtype).element_size()
     return KVBudget(None, budget.mem_fraction * share,
                     int((budget.reserve_bytes + weights) * share))
+
+
+def _check_draft_architecture(algorithm: str, path: str, cfg: ModelConfig) -> None:
+    from anyware.model.eagle3 import ARCHITECTURE
+
+    if (cfg.architecture == ARCHITECTURE) != (algorithm == "eagle3"):
+        hint = ("use --speculative-algorithm eagle3 for an EAGLE-3 head" if algorithm == "draft"
+                else f"an EAGLE-3 head's config.json names architecture {ARCHITECTURE}")
+        raise ValueError(f"speculative draft model {path} has architecture {cfg.architecture}: "
+                         f"{hint}")
 
 
 class EngineCore:
@@ -71,9 +82,10 @@ class EngineCore:
         self.model_config = model_cfg = with_context_len(model_cfg, cfg.context_len)
         spec = cfg.spec_config()
         draft_cfg = draft_path = None
-        if spec is not None and spec.algorithm == "draft":
+        if spec is not None and spec.algorithm in ("draft", "eagle3"):
             draft_cfg, draft_path = resolve_model(spec.draft_model)
             draft_cfg = with_context_len(draft_cfg, model_cfg.context_len)
+            _check_draft_architecture(spec.algorithm, spec.draft_model, draft_cfg)
             if draft_cfg.vocab_size != model_cfg.vocab_size:
                 raise ValueError(
                     f"draft model {spec.draft_model} has a vocabulary of "
@@ -103,24 +115,38 @@ class EngineCore:
         reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
                    + model_cfg.vocab_size * cfg.max_running_requests * 8)
         budget = KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
+        eagle = None
         if draft_cfg is not None:
-            budget = _split_budget(budget, model_cfg, draft_cfg, pcfg.dtype)
+            features = draft_cfg.hidden_size if spec.algorithm == "eagle3" else 0
+            budget = _split_budget(budget, model_cfg, draft_cfg, pcfg.dtype, features)
+            # the draft model catches up over at most 2 tokens per request (DraftModelDrafter:
+            # the bonus token, plus the last draft when all were accepted); the EAGLE-3 head's
+            # catch-ups are EXTEND/MIXED steps (eager) and its drafts DECODE steps
+            draft_wcfg = WorkerConfig(draft_cfg, draft_path, cfg.load_format, cfg.seed,
+                                      cfg.max_running_requests, rank, world_size,
+                                      cfg.show_progress,
+                                      verify_tokens=2 if spec.algorithm != "eagle3" else 0)
+        if spec is not None and spec.algorithm == "eagle3":
+            # the head is built while the target's worker is (before its graphs are captured)
+            from anyware.spec.eagle3 import Eagle3Attachment
+
+            eagle = Eagle3Attachment(draft_wcfg, platform, pcfg, device, budget)
         # graph strategies capture VERIFY graphs this wide: the target verifies k drafts plus
-        # its last token; the draft model catches up over at most 2 tokens per request
-        # (DraftModelDrafter: the bonus token, plus the last draft when all were accepted)
+        # its last token
         verify_tokens = spec.num_draft_tokens + 1 if spec is not None else 0
         self.worker = ModelWorker(
             WorkerConfig(model_cfg, self.model_path, cfg.load_format, cfg.seed,
                          cfg.max_running_requests, rank, world_size, cfg.show_progress,
                          verify_tokens),
-            platform, pcfg, device, budget)
+            platform, pcfg, device, budget,
+            before_setup=eagle.attach if eagle is not None else None)
         self.draft_worker: ModelWorker | None = None
-        if draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
-            self.draft_worker = ModelWorker(
-                WorkerConfig(draft_cfg, draft_path, cfg.load_format, cfg.seed,
-                             cfg.max_running_requests, rank, world_size, cfg.show_progress,
-                             verify_tokens=2),
-                platform, pcfg, device, budget, share_pages_with=self.worker)
+        self._eagle = eagle
+        if eagle is not None:
+            self.draft_worker = eagle.worker
+        elif draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
+            self.draft_worker = ModelWorker(draft_wcfg, platform, pcfg, device, budget,
+                                            share_pages_with=self.worker)
         self.allocator = PageAllocator(self.worker.num_pages)
         cache = None
         if not cfg.disable_radix_cache:
@@ -149,20 +175,30 @@ class EngineCore:
     def _speculator(self, spec: SpecConfig) -> Speculator:
         if spec.algorithm == "ngram":
             drafter = NgramDrafter(spec.ngram_min, spec.ngram_max)
+        elif spec.algorithm == "eagle3":
+            from anyware.spec.eagle3 import Eagle3Drafter
+
+            drafter = Eagle3Drafter(self.draft_worker, self.kv, self.cfg.chunked_prefill_size,
+                                    self._eagle.features)
         else:
             from anyware.spec.draft_model import DraftModelDrafter
 
             drafter = DraftModelDrafter(self.draft_worker, self.kv, self.cfg.chunked_prefill_size)
-        return Speculator(drafter, spec.num_draft_tokens, self.model_config.context_len)
+        return Speculator(drafter, spec.num_draft_tokens, self.model_config.context_len,
+                          SpecSwitch(enabled=self.cfg.speculative_auto_off))
 
     # ------------------------------------------------------------ the step
     @torch.inference_mode()
     def step(self) -> bool:
         """Schedule and launch one batch; then complete the batch launched before it
         (overlap) or this one (synchronous). Returns whether anything happened."""
-        if self.speculator is not None:
-            self.speculator.before_schedule(self.scheduler.running)
+        spec = self.speculator
+        if spec is not None:  # a step the off-switch pauses gets no draft source
+            self.scheduler.drafts = spec.propose if spec.before_schedule(
+                self.scheduler.running) else None
         batch = self.scheduler.schedule()
+        if spec is not None:
+            spec.scheduled(batch)
         launched = self._launch(batch) if batch is not None else None
         if self.overlap:
             done, self._inflight = self._inflight, launched
@@ -170,6 +206,8 @@ class EngineCore:
             done = launched
         if done is not None:
             self._complete(done)
+        if spec is not None:
+            spec.after_step(batch)
         return batch is not None or done is not None
 
     def _launch(self, batch: ScheduledBatch) -> InFlightStep:
@@ -228,7 +266,15 @@ class EngineCore:
             cached_pages=cache.total_cached_pages if cache else 0,
             retractions=c.retractions, drafted_tokens=c.drafted_tokens,
             accepted_tokens=c.accepted_tokens, verify_steps=c.verify_steps,
+            **self._switch_stats(),
         )
+
+    def _switch_stats(self) -> dict[str, int]:
+        if self.speculator is None:
+            return {}
+        sc = self.speculator.switch.counters
+        return dict(spec_paused_steps=sc.paused_steps, spec_switch_offs=sc.switch_offs,
+                    spec_switch_ons=sc.switch_ons)
 
     def shutdown(self) -> None:
         if self._inflight is not None:  # let the queued step finish before graphs go away

@@ -28,6 +28,8 @@ class _Seq:
     finish_reason: str | None = None
     stop_reason: str | int | None = None
     cached_tokens: int = 0
+    spec_verify_ct: int = 0
+    spec_accepted_tokens: int = 0
 
 
 class OutputAssembler:
@@ -90,6 +92,9 @@ class OutputAssembler:
         if delta.error:
             self.error = delta.error
         seq.cached_tokens = delta.cached_tokens
+        if delta.spec_verify_ct:  # cumulative; deltas that do not carry them send 0
+            seq.spec_verify_ct = delta.spec_verify_ct
+            seq.spec_accepted_tokens = delta.spec_accepted_tokens
         if delta.prompt_logprobs:
             self._prompt_lps.extend(delta.prompt_logprobs)
         seq.ids.extend(delta.token_ids)
@@ -136,7 +141,8 @@ class OutputAssembler:
                 i, self._take(seq, False), seq.ids[n_ids:],
                 seq.logprobs[n_lp:] if self.params.logprobs is not None else None,
                 seq.finish_reason if seq.finished else None,
-                seq.stop_reason if seq.finished else None))
+                seq.stop_reason if seq.finished else None,
+                seq.spec_verify_ct, seq.spec_accepted_tokens))
             sent[i] = (len(seq.ids), len(seq.logprobs))
         prompt = None if self._prompt_sent else self.prompt_logprobs()
         self._prompt_sent = self._prompt_sent or prompt is not None
@@ -146,7 +152,8 @@ class OutputAssembler:
     def final_output(self) -> RequestOutput:
         outs = [CompletionOutput(i, s.text, list(s.ids),
                                  list(s.logprobs) if self.params.logprobs is not None else None,
-                                 s.finish_reason, s.stop_reason) for i, s in enumerate(self.seqs)]
+                                 s.finish_reason, s.stop_reason, s.spec_verify_ct,
+                                 s.spec_accepted_tokens) for i, s in enumerate(self.seqs)]
         return RequestOutput(self.request_id, self.prompt_ids, outs, self.finished, self.usage(),
                              self.prompt_logprobs())
 

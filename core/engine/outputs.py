@@ -27,6 +27,10 @@ class CompletionOutput:
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None
+    # speculative decoding, since the request started (0 without): verify steps, and the
+    # draft tokens they kept
+    spec_verify_ct: int = 0
+    spec_accepted_tokens: int = 0
 
 
 @dataclass
@@ -58,6 +62,9 @@ class EngineStats:
     drafted_tokens: int = 0  # speculative decoding: draft tokens verified
     accepted_tokens: int = 0  # of which the target kept
     verify_steps: int = 0  # request-steps that verified drafts
+    spec_paused_steps: int = 0  # decode steps the off-switch ran without drafts
+    spec_switch_offs: int = 0  # times it paused speculation (for a batch-size bucket)
+    spec_switch_ons: int = 0  # times it resumed
 
     @property
     def acceptance_rate(self) -> float:

@@ -5,11 +5,14 @@ its group and a KV budget, a worker builds the attention backend (for this rank'
 model, the KV pool (in the backend's layout), the page table, the model runner and the
 platform's execution strategy. The engine composes one for the target model; a draft model
 is a second worker that shares the first one's page ids (``share_pages_with``), and a
-tensor-parallel rank builds the same pieces in its own process.
+tensor-parallel rank builds the same pieces in its own process. ``before_setup(worker)`` runs
+once the KV pool exists and before the execution strategy captures graphs: opt-in model hooks
+(an EAGLE-3 head and the target's hidden-state capture) go there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +78,8 @@ def rank_heads(num_heads: int, num_kv_heads: int, world_size: int) -> tuple[int,
 class ModelWorker:
     def __init__(self, cfg: WorkerConfig, platform: PlatformDriver, pcfg: PlatformConfig,
                  device: torch.device, budget: KVBudget,
-                 share_pages_with: ModelWorker | None = None) -> None:
+                 share_pages_with: ModelWorker | None = None,
+                 before_setup: Callable[[ModelWorker], None] | None = None) -> None:
         if cfg.world_size > 1:
             raise NotImplementedError(
                 f"world size {cfg.world_size}: the models are single-rank in this version "
@@ -102,6 +106,8 @@ class ModelWorker:
             self.page_table = PageTable(cfg.max_running_requests, max_pages_per_req, device)
             self.num_pages = self._num_pages(layout, budget, max_pages_per_req)
         self.pool = KVPool(platform, layout, mcfg.num_layers, self.num_pages)
+        if before_setup is not None:  # e.g. opt-in model hooks, before any graph capture
+            before_setup(self)
         self.runner = ModelRunner(self.model, self.attention, self.pool, self.page_table,
                                   pcfg.page_size, device, cfg.verify_tokens)
         self.strategy = platform.execution_strategy()

@@ -3,6 +3,7 @@ embeddings), Qwen3 (per-head q/k RMSNorm). One implementation; the config flags 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -100,6 +101,18 @@ class LlamaForCausalLM(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
         self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, ctx.dtype)
         self.register_buffer("cos_sin", torch.empty(0), persistent=False)
+        self._aux_layers: tuple[int, ...] = ()
+        self._aux_sink: Callable[[list[torch.Tensor], ForwardBatch], None] | None = None
+
+    def capture_aux_hidden(self, layers: Sequence[int],
+                           sink: Callable[[list[torch.Tensor], ForwardBatch], None]) -> None:
+        """Opt in to hand the hidden states entering ``layers`` of every token of every forward to
+        ``sink(states, batch)``, in ``layers`` order, inside the forward (so a captured device
+        graph replays it). An EAGLE-3 head's features; off (and free) by default. Call before
+        any graph capture."""
+        if not all(0 <= i < len(self.layers) for i in layers):
+            raise ValueError(f"aux layers {tuple(layers)} outside 0..{len(self.layers) - 1}")
+        self._aux_layers, self._aux_sink = tuple(layers), sink
 
     def _mlp(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> nn.Module:
         sparse = self.MLP_CLASSES.get("sparse")
@@ -116,9 +129,14 @@ class LlamaForCausalLM(nn.Module):
     def forward(self, batch: ForwardBatch, cache: KVCache) -> torch.Tensor:
         x = self.embed_tokens(batch.input_ids)
         residual = None
-        for layer in self.layers:
+        aux, states = self._aux_layers, {}
+        for i, layer in enumerate(self.layers):
+            if aux and i in aux:
+                states[i] = x if residual is None else x + residual
             x, residual = layer(batch.positions, x, residual, self.cos_sin, batch, cache)
         x, _ = self.norm(x, residual)
+        if aux:
+            self._aux_sink([states[i] for i in aux], batch)
         x = x[batch.logits_indices]
         w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return torch.nn.functional.linear(x, w).float()

@@ -82,7 +82,9 @@ def build_model(
     else:
         missing = {n for n, _ in model.named_parameters()}
         for name, tensor in iter_weights(path, show_progress):
-            loaded = model.load_weight(name, tensor.to(ctx.dtype))
+            if tensor.is_floating_point():  # index tensors (an EAGLE-3 head's d2t) keep theirs
+                tensor = tensor.to(ctx.dtype)
+            loaded = model.load_weight(name, tensor)
             if loaded is not None:
                 missing.discard(loaded)
         if missing:

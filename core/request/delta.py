@@ -30,3 +30,6 @@ class TokenDelta:
     cached_tokens: int = 0
     error: str | None = None
     prompt_logprobs: list[TokenLogprob] | None = None  # the next prompt positions' logprobs
+    # speculative decoding, since the request started: verify steps, drafts they kept
+    spec_verify_ct: int = 0
+    spec_accepted_tokens: int = 0

@@ -61,6 +61,8 @@ class Request:
     is_running: bool = False  # maintained by the scheduler (O(1) membership)
     awaiting: bool = False  # maintained by the scheduler (a verify step in flight)
     prompt_lp_next: int = 0  # maintained by the scheduler (prompt logprobs launched so far)
+    spec_verify_ct: int = 0  # maintained by the scheduler (verify steps of this request)
+    spec_accepted_tokens: int = 0  # maintained by the scheduler (drafts its verifies kept)
 
     @property
     def seq_len(self) -> int:

@@ -301,6 +301,8 @@ class Scheduler:
                 req.awaiting = False
                 self.counters.verify_steps += 1
                 self.counters.accepted_tokens += len(toks) - 1
+                req.spec_verify_ct += 1
+                req.spec_accepted_tokens += len(toks) - 1
                 if not req.finished:
                     del req.output_ids[idx:]  # nothing past a verify's tokens
                     req.output_ids.extend(toks)
@@ -327,13 +329,16 @@ class Scheduler:
         # a request asks for logprobs at every position or at none
         lp = None if lps is None or lps[0] is None else lps[: len(toks)]
         if reason is None:
-            req.sink(TokenDelta(req.rid, toks, lp, False, cached_tokens=req.cached_tokens))
+            req.sink(TokenDelta(req.rid, toks, lp, False, cached_tokens=req.cached_tokens,
+                                spec_verify_ct=req.spec_verify_ct,
+                                spec_accepted_tokens=req.spec_accepted_tokens))
             return
         self._stop(req, idx + len(toks))
         req.finish_reason, req.stop_reason = reason
         self.counters.finished += 1
         req.sink(TokenDelta(req.rid, toks, lp, True, req.finish_reason, req.stop_reason,
-                            cached_tokens=req.cached_tokens))
+                            cached_tokens=req.cached_tokens, spec_verify_ct=req.spec_verify_ct,
+                            spec_accepted_tokens=req.spec_accepted_tokens))
 
     def _finish_prefill_only(self, req: Request) -> None:
         """A request that generates no tokens (``max_new_tokens == 0``: prompt logprobs only)

@@ -19,9 +19,14 @@ class ChoiceAccumulator:
     logprobs: list[Any] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: str | int | None = None
+    spec_verify_ct: int = 0
+    spec_accepted_tokens: int = 0
 
     def add(self, out: Any) -> None:
         """Append a ``CompletionOutput`` delta."""
+        if out.spec_verify_ct:  # cumulative counts
+            self.spec_verify_ct = out.spec_verify_ct
+            self.spec_accepted_tokens = out.spec_accepted_tokens
         if out.text:
             self.text_parts.append(out.text)
         self.token_ids.extend(out.token_ids)

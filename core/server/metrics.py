@@ -69,6 +69,12 @@ class EngineStatsCollector(Collector):
              s.accepted_tokens),
             ("anyware_spec_verify_steps", "Request-steps that verified draft tokens",
              s.verify_steps),
+            ("anyware_spec_paused_steps",
+             "Decode steps the speculative off-switch ran without drafts", s.spec_paused_steps),
+            ("anyware_spec_switch_offs", "Times the off-switch paused speculation",
+             s.spec_switch_offs),
+            ("anyware_spec_switch_ons", "Times the off-switch resumed speculation",
+             s.spec_switch_ons),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily(

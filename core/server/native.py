@@ -113,6 +113,12 @@ def _meta(rid: str, prompt_len: int, acc: ChoiceAccumulator, cached: int, start:
         "finish_reason": acc.finish_reason,
         "stop_reason": acc.stop_reason,
         "e2e_latency": time.monotonic() - start,
+        # speculative decoding (0 without): verify steps, draft tokens they kept, and tokens
+        # per verify step (accepted drafts + the target's own)
+        "spec_verify_ct": acc.spec_verify_ct,
+        "spec_accepted_tokens": acc.spec_accepted_tokens,
+        "spec_accept_length": ((acc.spec_accepted_tokens + acc.spec_verify_ct)
+                               / acc.spec_verify_ct if acc.spec_verify_ct else 0.0),
     }
 
 

@@ -1,27 +1,31 @@
 """`Speculator`: one engine's speculative decoding — the configured drafter, wired between the
 engine's step and the scheduler's draft source.
 
-The engine calls ``before_schedule`` before each ``Scheduler.schedule`` (the drafter's
-batched ``prepare``), hands ``propose`` to the scheduler as its draft source, and calls
-``after_process`` once a step's tokens are processed (``on_accept`` for each verify,
-``release`` for each finished request).
+The engine calls ``before_schedule`` before each ``Scheduler.schedule`` (the automatic
+off-switch's decision, then the drafter's batched ``prepare``), hands ``propose`` to the
+scheduler as its draft source for a step that speculates (none for one that does not),
+``scheduled`` with the batch the scheduler picked, ``after_step`` when the step has launched its batch, and ``after_process`` once a step's
+tokens are processed (``on_accept`` for each verify, ``release`` for each finished request).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from anyware.plugin import ForwardMode
 from anyware.request import Request, ScheduledBatch
 from anyware.spec.drafter import Drafter, DraftItem
+from anyware.spec.switch import SpecSwitch
 
-ALGORITHMS = ("ngram", "draft")
+ALGORITHMS = ("ngram", "draft", "eagle3")
 
 
 @dataclass(frozen=True)
 class SpecConfig:
-    """``algorithm``: ``"ngram"`` (prompt lookup) or ``"draft"`` (a draft model at
-    ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
+    """``algorithm``: ``"ngram"`` (prompt lookup), ``"draft"`` (a draft model at
+    ``draft_model``) or ``"eagle3"`` (an EAGLE-3 head at ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
     ``ngram_min`` / ``ngram_max``: the n-gram sizes prompt lookup tries (longest first)."""
 
     algorithm: str
@@ -39,12 +43,24 @@ class SpecConfig:
         if self.algorithm == "draft" and not self.draft_model:
             raise ValueError("speculative_algorithm 'draft' needs speculative_draft_model "
                              "(a model directory with the target's tokenizer)")
-        if self.algorithm != "draft" and self.draft_model:
+        if self.algorithm == "eagle3" and not self.draft_model:
+            raise ValueError("speculative_algorithm 'eagle3' needs speculative_draft_model "
+                             "(an EAGLE-3 head directory: config.json with architecture "
+                             "LlamaForCausalLMEagle3 and its safetensors)")
+        if self.algorithm == "ngram" and self.draft_model:
             raise ValueError("speculative_draft_model is only used with "
-                             "speculative_algorithm 'draft'")
+                             "speculative_algorithm 'draft' or 'eagle3'")
         if not 1 <= self.ngram_min <= self.ngram_max:
             raise ValueError("speculative n-gram sizes need 1 <= min <= max, got "
                              f"{self.ngram_min}..{self.ngram_max}")
+
+
+@dataclass
+class _StepRecord:
+    speculated: bool
+    batch_size: int
+    seconds: float | None = None
+    tokens: int | None = None
 
 
 def draft_room(req: Request, k: int, context_len: int) -> int:
@@ -56,16 +72,31 @@ def draft_room(req: Request, k: int, context_len: int) -> int:
 
 
 class Speculator:
-    def __init__(self, drafter: Drafter, num_draft_tokens: int, context_len: int) -> None:
+    def __init__(self, drafter: Drafter, num_draft_tokens: int, context_len: int,
+                 switch: SpecSwitch | None = None) -> None:
         self.drafter = drafter
         self.k = num_draft_tokens
         self.context_len = context_len
+        self.switch = switch if switch is not None else SpecSwitch(enabled=False)
+        self.active = True  # this step speculates (the switch's decision)
+        self.clock = time.perf_counter  # step times for the switch (tests may replace it)
+        self._t0: float | None = None
+        self._steps: dict[int, _StepRecord] = {}  # id(batch) -> what the switch measures
 
     def propose(self, request: Request, max_tokens: int) -> list[int]:
-        return self.drafter.propose(request, max_tokens)
+        return self.drafter.propose(request, max_tokens) if self.active else []
 
-    def before_schedule(self, running: Iterable[Request]) -> None:
-        """``prepare`` the drafter with every running request that may verify this step."""
+    def before_schedule(self, running: Iterable[Request]) -> bool:
+        """Ask the switch whether this step speculates; if so, ``prepare`` the drafter with
+        every running request that may verify. Returns the decision (the engine hands the
+        scheduler no draft source for a step that does not speculate)."""
+        self._t0 = self.clock()
+        running = list(running)
+        decoding = sum(1 for r in running if not (r.in_prefill or r.finished))
+        self.active = self.switch.decide(decoding)
+        if not self.active:
+            self.drafter.prepare([])
+            return False
         items = []
         for req in running:
             if req.in_prefill or req.awaiting or req.finished:
@@ -76,9 +107,43 @@ class Speculator:
             if room > 0:
                 items.append(DraftItem(req, room))
         self.drafter.prepare(items)
+        return True
+
+    def scheduled(self, batch: ScheduledBatch | None) -> None:
+        """The scheduler picked ``batch`` for this step: note what the switch will learn."""
+        if batch is not None and self._measured(batch, self.active):
+            if len(self._steps) > 64:  # records of batches never processed (shutdown)
+                self._steps.clear()
+            self._steps[id(batch)] = _StepRecord(self.active, len(batch.reqs))
+
+    def after_step(self, launched: ScheduledBatch | None) -> None:
+        """The engine step that called ``before_schedule`` ends, having launched ``launched``:
+        its wall time is the step time the switch attributes to that batch."""
+        rec = self._steps.get(id(launched)) if launched is not None else None
+        if rec is not None and self._t0 is not None:
+            rec.seconds = self.clock() - self._t0
+            self._observe(id(launched), rec)
+        self._t0 = None
+
+    @staticmethod
+    def _measured(batch: ScheduledBatch, speculated: bool) -> bool:
+        """Steps the switch learns from: decode-only (no prefill rows), and when speculating,
+        with drafts (a step whose requests found none says nothing about drafting)."""
+        if batch.mode not in (ForwardMode.DECODE, ForwardMode.VERIFY):
+            return False
+        return batch.has_verify or not speculated
+
+    def _observe(self, key: int, rec: _StepRecord) -> None:
+        if rec.seconds is not None and rec.tokens is not None:
+            del self._steps[key]
+            self.switch.observe(rec.speculated, rec.batch_size, rec.tokens, rec.seconds)
 
     def after_process(self, batch: ScheduledBatch, tokens: list[list[int]]) -> None:
         """Tell the drafter what each verify in ``batch`` kept and which requests finished."""
+        rec = self._steps.get(id(batch))
+        if rec is not None:
+            rec.tokens = sum(len(t) for t in tokens)
+            self._observe(id(batch), rec)
         j = 0
         for req, samples, drafts in zip(batch.reqs, batch.sampling_rows(), batch.drafts):
             if samples:

@@ -94,6 +94,62 @@ def test_garbage_drafter_keeps_nothing_and_changes_nothing(model_dir):
     assert got == base and c.drafted_tokens > 0 and c.accepted_tokens == 0
 
 
+class FakeClock:
+    """Step times for the off-switch without a real clock: each reading advances one unit."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 1.0
+        return self.t
+
+
+class Costly(Garbage):
+    """Drafts (the right continuation, or ``Garbage``'s) costing ``cost`` units per step."""
+
+    def __init__(self, known, clock, cost, right):
+        super().__init__(known)
+        self.clock, self.cost, self.right = clock, cost, right
+
+    def prepare(self, items):
+        if items:
+            self.clock.t += self.cost
+
+    def propose(self, request, max_tokens):
+        if not self.right:
+            return super().propose(request, max_tokens)
+        return self.known[tuple(request.prompt_ids)][len(request.output_ids):][:max_tokens]
+
+
+@pytest.mark.parametrize("right", [False, True], ids=["garbage", "right"])
+def test_off_switch_pauses_drafts_that_do_not_pay(model_dir, right):
+    """Garbage drafts costing ten decode steps' time: the switch pauses speculation (output
+    unchanged); right drafts (k + 1 tokens per verify) costing one: it never does."""
+    model = model_dir("llama")
+    prompts = random_prompts((6, 11, 30), seed=9)
+    params = SamplingParams(max_new_tokens=60, temperature=0, ignore_eos=True)
+    base, _ = run(model, prompts, params, page_size=8)
+    known = {tuple(p): out[0][0] for p, out in zip(prompts, base)}
+    clock = FakeClock()
+    with Engine(str(model), **ENGINE_DEFAULTS, page_size=8, speculative_algorithm="ngram",
+                speculative_num_draft_tokens=4) as engine:
+        def install(core):
+            core.speculator.drafter = Costly(known, clock, 1.0 if right else 10.0, right)
+            core.speculator.clock = clock
+        engine._loop.call(install)
+        res = engine.generate(prompts, params)
+        stats = engine.stats()
+    assert [[(c.token_ids, c.finish_reason) for c in r.outputs] for r in res] == base
+    assert stats.verify_steps > 0
+    if right:
+        assert stats.spec_switch_offs == 0 and stats.spec_paused_steps == 0
+        assert stats.accepted_tokens == stats.drafted_tokens
+    else:
+        assert stats.accepted_tokens == 0
+        assert stats.spec_switch_offs >= 1 and stats.spec_paused_steps > stats.verify_steps
+
+
 def test_perfect_draft_model_gives_k_plus_one_tokens_per_verify(model_dir):
     """The target as its own draft model proposes exactly the target's greedy tokens."""
     model, k = model_dir("llama"), 3
@@ -101,7 +157,8 @@ def test_perfect_draft_model_gives_k_plus_one_tokens_per_verify(model_dir):
     params = SamplingParams(max_new_tokens=1 + 5 * (k + 1), temperature=0, ignore_eos=True)
     base, _ = run(model, prompts, params, page_size=8)
     with Engine(str(model), **ENGINE_DEFAULTS, page_size=8, speculative_algorithm="draft",
-                speculative_draft_model=str(model), speculative_num_draft_tokens=k) as engine:
+                speculative_draft_model=str(model), speculative_num_draft_tokens=k,
+                speculative_auto_off=False) as engine:
         res = engine.generate(prompts, params)
         stats = engine.stats()
     assert [[(c.token_ids, c.finish_reason) for c in r.outputs] for r in res] == base

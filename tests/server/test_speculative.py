@@ -1,6 +1,6 @@
-"""A server whose engine speculates (n-gram prompt lookup) answers the openai client exactly
-as one that does not, and reports its acceptance in /metrics; the CLI's speculative flags
-reach the engine options."""
+"""A server whose engine speculates (n-gram prompt lookup, an EAGLE-3 head) answers the openai
+client exactly as one that does not, and reports its acceptance in /metrics; the CLI's
+speculative flags reach the engine options."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ import pytest
 from .conftest import _serve
 
 
-@pytest.fixture(scope="module")
-def spec_server(model_dir):
+@pytest.fixture(scope="module", params=["ngram", "eagle3"])
+def spec_server(request, model_dir, tmp_path_factory):
     from anyware import Engine
 
-    eng = Engine(model=str(model_dir), show_progress=False, speculative_algorithm="ngram",
-                 speculative_num_draft_tokens=3)
+    # the off-switch is tested on its own (tests/engine): here every step may speculate
+    spec = dict(speculative_algorithm=request.param, speculative_num_draft_tokens=3,
+                speculative_auto_off=False)
+    if request.param == "eagle3":
+        from tests.engine.eagle3_heads import random_head
+
+        from .tiny_model import VOCAB_SIZE
+
+        head = random_head(tmp_path_factory.mktemp("eagle3-head"), draft_vocab=256,
+                           vocab=VOCAB_SIZE)
+        spec["speculative_draft_model"] = str(head)
+    eng = Engine(model=str(model_dir), show_progress=False, **spec)
     yield from _serve(eng, None)
     eng.shutdown()
 
@@ -41,6 +51,23 @@ def test_openai_answers_identical_with_speculation(client, spec_server):
     assert "anyware_spec_mean_acceptance_length" in metrics
 
 
+def test_native_meta_info_reports_the_request_acceptance(server, spec_server):
+    """The native endpoint's meta_info counts this request's verify steps and kept drafts
+    (the engine's counters move by as much: it serves nothing else meanwhile)."""
+    body = {"text": "one two three one two three one two three one two",
+            "sampling_params": {"max_new_tokens": 24, "temperature": 0, "ignore_eos": True}}
+    before = spec_server.engine.stats()
+    meta = httpx.post(f"{spec_server.base_url}/generate", json=body).json()["meta_info"]
+    after = spec_server.engine.stats()
+    assert meta["spec_verify_ct"] == after.verify_steps - before.verify_steps > 0
+    assert meta["spec_accepted_tokens"] == after.accepted_tokens - before.accepted_tokens
+    assert meta["spec_accept_length"] == pytest.approx(
+        (meta["spec_accepted_tokens"] + meta["spec_verify_ct"]) / meta["spec_verify_ct"])
+    plain = httpx.post(f"{server.base_url}/generate", json=body).json()["meta_info"]
+    assert plain["spec_verify_ct"] == plain["spec_accepted_tokens"] == 0
+    assert plain["spec_accept_length"] == 0.0
+
+
 def test_cli_speculative_flags_reach_the_engine():
     from anyware.cli.main import build_parser
     from anyware.cli.options import SPECULATIVE_ALGORITHMS, engine_kwargs
@@ -52,5 +79,12 @@ def test_cli_speculative_flags_reach_the_engine():
          "--speculative-num-draft-tokens", "5"])
     kw = engine_kwargs(args)
     assert kw["speculative_algorithm"] == "draft" and kw["speculative_draft_model"] == "d"
+    sglang_spelling = engine_kwargs(build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "eagle3", "--speculative-draft-model-path", "h"]))
+    assert sglang_spelling["speculative_draft_model"] == "h"
     assert kw["speculative_num_draft_tokens"] == 5 and kw["speculative_acceptance"] == "exact"
+    assert kw["speculative_auto_off"] is True
+    off = engine_kwargs(build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "ngram", "--speculative-disable-auto-off"]))
+    assert off["speculative_auto_off"] is False
     assert "speculative_algorithm" not in engine_kwargs(build_parser().parse_args(["serve"]))
