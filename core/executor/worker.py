@@ -17,11 +17,14 @@ import torch
 from anyware.executor.model_runner import ModelRunner
 from anyware.memory import KVPool, PageTable, pages_for_budget
 from anyware.model.config import ModelConfig
-from anyware.model.context import ModelContext
+from anyware.model.context import ModelContext, TensorParallel
 from anyware.model.loader import build_model
+from anyware.model.parallel import rank_heads
 from anyware.plugin import AttentionSpec, ForwardBatch, PlatformConfig
 from anyware.request import ScheduledBatch
 from anyware.runtime import PlatformDriver
+
+__all__ = ["KVBudget", "ModelWorker", "WorkerConfig", "rank_heads"]
 
 
 @dataclass(frozen=True)
@@ -47,30 +50,15 @@ class WorkerConfig:
     rank: int = 0
     world_size: int = 1
     show_progress: bool = True
-
-
-def rank_heads(num_heads: int, num_kv_heads: int, world_size: int) -> tuple[int, int]:
-    """Attention heads held by one of ``world_size`` tensor-parallel ranks: query heads split
-    evenly; KV heads split too, or replicated (one per rank) when there are fewer than ranks."""
-    if num_heads % world_size:
-        raise ValueError(f"{num_heads} attention heads do not split over {world_size} ranks")
-    if num_kv_heads >= world_size:
-        if num_kv_heads % world_size:
-            raise ValueError(f"{num_kv_heads} KV heads do not split over {world_size} ranks")
-        return num_heads // world_size, num_kv_heads // world_size
-    if world_size % num_kv_heads:
-        raise ValueError(f"{num_kv_heads} KV heads cannot be replicated over {world_size} ranks")
-    return num_heads // world_size, 1
+    # MoE layers: shard whole experts over the ranks (all-to-all dispatch) instead of
+    # splitting each expert's intermediate dimension
+    expert_parallel: bool = False
 
 
 class ModelWorker:
     def __init__(self, cfg: WorkerConfig, platform: PlatformDriver, pcfg: PlatformConfig,
                  device: torch.device, budget: KVBudget,
                  share_pages_with: ModelWorker | None = None) -> None:
-        if cfg.world_size > 1:
-            raise NotImplementedError(
-                f"world size {cfg.world_size}: the models are single-rank in this version "
-                "(tensor parallelism is not built yet); run with one rank")
         mcfg = cfg.model
         self.cfg, self.platform, self.device = cfg, platform, device
         self.page_size = pcfg.page_size
@@ -78,8 +66,15 @@ class ModelWorker:
         self.attention = platform.attention_backend(AttentionSpec(
             mcfg.num_layers, heads, kv_heads, mcfg.head_dim, mcfg.head_dim, pcfg.dtype,
             cfg.max_running_requests, mcfg.context_len))
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device,
-                           moe=platform.moe_backend)
+        # the group's communicator (the launcher initialised the process group)
+        self.comm = (platform.communicator(cfg.rank, cfg.world_size)
+                     if cfg.world_size > 1 else None)
+        tp = TensorParallel(cfg.rank, cfg.world_size, self.comm, cfg.expert_parallel)
+
+        def moe(spec):
+            return platform.moe_backend(spec, self.comm if spec.ep_size > 1 else None)
+
+        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device, moe=moe, tp=tp)
         self.model = build_model(mcfg, ctx, cfg.model_path, cfg.load_format, cfg.seed,
                                  cfg.show_progress)
         platform.model_loaded(self.model)
@@ -126,3 +121,5 @@ class ModelWorker:
 
     def close(self) -> None:
         self.strategy.close()
+        if self.comm is not None:
+            self.comm.destroy()
