@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from anyware.distributed import PlacementError, RankGroup, resolve_placement
 from anyware.engine.config import EngineConfig, parse_dtype
 from anyware.engine.outputs import EngineStats
 from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
@@ -60,6 +61,42 @@ def _split_budget(budget: KVBudget, target: ModelConfig, draft: ModelConfig,
                     int((budget.reserve_bytes + weights) * share))
 
 
+def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
+                       world_size: int) -> PlatformConfig:
+    """The platform configured for ``cfg`` (the same on every rank)."""
+    features = AttentionFeatures(verify=spec is not None, tree_mask=False)
+    try:
+        return platform.configure(PlatformConfig(
+            dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
+            page_size=cfg.page_size, execution=cfg.execution,
+            attention_backend=cfg.attention_backend, attention_features=features,
+            max_batch_size=cfg.max_running_requests,
+            max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
+            extra=dict(cfg.platform_options),
+        ))
+    except CapabilityError as e:
+        if spec is None or "verify" not in str(e):
+            raise
+        raise CapabilityError(
+            f"{e} Speculative decoding (--speculative-algorithm {spec.algorithm}) needs "
+            "the attention capability 'verify' (several new tokens per request with logits "
+            "for each); run without --speculative-algorithm on this platform.") from None
+
+
+def kv_budget(cfg: EngineConfig, model_cfg: ModelConfig) -> KVBudget:
+    """The KV budget, leaving room for the activations and logits of the largest step."""
+    reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
+               + model_cfg.vocab_size * cfg.max_running_requests * 8)
+    return KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
+
+
+def worker_config(cfg: EngineConfig, model_cfg: ModelConfig, path: Path | None, rank: int,
+                  world_size: int) -> WorkerConfig:
+    return WorkerConfig(model_cfg, path, cfg.load_format, cfg.seed, cfg.max_running_requests,
+                        rank, world_size, cfg.show_progress and rank == 0,
+                        cfg.enable_expert_parallel)
+
+
 class EngineCore:
     """One engine on one rank: the platform, a :class:`ModelWorker` for the model, the KV
     bookkeeping (allocator, prefix cache, ``KVManager``), the scheduler and the sampler."""
@@ -80,35 +117,35 @@ class EngineCore:
                     f"{draft_cfg.vocab_size} tokens, the target {model_cfg.vocab_size}: a draft "
                     "model must share the target's tokenizer")
         platform = self.platform = load_platform(cfg.platform)
-        features = AttentionFeatures(verify=spec is not None, tree_mask=False)
-        try:
-            pcfg = platform.configure(PlatformConfig(
-                dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
-                page_size=cfg.page_size, execution=cfg.execution,
-                attention_backend=cfg.attention_backend, attention_features=features,
-                max_batch_size=cfg.max_running_requests,
-                max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
-                extra=dict(cfg.platform_options),
-            ))
-        except CapabilityError as e:
-            if spec is None or "verify" not in str(e):
-                raise
-            raise CapabilityError(
-                f"{e} Speculative decoding (--speculative-algorithm {spec.algorithm}) needs "
-                "the attention capability 'verify' (several new tokens per request with logits "
-                "for each); run without --speculative-algorithm on this platform.") from None
+        placement = self.group = None
+        if cfg.tensor_parallel_size > 1:
+            placement = resolve_placement(cfg.tensor_parallel_size, cfg.nnodes, cfg.node_rank,
+                                          cfg.dist_init_addr)
+            if placement.rank != 0:
+                raise PlacementError(
+                    f"this process is rank {placement.rank}: ranks other than 0 run "
+                    "anyware.engine.rank.run_rank (the CLI does this), not an engine")
+            rank, world_size, local_rank = 0, placement.world_size, placement.local_rank
+        pcfg = configure_platform(platform, cfg, spec, world_size)
         device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
-        # leave room for the activations and logits of the largest step
-        reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
-                   + model_cfg.vocab_size * cfg.max_running_requests * 8)
-        budget = KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
+        if placement is not None:
+            from anyware.engine.rank import run_rank
+
+            self.group = RankGroup.start(placement, platform.dist_backend, cfg.dist_timeout,
+                                         run_rank, (cfg,))
+        budget = kv_budget(cfg, model_cfg)
         if draft_cfg is not None:
             budget = _split_budget(budget, model_cfg, draft_cfg, pcfg.dtype)
-        self.worker = ModelWorker(
-            WorkerConfig(model_cfg, self.model_path, cfg.load_format, cfg.seed,
-                         cfg.max_running_requests, rank, world_size, cfg.show_progress),
-            platform, pcfg, device, budget)
+        try:
+            self.worker = ModelWorker(worker_config(cfg, model_cfg, self.model_path, rank,
+                                                    world_size), platform, pcfg, device, budget)
+        except BaseException:
+            if self.group is not None:
+                self.group.close()
+            raise
+        if self.group is not None:
+            self.worker.send_plan = self.group.send
         self.draft_worker: ModelWorker | None = None
         if draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
             self.draft_worker = ModelWorker(
@@ -153,7 +190,17 @@ class EngineCore:
     @torch.inference_mode()
     def step(self) -> bool:
         """Schedule and launch one batch; then complete the batch launched before it
-        (overlap) or this one (synchronous). Returns whether anything happened."""
+        (overlap) or this one (synchronous). Returns whether anything happened. Under tensor
+        parallelism a dead rank raises :class:`~anyware.distributed.RankFailedError`."""
+        if self.group is None:
+            return self._step()
+        self.group.check()
+        try:
+            return self._step()
+        except Exception as exc:
+            raise self.group.explain(exc) from exc
+
+    def _step(self) -> bool:
         if self.speculator is not None:
             self.speculator.before_schedule(self.scheduler.running)
         batch = self.scheduler.schedule()
@@ -172,8 +219,7 @@ class EngineCore:
         logits = self.worker.forward(batch)
         self.scheduler.commit(batch)
         out = self.sampler.sample_step(logits, batch, self.worker.future.resolve)
-        rows = [row for row, s in zip(batch.rows, batch.sampling_rows()) if s]
-        self.worker.future.publish(rows, out.last_tokens())
+        self.worker.publish(out.last_tokens())
         return InFlightStep(batch, out.to_host(self.platform.copy_to_host),
                             self.platform.record_event())
 
@@ -224,6 +270,8 @@ class EngineCore:
             self.speculator.close()
         if self.draft_worker is not None:
             self.draft_worker.close()
+        if self.group is not None:  # the other ranks stop first: then nobody waits on us
+            self.group.close()
         self.worker.close()
         self.platform.empty_cache()
         self.platform.shutdown()

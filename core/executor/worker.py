@@ -10,11 +10,13 @@ tensor-parallel rank builds the same pieces in its own process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from anyware.executor.model_runner import ModelRunner
+from anyware.executor.plan import StepPlan
 from anyware.memory import KVPool, PageTable, pages_for_budget
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext, TensorParallel
@@ -92,6 +94,9 @@ class ModelWorker:
                                   pcfg.page_size, device)
         self.strategy = platform.execution_strategy()
         self.strategy.setup(self.runner)
+        # rank 0 of a tensor-parallel group: where each step's plan goes (the rank group)
+        self.send_plan: Callable[[StepPlan], None] | None = None
+        self._plan: StepPlan | None = None
 
     def _num_pages(self, layout, budget: KVBudget, max_pages_per_req: int) -> int:
         needed = self.cfg.max_running_requests * max_pages_per_req + 1
@@ -100,6 +105,9 @@ class ModelWorker:
         else:
             nbytes = self.platform.kv_cache_budget(budget.mem_fraction, budget.reserve_bytes)
         pages = min(pages_for_budget(nbytes, layout, self.cfg.model.num_layers), needed)
+        if self.comm is not None:  # every rank holds as many pages as the smallest budget
+            mine = torch.tensor([pages], dtype=torch.int64, device=self.device)
+            pages = int(self.comm.all_gather(mine).min())
         if pages < 2:
             raise MemoryError(
                 f"KV cache budget of {nbytes} bytes holds no pages; lower the model size or "
@@ -113,8 +121,30 @@ class ModelWorker:
 
     def forward(self, batch: ScheduledBatch) -> torch.Tensor:
         """Queue ``batch``'s forward through the execution strategy; returns its logits
-        (device, fp32, one row per logit row of the batch) without waiting for them."""
-        return self.run(self.runner.build_batch(batch))
+        (device, fp32, one row per logit row of the batch) without waiting for them. Under
+        tensor parallelism (rank 0) the step's plan goes to ``send_plan`` first, so the other
+        ranks run the same forward (:meth:`follow`)."""
+        plan = self._plan = self.runner.plan(batch)
+        if self.send_plan is not None:
+            self.send_plan(plan)
+        return self.run(self.runner.batch_from_plan(plan))
+
+    def publish(self, tokens: torch.Tensor) -> None:
+        """Rank 0, after sampling the last :meth:`forward`: ``tokens`` (device int64, one per
+        sampling request) become those requests' newest tokens for placeholders; under tensor
+        parallelism they are broadcast to the other ranks (which wait in :meth:`follow`)."""
+        rows = self._plan.publish_rows
+        if rows and self.comm is not None:
+            self.comm.broadcast(tokens.contiguous(), src=0)
+        self.runner.future.publish(rows, tokens)
+
+    def follow(self, plan: StepPlan) -> None:
+        """A rank other than 0: run rank 0's step ``plan`` (the logits are discarded: rank 0
+        samples) and take the sampled tokens it broadcasts."""
+        self.run(self.runner.batch_from_plan(plan))
+        if plan.publish_rows:
+            tokens = torch.empty(len(plan.publish_rows), dtype=torch.int64, device=self.device)
+            self.runner.future.publish(plan.publish_rows, self.comm.broadcast(tokens, src=0))
 
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         return self.strategy.run(batch)

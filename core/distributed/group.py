@@ -1,0 +1,216 @@
+"""`RankGroup`: the process group of a tensor-parallel engine, seen from one rank.
+
+* The **compute group** is ``torch.distributed``'s default group with the platform's backend
+  (``Platform.dist_backend``) and the ``--dist-timeout``: the model's collectives run on it
+  through the platform's ``Communicator``. A collective that a dead rank never joins fails
+  (the peer's sockets close) or times out; the error names the rank when this process
+  spawned it.
+* The **control channel** is a host-side group (gloo: plain sockets) where rank 0 broadcasts
+  each step's :class:`~anyware.executor.plan.StepPlan` (``broadcast_object_list``). It has
+  no practical timeout: an idle server's ranks wait on it for the next request as long as
+  it takes.
+
+Rank 0 watches the ranks it spawned (a thread polls their exit codes); a spawned rank
+watches its parent and exits when the parent is gone, so no rank outlives the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from anyware.distributed.placement import Placement
+
+log = logging.getLogger("anyware")
+
+CONTROL_TIMEOUT = timedelta(days=30)  # idle waits for the next step are not failures
+WATCH_INTERVAL_S = 0.5
+JOIN_TIMEOUT_S = 30.0
+
+
+class RankFailedError(RuntimeError):
+    """A rank of the group died or a collective failed: the whole group is down."""
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "is unresponsive"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class RankGroup:
+    """One rank's view of the group: ``start`` (spawning its local ranks first when the
+    placement says so), then ``send``/``recv`` step plans, ``check`` for dead ranks,
+    ``close``."""
+
+    def __init__(self, placement: Placement, backend: str, timeout_s: float) -> None:
+        self.placement = placement
+        self.rank, self.world_size = placement.rank, placement.world_size
+        self.backend, self.timeout_s = backend, timeout_s
+        self.children: list[tuple[int, Any]] = []  # (rank, multiprocessing.Process)
+        self.failure: str | None = None
+        self.control = None
+        self._closed = False
+        self._stop_watch = threading.Event()
+
+    # ------------------------------------------------------------ start
+    @classmethod
+    def start(cls, placement: Placement, backend: str, timeout_s: float,
+              target: Callable[..., None] | None = None, args: tuple = ()) -> RankGroup:
+        """Spawn ``placement.spawn``'s ranks (each runs ``target(*args, child_placement,
+        parent_pid)`` in a fresh interpreter), then join the process group."""
+        group = cls(placement, backend, timeout_s)
+        if placement.spawn:
+            if target is None:
+                raise ValueError("spawning ranks needs a target")
+            group._spawn(target, args)
+        try:
+            group._init()
+        except BaseException as exc:
+            group._terminate_children()
+            raise RankFailedError(group._describe(f"the process group of {group.world_size} "
+                                                  f"ranks did not form: {exc}")) from exc
+        return group
+
+    def _spawn(self, target: Callable[..., None], args: tuple) -> None:
+        import torch.multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        for rank, local_rank in self.placement.spawn:
+            child = self.placement.for_child(rank, local_rank)
+            proc = ctx.Process(target=target, args=(*args, child, os.getpid()),
+                               name=f"anyware-rank{rank}", daemon=True)
+            proc.start()
+            self.children.append((rank, proc))
+        threading.Thread(target=self._watch_children, name="anyware-rank-watch",
+                         daemon=True).start()
+
+    def _init(self) -> None:
+        import torch.distributed as dist
+
+        p = self.placement
+        dist.init_process_group(self.backend, init_method=p.init_method, rank=p.rank,
+                                world_size=p.world_size,
+                                timeout=timedelta(seconds=self.timeout_s))
+        self.control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+        log.info("rank %d of %d joined the group (%s, %s)", p.rank, p.world_size,
+                 self.backend, p.init_method)
+
+    # ------------------------------------------------------------ watching
+    def _watch_children(self) -> None:
+        while not self._stop_watch.wait(WATCH_INTERVAL_S):
+            for rank, proc in self.children:
+                if proc.exitcode is not None and self.failure is None and not self._closed:
+                    self.failure = f"rank {rank} (pid {proc.pid}) {_exit_text(proc.exitcode)}"
+                    log.error("tensor-parallel %s; the engine stops", self.failure)
+
+    def check(self) -> None:
+        """Raise :class:`RankFailedError` when a spawned rank has died."""
+        if self.failure is not None:
+            raise RankFailedError(self._describe(None))
+
+    def _describe(self, detail: str | None) -> str:
+        for rank, proc in self.children:  # a collective failed: find out who is gone
+            if proc.exitcode is not None and self.failure is None:
+                self.failure = f"rank {rank} (pid {proc.pid}) {_exit_text(proc.exitcode)}"
+        who = self.failure or "a peer rank failed"
+        text = f"tensor-parallel group of {self.world_size} ranks is down: {who}"
+        return f"{text} ({detail})" if detail else text
+
+    def explain(self, exc: BaseException) -> RankFailedError:
+        """``exc`` (from a collective) as a :class:`RankFailedError` naming the dead rank."""
+        if not self.children:  # give a dying peer's exit a moment to register
+            return RankFailedError(self._describe(f"{type(exc).__name__}: {exc}"))
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and all(p.exitcode is None for _, p in self.children):
+            time.sleep(0.05)
+        return RankFailedError(self._describe(f"{type(exc).__name__}: {exc}"))
+
+    # ------------------------------------------------------------ the control channel
+    def send(self, obj: Any) -> None:
+        """Rank 0: broadcast ``obj`` (a step plan; ``None`` stops the other ranks)."""
+        import torch.distributed as dist
+
+        dist.broadcast_object_list([obj], src=0, group=self.control)
+
+    def recv(self) -> Any:
+        """Another rank: wait for rank 0's next :meth:`send`."""
+        import torch.distributed as dist
+
+        box = [None]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]
+
+    # ------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        """Rank 0: stop the other ranks (when they are alive) and wait for its children;
+        every rank: leave the process group. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_watch.set()
+        import torch.distributed as dist
+
+        if self.rank == 0 and self.failure is None and dist.is_initialized():
+            try:
+                self.send(None)
+            except Exception as exc:  # a peer is already gone
+                log.warning("could not stop the other ranks cleanly: %s", exc)
+        self._join_children()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def _join_children(self) -> None:
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for _, proc in self.children:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        self._terminate_children()
+
+    def _terminate_children(self) -> None:
+        for rank, proc in self.children:
+            if proc.is_alive():
+                log.warning("rank %d (pid %d) did not exit; killing it", rank, proc.pid)
+                proc.kill()
+                proc.join(5)
+
+
+def watch_parent(parent_pid: int) -> None:
+    """A spawned rank: exit at once when the process that spawned it is gone (its parent pid
+    changes), so no rank outlives its engine."""
+    def run() -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL_S)
+            if os.getppid() != parent_pid:
+                log.error("rank 0 (pid %d) is gone; this rank exits", parent_pid)
+                os._exit(1)
+
+    threading.Thread(target=run, name="anyware-parent-watch", daemon=True).start()
+
+
+def follow(group: RankGroup, step: Callable[[Any], None]) -> None:
+    """The loop of a rank other than 0: run ``step(plan)`` for every plan rank 0 sends, until
+    it sends ``None``. A failed collective raises :class:`RankFailedError`."""
+    while True:
+        try:
+            plan = group.recv()
+        except Exception as exc:
+            raise RankFailedError(f"rank {group.rank}: lost rank 0 of the tensor-parallel group "
+                                  f"({type(exc).__name__}: {exc})") from exc
+        if plan is None:
+            return
+        try:
+            step(plan)
+        except Exception as exc:
+            raise RankFailedError(f"rank {group.rank}: a step failed, the group is down "
+                                  f"({type(exc).__name__}: {exc})") from exc
