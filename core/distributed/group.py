@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from anyware.distributed.placement import Placement
+from anyware.plugin.errors import AnywareError
 
 log = logging.getLogger("anyware")
 
@@ -34,7 +35,7 @@ WATCH_INTERVAL_S = 0.5
 JOIN_TIMEOUT_S = 30.0
 
 
-class RankFailedError(RuntimeError):
+class RankFailedError(AnywareError, RuntimeError):
     """A rank of the group died or a collective failed: the whole group is down."""
 
 

@@ -18,10 +18,12 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from anyware.plugin.errors import AnywareError
+
 ENV_KEYS = ("RANK", "WORLD_SIZE")
 
 
-class PlacementError(ValueError):
+class PlacementError(AnywareError, ValueError):
     """The parallel settings do not describe a valid group (the message says what to change)."""
 
 
