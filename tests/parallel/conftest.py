@@ -3,6 +3,7 @@ and helpers to look at the processes a test started."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -72,7 +73,5 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 def kill_all(pids: list[int]) -> None:
     for p in pids:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(p, 9)
-        except OSError:
-            pass
