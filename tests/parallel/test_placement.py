@@ -80,3 +80,22 @@ def test_cli_parallel_options():
     assert not engine_kwargs(_args("--tp", "2"))["enable_expert_parallel"]
     with pytest.raises(ExpertParallelSizeError, match="must be 1 or --tp"):
         engine_kwargs(_args("--tp", "4", "--ep", "2"))
+
+
+def test_router_noop_fields_accepted_only_at_their_defaults():
+    from anyware.server.native import GenerateRequest
+    from anyware.server.openai_requests import ChatCompletionRequest, CompletionRequest
+    from pydantic import ValidationError
+
+    # what sglang-router 0.3.2 adds to the requests it forwards
+    CompletionRequest.model_validate({"model": "m", "prompt": "x", "no_stop_trim": False,
+                                      "return_hidden_states": False})
+    ChatCompletionRequest.model_validate({
+        "model": "m", "messages": [{"role": "user", "content": "x"}], "no_stop_trim": False,
+        "continue_final_message": False, "separate_reasoning": True, "stream_reasoning": True})
+    GenerateRequest.model_validate({"text": "x", "model": None, "log_metrics": True,
+                                    "return_text_in_logprobs": False, "background": False,
+                                    "no_logs": False, "return_bytes": False,
+                                    "return_entropy": False})
+    with pytest.raises(ValidationError, match="no_stop_trim"):  # asks for something: refused
+        CompletionRequest.model_validate({"model": "m", "prompt": "x", "no_stop_trim": True})
