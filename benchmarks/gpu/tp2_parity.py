@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from anyware import Engine, SamplingParams  # noqa: E402
+from anyware import Engine, SamplingParams
 
-from tests.engine.tiny_models import build_model, random_prompts  # noqa: E402
+from tests.engine.tiny_models import build_model, random_prompts
 
 SHAPE = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
              num_attention_heads=8, num_key_value_heads=2)
