@@ -126,6 +126,20 @@ class ExpertParallelSizeError(ValueError):
     pass
 
 
+def run_if_follower_rank(args: argparse.Namespace) -> int | None:
+    """Under torchrun (``RANK > 0``) or on a node other than 0 (``--node-rank``), this process
+    is a rank other than 0: run the rank loop (no HTTP, no benchmark) and return its exit
+    code; None for rank 0 or a single rank."""
+    if getattr(args, "tensor_parallel_size", 1) <= 1:
+        return None
+    from anyware.engine.config import EngineConfig
+    from anyware.engine.rank import follower_placement, serve_rank
+
+    kwargs = engine_kwargs(args)
+    cfg = EngineConfig.from_kwargs(kwargs.pop("model"), **kwargs)
+    return serve_rank(cfg) if follower_placement(cfg) is not None else None
+
+
 def parallel_kwargs(args: argparse.Namespace) -> dict:
     tp, ep = args.tensor_parallel_size, args.expert_parallel_size
     if ep not in (None, 1, tp):

@@ -99,3 +99,11 @@ def test_router_noop_fields_accepted_only_at_their_defaults():
                                     "return_entropy": False})
     with pytest.raises(ValidationError, match="no_stop_trim"):  # asks for something: refused
         CompletionRequest.model_validate({"model": "m", "prompt": "x", "no_stop_trim": True})
+
+
+def test_speculative_decoding_with_tp_is_refused():
+    from anyware.engine.config import EngineConfig
+    from anyware.request import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="--tp 1 or without --speculative"):
+        EngineConfig.from_kwargs("m", tensor_parallel_size=2, speculative_algorithm="ngram")
