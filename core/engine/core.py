@@ -140,10 +140,12 @@ class EngineCore:
         try:
             self.worker = ModelWorker(worker_config(cfg, model_cfg, self.model_path, rank,
                                                     world_size), platform, pcfg, device, budget)
-        except BaseException:
-            if self.group is not None:
-                self.group.close()
-            raise
+        except Exception as exc:
+            if self.group is None:
+                raise
+            error = self.group.explain(exc)  # names a rank that died while loading
+            self.group.close()
+            raise error from exc
         if self.group is not None:
             self.worker.send_plan = self.group.send
         self.draft_worker: ModelWorker | None = None

@@ -9,6 +9,7 @@ CLI when a launcher such as torchrun made this process rank ``RANK > 0`` (:func:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import torch
@@ -56,14 +57,15 @@ def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = N
         follow(group, worker.follow)
         log.info("rank %d: stopped by rank 0", placement.rank)
     except RankFailedError as exc:
-        log.error("%s", exc)
-        group.failure = group.failure or "rank 0 is gone"
-        raise SystemExit(1) from None
-    finally:
-        if worker is not None:
-            worker.close()
-        group.close()
-        platform.shutdown()
+        # the group is broken: leaving it cleanly could wait on a dead peer; exit now, so
+        # rank 0 (or torchrun) sees this rank's exit at once and names it
+        log.error("%s", exc, exc_info=exc.__cause__)
+        logging.shutdown()
+        os._exit(1)
+    if worker is not None:
+        worker.close()
+    group.close()
+    platform.shutdown()
 
 
 def serve_rank(cfg: EngineConfig) -> int:
@@ -71,9 +73,7 @@ def serve_rank(cfg: EngineConfig) -> int:
     placement = follower_placement(cfg)
     assert placement is not None
     try:
-        run_rank(cfg, placement)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+        run_rank(cfg, placement)  # a broken group exits the process (code 1) from inside
     except Exception as exc:
         print(f"anyware: rank {placement.rank}: error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,11 @@ PARAMS = SamplingParams(max_new_tokens=10, temperature=0.0)
 def _greedy(path, **options) -> list[list[int]]:
     engine = Engine(str(path), **{**ENGINE, **options})
     try:
-        return [o.outputs[0].token_ids for o in engine.generate(PROMPTS, PARAMS)]
+        together = [o.outputs[0].token_ids for o in engine.generate(PROMPTS, PARAMS)]
+        # one request alone: a decode step has one token, fewer than ranks (under expert
+        # parallelism rank 1 routes an empty chunk)
+        alone = engine.generate([PROMPTS[0]], PARAMS)[0].outputs[0].token_ids
+        return [*together, alone]
     finally:
         engine.shutdown()
 

@@ -66,6 +66,6 @@ def a2a_combine(comm: Communicator, expert_out: torch.Tensor, dispatched: Dispat
     received = torch.empty_like(expert_out)
     received[h.recv_order] = expert_out  # back to the order the rows arrived in
     sent = comm.all_to_all(received, h.send_splits, h.recv_splits)  # back to their tokens' ranks
-    rows = sent[h.inverse].float().view(h.num_tokens, h.top_k, -1)
+    rows = sent[h.inverse].float().view(h.num_tokens, h.top_k, expert_out.shape[1])
     w = h.send_weights[h.inverse].view(h.num_tokens, h.top_k, 1)
     return (rows * w).sum(1).to(expert_out.dtype)
