@@ -47,7 +47,12 @@ class Communicator(ABC):
         output_split_sizes: list[int] | None = None,
         input_split_sizes: list[int] | None = None,
     ) -> torch.Tensor:
-        """Send chunk ``j`` of ``x`` (dim 0) to rank ``j``; return received chunks in rank order."""
+        """Send chunk ``j`` of ``x`` (dim 0) to rank ``j``; return received chunks in rank order.
+
+        Without split sizes the chunks are equal (``x.shape[0] / world_size`` rows). With
+        them, ``input_split_sizes[j]`` rows go to rank ``j`` and ``output_split_sizes[i]``
+        rows arrive from rank ``i``; sizes may differ between ranks and may be zero
+        (expert-parallel dispatch; the conformance collectives tier checks both)."""
 
     @abstractmethod
     def broadcast(self, x: torch.Tensor, src: int = 0) -> torch.Tensor:
