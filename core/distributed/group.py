@@ -129,13 +129,18 @@ class RankGroup:
         text = f"tensor-parallel group of {self.world_size} ranks is down: {who}"
         return f"{text} ({detail})" if detail else text
 
-    def explain(self, exc: BaseException) -> RankFailedError:
-        """``exc`` (from a collective) as a :class:`RankFailedError` naming the dead rank."""
-        if not self.children:  # give a dying peer's exit a moment to register
-            return RankFailedError(self._describe(f"{type(exc).__name__}: {exc}"))
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and all(p.exitcode is None for _, p in self.children):
+    def explain(self, exc: Exception) -> Exception:
+        """``exc`` as a :class:`RankFailedError` naming the dead rank when a rank died or a
+        collective failed; any other error (rank 0's own) is returned unchanged."""
+        deadline = time.monotonic() + 2.0  # give a dying peer's exit a moment to register
+        while (self.children and time.monotonic() < deadline
+               and all(p.exitcode is None for _, p in self.children)):
+            if not _collective_error(exc):
+                break
             time.sleep(0.05)
+        if self.failure is None and not _collective_error(exc) and all(
+                p.exitcode is None for _, p in self.children):
+            return exc
         return RankFailedError(self._describe(f"{type(exc).__name__}: {exc}"))
 
     # ------------------------------------------------------------ the control channel
@@ -184,6 +189,17 @@ class RankGroup:
                 log.warning("rank %d (pid %d) did not exit; killing it", rank, proc.pid)
                 proc.kill()
                 proc.join(5)
+
+
+def _collective_error(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a collective (a backend error, a peer gone, a timeout)."""
+    import torch.distributed as dist
+
+    kinds = tuple(k for k in (getattr(dist, "DistError", None),) if k is not None)
+    text = str(exc).lower()
+    return (isinstance(exc, kinds) if kinds else False) or any(
+        s in text for s in ("connection closed", "connection reset", "timed out", "timeout",
+                            "processgroup", "broken pipe", "peer"))
 
 
 def watch_parent(parent_pid: int) -> None:

@@ -145,6 +145,8 @@ class EngineCore:
                 raise
             error = self.group.explain(exc)  # names a rank that died while loading
             self.group.close()
+            if error is exc:
+                raise
             raise error from exc
         if self.group is not None:
             self.worker.send_plan = self.group.send
@@ -200,7 +202,10 @@ class EngineCore:
         try:
             return self._step()
         except Exception as exc:
-            raise self.group.explain(exc) from exc
+            error = self.group.explain(exc)
+            if error is exc:  # rank 0's own error, not the group's
+                raise
+            raise error from exc
 
     def _step(self) -> bool:
         if self.speculator is not None:

@@ -107,3 +107,14 @@ def test_speculative_decoding_with_tp_is_refused():
 
     with pytest.raises(InvalidRequestError, match="--tp 1 or without --speculative"):
         EngineConfig.from_kwargs("m", tensor_parallel_size=2, speculative_algorithm="ngram")
+
+
+def test_group_names_collective_failures_and_keeps_rank0_errors():
+    from anyware.distributed import Placement, RankFailedError, RankGroup
+
+    group = RankGroup(Placement(0, 2, 0, "tcp://127.0.0.1:1"), "gloo", 5.0)
+    own = ValueError("a bug on rank 0")
+    assert group.explain(own) is own
+    lost = group.explain(RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:1"))
+    assert isinstance(lost, RankFailedError)
+    assert "group of 2 ranks is down: a peer rank failed" in str(lost)
