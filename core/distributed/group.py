@@ -85,8 +85,15 @@ class RankGroup:
         return group
 
     def _spawn(self, target: Callable[..., None], args: tuple) -> None:
+        import multiprocessing
+
         import torch.multiprocessing as mp
 
+        if multiprocessing.current_process().daemon:
+            raise RankFailedError(
+                "the tensor-parallel ranks cannot be spawned from a daemonic process (Python "
+                "forbids its children); start the engine in a non-daemon process, or launch "
+                "the ranks with torchrun")
         ctx = mp.get_context("spawn")
         for rank, local_rank in self.placement.spawn:
             child = self.placement.for_child(rank, local_rank)
