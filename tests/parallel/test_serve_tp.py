@@ -5,6 +5,7 @@ leaves no rank behind."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 
 import openai
@@ -61,3 +62,25 @@ def test_torchrun_serve_tp2(model_dir):
     finally:
         proc.kill()
         kill_all(workers)
+
+
+def test_two_nodes_without_torchrun(model_dir):
+    """``--nnodes 2 --node-rank 0|1 --dist-init-addr``: two 'nodes' (processes) on this host;
+    node 1 serves no HTTP and stops when node 0 (rank 0) shuts down."""
+    path = model_dir("qwen3")
+    addr = f"127.0.0.1:{_free_port()}"
+    node = ("--model", str(path), *ARGS, "--nnodes", "2", "--dist-init-addr", addr)
+    node1 = subprocess.Popen([sys.executable, "-m", "anyware", "serve", *node, "--node-rank",
+                              "1", "--port", str(_free_port())],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proc, port = serve_subprocess(*node, "--node-rank", "0", timeout=150)
+        try:
+            assert _complete(port, str(path)) == _tp1_text(path)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            assert node1.wait(30) == 0, node1.stdout.read()  # stopped by rank 0, cleanly
+        finally:
+            proc.kill()
+    finally:
+        node1.kill()
