@@ -77,7 +77,7 @@ class RankGroup:
                 raise ValueError("spawning ranks needs a target")
             group._spawn(target, args)
         try:
-            group._init()
+            group._init_watching_children()
         except BaseException as exc:
             group._terminate_children()
             raise RankFailedError(group._describe(f"the process group of {group.world_size} "
@@ -103,6 +103,32 @@ class RankGroup:
             self.children.append((rank, proc))
         threading.Thread(target=self._watch_children, name="anyware-rank-watch",
                          daemon=True).start()
+
+    def _init_watching_children(self) -> None:
+        """``_init``, but a spawned rank that dies before the group forms (a bad model path,
+        an import error) fails the start at once instead of after the rendezvous timeout."""
+        if not self.children:
+            return self._init()
+        box: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                self._init()
+                box.append(None)
+            except BaseException as exc:
+                box.append(exc)
+
+        thread = threading.Thread(target=run, name="anyware-rendezvous", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(WATCH_INTERVAL_S)
+            dead = [(r, p) for r, p in self.children if p.exitcode is not None]
+            if dead and thread.is_alive():
+                rank, proc = dead[0]
+                raise RuntimeError(f"rank {rank} (pid {proc.pid}) {_exit_text(proc.exitcode)} "
+                                   "before the group formed; its log above says why")
+        if box and box[0] is not None:
+            raise box[0]
 
     def _init(self) -> None:
         import torch.distributed as dist

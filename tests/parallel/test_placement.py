@@ -118,3 +118,17 @@ def test_group_names_collective_failures_and_keeps_rank0_errors():
     lost = group.explain(RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:1"))
     assert isinstance(lost, RankFailedError)
     assert "group of 2 ranks is down: a peer rank failed" in str(lost)
+
+
+def _exit_at_once(placement, parent_pid):  # a spawned rank that dies before the rendezvous
+    raise SystemExit(3)
+
+
+def test_rank_dying_before_the_group_forms_fails_the_start_at_once():
+    from anyware.distributed import RankFailedError, RankGroup
+
+    placement = resolve_placement(2, environ={})
+    # the rendezvous timeout (60 s) is far away: the failure must come from the dead rank
+    with pytest.raises(RankFailedError, match=r"rank 1 \(pid \d+\) exited with code 3 before "
+                                              "the group formed"):
+        RankGroup.start(placement, "gloo", 60.0, _exit_at_once, ())
