@@ -64,13 +64,15 @@ class RankGroup:
         self.control = None
         self._closed = False
         self._stop_watch = threading.Event()
+        self._ready: list[Any] = []  # one multiprocessing.Event per spawned rank
 
     # ------------------------------------------------------------ start
     @classmethod
     def start(cls, placement: Placement, backend: str, timeout_s: float,
               target: Callable[..., None] | None = None, args: tuple = ()) -> RankGroup:
         """Spawn ``placement.spawn``'s ranks (each runs ``target(*args, child_placement,
-        parent_pid)`` in a fresh interpreter), then join the process group."""
+        parent_pid, ready=event)`` in a fresh interpreter and sets ``event`` just before it
+        joins), then join the process group."""
         group = cls(placement, backend, timeout_s)
         if placement.spawn:
             if target is None:
@@ -97,38 +99,30 @@ class RankGroup:
         ctx = mp.get_context("spawn")
         for rank, local_rank in self.placement.spawn:
             child = self.placement.for_child(rank, local_rank)
+            ready = ctx.Event()  # set by the rank just before it joins the group
             proc = ctx.Process(target=target, args=(*args, child, os.getpid()),
-                               name=f"anyware-rank{rank}", daemon=True)
+                               kwargs={"ready": ready}, name=f"anyware-rank{rank}", daemon=True)
+            self._ready.append(ready)
             proc.start()
             self.children.append((rank, proc))
         threading.Thread(target=self._watch_children, name="anyware-rank-watch",
                          daemon=True).start()
 
     def _init_watching_children(self) -> None:
-        """``_init``, but a spawned rank that dies before the group forms (a bad model path,
-        an import error) fails the start at once instead of after the rendezvous timeout."""
-        if not self.children:
-            return self._init()
-        box: list[BaseException | None] = []
-
-        def run() -> None:
-            try:
-                self._init()
-                box.append(None)
-            except BaseException as exc:
-                box.append(exc)
-
-        thread = threading.Thread(target=run, name="anyware-rendezvous", daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(WATCH_INTERVAL_S)
+        """``_init``, once every spawned rank is about to join: a spawned rank that dies
+        before (an import error, a bad setting) fails the start at once, naming it, instead
+        of after the rendezvous timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        while not all(ready.is_set() for ready in self._ready):
             dead = [(r, p) for r, p in self.children if p.exitcode is not None]
-            if dead and thread.is_alive():
+            if dead:
                 rank, proc = dead[0]
                 raise RuntimeError(f"rank {rank} (pid {proc.pid}) {_exit_text(proc.exitcode)} "
                                    "before the group formed; its log above says why")
-        if box and box[0] is not None:
-            raise box[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the spawned ranks did not start within {self.timeout_s} s")
+            time.sleep(0.05)
+        self._init()
 
     def _init(self) -> None:
         import torch.distributed as dist

@@ -35,9 +35,11 @@ def follower_placement(cfg: EngineConfig) -> Placement | None:
 
 
 @torch.inference_mode()
-def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = None) -> None:
+def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = None,
+             ready=None) -> None:
     """Build this rank's worker and follow rank 0 until it stops the group. Spawned ranks
-    (``parent_pid`` set) exit when their parent is gone."""
+    (``parent_pid`` set) exit when their parent is gone, and set ``ready`` (an event of the
+    spawning rank) just before they join the group."""
     if parent_pid is not None:
         logging.basicConfig(level=logging.INFO,
                             format=f"%(levelname)s rank{placement.rank} %(name)s: %(message)s")
@@ -48,6 +50,8 @@ def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = N
     pcfg = configure_platform(platform, cfg, None, placement.world_size)
     device = platform.init_device(placement.rank, placement.local_rank)
     platform.manual_seed(cfg.seed)
+    if ready is not None:
+        ready.set()
     group = RankGroup.start(placement, platform.dist_backend, cfg.dist_timeout, run_rank, (cfg,))
     worker = None
     try:

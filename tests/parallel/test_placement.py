@@ -120,7 +120,7 @@ def test_group_names_collective_failures_and_keeps_rank0_errors():
     assert "group of 2 ranks is down: a peer rank failed" in str(lost)
 
 
-def _exit_at_once(placement, parent_pid):  # a spawned rank that dies before the rendezvous
+def _exit_at_once(placement, parent_pid, ready):  # a spawned rank that dies before the rendezvous
     raise SystemExit(3)
 
 
