@@ -1,5 +1,6 @@
 """Cost of broadcasting one step's `StepPlan` from rank 0 to the other ranks (the tensor-
-parallel control channel: ``broadcast_object_list`` on a gloo group), per step, for decode
+parallel control channel on a gloo group: ``RankGroup.send``, one fixed-size broadcast, beside
+``broadcast_object_list``, which takes two), per step, for decode
 batches of 1 and 64 requests and a 64-request prefill. Two local CPU processes.
 
     python benchmarks/plan_broadcast.py [--world 2] [--iters 300]
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from anyware.distributed import Placement, RankGroup
 from anyware.distributed.placement import free_port
 from anyware.executor.plan import StepPlan
 
@@ -31,23 +33,37 @@ def plans() -> dict[str, StepPlan]:
     return {"decode x1": decode(1), "decode x64": decode(64), "prefill 64x128": prefill}
 
 
+def _timed(fn, iters: int) -> float:
+    for _ in range(20):  # warm-up
+        fn()
+    dist.barrier()
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    dist.barrier()
+    return (time.perf_counter() - t) / iters * 1e6
+
+
 def run(rank: int, world: int, addr: str, iters: int) -> None:
     dist.init_process_group("gloo", init_method=addr, rank=rank, world_size=world,
                             timeout=timedelta(seconds=60))
+    group = RankGroup(Placement(rank, world, rank, addr), "gloo", 60.0)  # control = default
+
     for name, plan in plans().items():
-        box = [plan if rank == 0 else None]
-        for _ in range(20):  # warm-up
-            dist.broadcast_object_list(box, src=0)
-        dist.barrier()
-        t = time.perf_counter()
-        for _ in range(iters):
-            box = [plan if rank == 0 else None]
-            dist.broadcast_object_list(box, src=0)
-        dist.barrier()
-        us = (time.perf_counter() - t) / iters * 1e6
+        def object_list(plan=plan):
+            dist.broadcast_object_list([plan if rank == 0 else None], src=0)
+
+        def rank_group(plan=plan):
+            if rank == 0:
+                group.send(plan)
+            else:
+                assert group.recv() == plan
+
+        us_obj, us_grp = _timed(object_list, iters), _timed(rank_group, iters)
         if rank == 0:
             size = len(pickle.dumps(plan))
-            print(f"{name:16s} {size:8d} B pickled  {us:8.1f} us/step (incl. barrier share)")
+            print(f"{name:16s} {size:8d} B pickled  broadcast_object_list {us_obj:8.1f} us/step"
+                  f"  RankGroup.send {us_grp:8.1f} us/step")
     dist.destroy_process_group()
 
 
