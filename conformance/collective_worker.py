@@ -27,6 +27,21 @@ def rank_input(seed: int, op: str, dtype: torch.dtype, rank: int, world: int) ->
     return torch.randn((rows, SHAPE[1]), generator=g).to(dtype)
 
 
+def uneven_splits(rank: int, world: int) -> list[int]:
+    """Rows rank ``rank`` sends to each rank in the uneven all-to-all (0 to 3, zeros included:
+    expert-parallel dispatch sends no rows to ranks whose experts got no token)."""
+    return [(rank + j) % 4 for j in range(world)]
+
+
+def _uneven_expected(xs: list[torch.Tensor], rank: int, world: int) -> torch.Tensor:
+    parts = []
+    for i, x in enumerate(xs):
+        sizes = uneven_splits(i, world)
+        start = sum(sizes[:rank])
+        parts.append(x[start : start + sizes[rank]])
+    return torch.cat(parts, dim=0)
+
+
 def expected(op: str, inputs: list[torch.Tensor], rank: int, world: int) -> torch.Tensor | None:
     xs = [x.double() for x in inputs]
     if op == "all_reduce":
@@ -35,8 +50,9 @@ def expected(op: str, inputs: list[torch.Tensor], rank: int, world: int) -> torc
         return torch.cat(xs, dim=0)
     if op == "reduce_scatter":
         return sum(xs).chunk(world, dim=0)[rank]
-    if op == "all_to_all":
-        return torch.cat([x.chunk(world, dim=0)[rank] for x in xs], dim=0)
+    if op == "all_to_all":  # an equal split, then an uneven one (split sizes given)
+        even = torch.cat([x.chunk(world, dim=0)[rank] for x in xs], dim=0)
+        return torch.cat([even, _uneven_expected(xs, rank, world)], dim=0)
     if op == "broadcast":
         return xs[0]
     return None
@@ -69,7 +85,10 @@ def run(args) -> list[dict]:
                 elif op == "reduce_scatter":
                     out = comm.reduce_scatter(x)
                 elif op == "all_to_all":
-                    out = comm.all_to_all(x)
+                    send = uneven_splits(rank, world)
+                    recv = [uneven_splits(i, world)[rank] for i in range(world)]
+                    out = torch.cat([comm.all_to_all(x),
+                                     comm.all_to_all(x[: sum(send)], recv, send)], dim=0)
                 elif op == "broadcast":
                     out = comm.broadcast(x.clone(), src=0)
                 else:

@@ -13,6 +13,7 @@ from anyware.cli.options import (
     add_parser,
     check_preset,
     engine_kwargs,
+    run_if_follower_rank,
 )
 
 
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_preset(args)
+    code = run_if_follower_rank(args)  # torchrun: ranks > 0 follow rank 0's benchmark
+    if code is not None:
+        return code
     from anyware.bench import Workload, run_offline, summary_table
     from anyware.engine.engine import Engine
 

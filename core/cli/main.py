@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from anyware.cli.options import PresetNeedsDummyError
+    from anyware.cli.options import ExpertParallelSizeError, PresetNeedsDummyError
     from anyware.plugin.errors import AnywareError
 
     try:
         return int(args.func(args) or 0)
-    except (AnywareError, PresetNeedsDummyError) as exc:
+    except (AnywareError, PresetNeedsDummyError, ExpertParallelSizeError) as exc:
         print(f"anyware: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

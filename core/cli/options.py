@@ -95,6 +95,61 @@ def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests:
                              "runs asynchronously)")
     add_platform_option(parser)
     add_speculative_options(parser)
+    add_parallel_options(parser)
+
+
+def add_parallel_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("parallelism (docs/parallelism.md)")
+    g.add_argument("--tensor-parallel-size", "--tp", dest="tensor_parallel_size", type=int,
+                   default=1, metavar="N",
+                   help="shard the model over N ranks, one process each: spawned here, or "
+                        "the processes torchrun started (RANK/WORLD_SIZE set)")
+    g.add_argument("--enable-expert-parallel", action="store_true",
+                   help="MoE models: shard whole experts over the tensor-parallel ranks "
+                        "(all-to-all token dispatch) instead of splitting every expert")
+    g.add_argument("--expert-parallel-size", "--ep", dest="expert_parallel_size", type=int,
+                   default=None, metavar="N",
+                   help="same as --enable-expert-parallel when N equals --tp (expert "
+                        "parallelism runs over the tensor-parallel group); 1 turns it off")
+    g.add_argument("--nnodes", type=int, default=1,
+                   help="hosts the ranks span (without torchrun; each host starts "
+                        "--tp/--nnodes ranks)")
+    g.add_argument("--node-rank", type=int, default=0, help="this host's index in [0, --nnodes)")
+    g.add_argument("--dist-init-addr", default=None, metavar="HOST:PORT",
+                   help="where the ranks meet (node 0's address; required with --nnodes > 1)")
+    g.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long a collective waits for a rank before the group is "
+                        "declared down")
+
+
+class ExpertParallelSizeError(ValueError):
+    pass
+
+
+def run_if_follower_rank(args: argparse.Namespace) -> int | None:
+    """Under torchrun (``RANK > 0``) or on a node other than 0 (``--node-rank``), this process
+    is a rank other than 0: run the rank loop (no HTTP, no benchmark) and return its exit
+    code; None for rank 0 or a single rank."""
+    if getattr(args, "tensor_parallel_size", 1) <= 1:
+        return None
+    from anyware.engine.config import EngineConfig
+    from anyware.engine.rank import follower_placement, serve_rank
+
+    kwargs = engine_kwargs(args)
+    cfg = EngineConfig.from_kwargs(kwargs.pop("model"), **kwargs)
+    return serve_rank(cfg) if follower_placement(cfg) is not None else None
+
+
+def parallel_kwargs(args: argparse.Namespace) -> dict:
+    tp, ep = args.tensor_parallel_size, args.expert_parallel_size
+    if ep not in (None, 1, tp):
+        raise ExpertParallelSizeError(
+            f"--expert-parallel-size {ep}: expert parallelism runs over the tensor-parallel "
+            f"group, so it must be 1 or --tp ({tp})")
+    return dict(tensor_parallel_size=tp,
+                enable_expert_parallel=args.enable_expert_parallel or (ep == tp and tp > 1),
+                nnodes=args.nnodes, node_rank=args.node_rank,
+                dist_init_addr=args.dist_init_addr, dist_timeout=args.dist_timeout)
 
 
 SPECULATIVE_ALGORITHMS = ("ngram", "draft", "eagle3")  # anyware.spec.ALGORITHMS (a test checks)
@@ -140,6 +195,8 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
             overlap_schedule=args.overlap_schedule,
             platform_options=dict(args.platform_option),
         )
+    if hasattr(args, "tensor_parallel_size"):
+        kwargs.update(parallel_kwargs(args))
     if getattr(args, "speculative_algorithm", None) is not None:
         kwargs.update(
             speculative_algorithm=args.speculative_algorithm,

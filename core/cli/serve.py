@@ -14,6 +14,7 @@ from anyware.cli.options import (
     add_parser,
     check_preset,
     engine_kwargs,
+    run_if_follower_rank,
 )
 
 DEFAULT_PORT = 30000
@@ -65,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     check_preset(args)
+    code = run_if_follower_rank(args)  # under torchrun / --node-rank: ranks > 0 serve no HTTP
+    if code is not None:
+        return code
     from anyware.server.launch import PortInUseError, bind_socket
 
     try:  # before the model loads: a busy port fails now, not minutes later

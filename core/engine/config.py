@@ -85,6 +85,16 @@ class EngineConfig:
     # second with drafts vs without, measured online per batch-size bucket, with hysteresis
     # and probes; anyware.spec.switch); False: always speculate
     speculative_auto_off: bool = True
+    # parallelism (docs/parallelism.md): tensor_parallel_size ranks, one process each (spawned
+    # here, or started by torchrun); enable_expert_parallel shards MoE experts over them;
+    # nnodes / node_rank / dist_init_addr place the ranks on several hosts (without torchrun);
+    # dist_timeout: seconds a collective may wait for a rank before the group is declared down
+    tensor_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+    nnodes: int = 1
+    node_rank: int = 0
+    dist_init_addr: str | None = None
+    dist_timeout: float = 300.0
 
     def spec_config(self) -> SpecConfig | None:
         """The speculative-decoding settings, or ``None`` when speculation is off."""
@@ -111,6 +121,14 @@ class EngineConfig:
         if cfg.speculative_acceptance not in ("rejection", "exact"):
             raise InvalidRequestError("speculative_acceptance must be 'rejection' or 'exact'",
                                       "speculative_acceptance")
+        if cfg.tensor_parallel_size < 1:
+            raise InvalidRequestError("tensor_parallel_size must be >= 1", "tensor_parallel_size")
+        if cfg.tensor_parallel_size > 1 and cfg.speculative_algorithm is not None:
+            raise InvalidRequestError(
+                "speculative decoding with tensor parallelism is not built yet: run with "
+                "--tp 1 or without --speculative-algorithm", "speculative_algorithm")
+        if cfg.dist_timeout <= 0:
+            raise InvalidRequestError("dist_timeout must be > 0 seconds", "dist_timeout")
         if cfg.max_running_requests < 1:
             raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
         return cfg

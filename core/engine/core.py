@@ -6,10 +6,11 @@ Built once per process (per rank) for one platform; ``step()`` is the whole engi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from anyware.distributed import PlacementError, RankGroup, resolve_placement
 from anyware.engine.config import EngineConfig, parse_dtype
 from anyware.engine.outputs import EngineStats
 from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
@@ -71,6 +72,42 @@ def _check_draft_architecture(algorithm: str, path: str, cfg: ModelConfig) -> No
                          f"{hint}")
 
 
+def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
+                       world_size: int) -> PlatformConfig:
+    """The platform configured for ``cfg`` (the same on every rank)."""
+    features = AttentionFeatures(verify=spec is not None, tree_mask=False)
+    try:
+        return platform.configure(PlatformConfig(
+            dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
+            page_size=cfg.page_size, execution=cfg.execution,
+            attention_backend=cfg.attention_backend, attention_features=features,
+            max_batch_size=cfg.max_running_requests,
+            max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
+            extra=dict(cfg.platform_options),
+        ))
+    except CapabilityError as e:
+        if spec is None or "verify" not in str(e):
+            raise
+        raise CapabilityError(
+            f"{e} Speculative decoding (--speculative-algorithm {spec.algorithm}) needs "
+            "the attention capability 'verify' (several new tokens per request with logits "
+            "for each); run without --speculative-algorithm on this platform.") from None
+
+
+def kv_budget(cfg: EngineConfig, model_cfg: ModelConfig) -> KVBudget:
+    """The KV budget, leaving room for the activations and logits of the largest step."""
+    reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
+               + model_cfg.vocab_size * cfg.max_running_requests * 8)
+    return KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
+
+
+def worker_config(cfg: EngineConfig, model_cfg: ModelConfig, path: Path | None, rank: int,
+                  world_size: int) -> WorkerConfig:
+    return WorkerConfig(model_cfg, path, cfg.load_format, cfg.seed, cfg.max_running_requests,
+                        rank, world_size, cfg.show_progress and rank == 0,
+                        cfg.enable_expert_parallel)
+
+
 class EngineCore:
     """One engine on one rank: the platform, a :class:`ModelWorker` for the model, the KV
     bookkeeping (allocator, prefix cache, ``KVManager``), the scheduler and the sampler."""
@@ -92,29 +129,24 @@ class EngineCore:
                     f"{draft_cfg.vocab_size} tokens, the target {model_cfg.vocab_size}: a draft "
                     "model must share the target's tokenizer")
         platform = self.platform = load_platform(cfg.platform)
-        features = AttentionFeatures(verify=spec is not None, tree_mask=False)
-        try:
-            pcfg = platform.configure(PlatformConfig(
-                dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
-                page_size=cfg.page_size, execution=cfg.execution,
-                attention_backend=cfg.attention_backend, attention_features=features,
-                max_batch_size=cfg.max_running_requests,
-                max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
-                extra=dict(cfg.platform_options),
-            ))
-        except CapabilityError as e:
-            if spec is None or "verify" not in str(e):
-                raise
-            raise CapabilityError(
-                f"{e} Speculative decoding (--speculative-algorithm {spec.algorithm}) needs "
-                "the attention capability 'verify' (several new tokens per request with logits "
-                "for each); run without --speculative-algorithm on this platform.") from None
+        placement = self.group = None
+        if cfg.tensor_parallel_size > 1:
+            placement = resolve_placement(cfg.tensor_parallel_size, cfg.nnodes, cfg.node_rank,
+                                          cfg.dist_init_addr)
+            if placement.rank != 0:
+                raise PlacementError(
+                    f"this process is rank {placement.rank}: ranks other than 0 run "
+                    "anyware.engine.rank.run_rank (the CLI does this), not an engine")
+            rank, world_size, local_rank = 0, placement.world_size, placement.local_rank
+        pcfg = configure_platform(platform, cfg, spec, world_size)
         device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
-        # leave room for the activations and logits of the largest step
-        reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
-                   + model_cfg.vocab_size * cfg.max_running_requests * 8)
-        budget = KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
+        if placement is not None:
+            from anyware.engine.rank import run_rank
+
+            self.group = RankGroup.start(placement, platform.dist_backend, cfg.dist_timeout,
+                                         run_rank, (cfg,))
+        budget = kv_budget(cfg, model_cfg)
         eagle = None
         if draft_cfg is not None:
             features = draft_cfg.hidden_size if spec.algorithm == "eagle3" else 0
@@ -122,10 +154,8 @@ class EngineCore:
             # the draft model catches up over at most 2 tokens per request (DraftModelDrafter:
             # the bonus token, plus the last draft when all were accepted); the EAGLE-3 head's
             # catch-ups are EXTEND/MIXED steps (eager) and its drafts DECODE steps
-            draft_wcfg = WorkerConfig(draft_cfg, draft_path, cfg.load_format, cfg.seed,
-                                      cfg.max_running_requests, rank, world_size,
-                                      cfg.show_progress,
-                                      verify_tokens=2 if spec.algorithm != "eagle3" else 0)
+            draft_wcfg = replace(worker_config(cfg, draft_cfg, draft_path, rank, world_size),
+                                 verify_tokens=2 if spec.algorithm != "eagle3" else 0)
         if spec is not None and spec.algorithm == "eagle3":
             # the head is built while the target's worker is (before its graphs are captured)
             from anyware.spec.eagle3 import Eagle3Attachment
@@ -134,12 +164,22 @@ class EngineCore:
         # graph strategies capture VERIFY graphs this wide: the target verifies k drafts plus
         # its last token
         verify_tokens = spec.num_draft_tokens + 1 if spec is not None else 0
-        self.worker = ModelWorker(
-            WorkerConfig(model_cfg, self.model_path, cfg.load_format, cfg.seed,
-                         cfg.max_running_requests, rank, world_size, cfg.show_progress,
-                         verify_tokens),
-            platform, pcfg, device, budget,
-            before_setup=eagle.attach if eagle is not None else None)
+        try:
+            self.worker = ModelWorker(
+                replace(worker_config(cfg, model_cfg, self.model_path, rank, world_size),
+                        verify_tokens=verify_tokens),
+                platform, pcfg, device, budget,
+                before_setup=eagle.attach if eagle is not None else None)
+        except Exception as exc:
+            if self.group is None:
+                raise
+            error = self.group.explain(exc)  # names a rank that died while loading
+            self.group.close()
+            if error is exc:
+                raise
+            raise error from exc
+        if self.group is not None:
+            self.worker.send_plan = self.group.send
         self.draft_worker: ModelWorker | None = None
         self._eagle = eagle
         if eagle is not None:
@@ -191,7 +231,20 @@ class EngineCore:
     @torch.inference_mode()
     def step(self) -> bool:
         """Schedule and launch one batch; then complete the batch launched before it
-        (overlap) or this one (synchronous). Returns whether anything happened."""
+        (overlap) or this one (synchronous). Returns whether anything happened. Under tensor
+        parallelism a dead rank raises :class:`~anyware.distributed.RankFailedError`."""
+        if self.group is None:
+            return self._step()
+        self.group.check()
+        try:
+            return self._step()
+        except Exception as exc:
+            error = self.group.explain(exc)
+            if error is exc:  # rank 0's own error, not the group's
+                raise
+            raise error from exc
+
+    def _step(self) -> bool:
         spec = self.speculator
         if spec is not None:  # a step the off-switch pauses gets no draft source
             self.scheduler.drafts = spec.propose if spec.before_schedule(
@@ -224,8 +277,7 @@ class EngineCore:
             out = self.sampler.from_step(fused, batch)
         else:
             out = self.sampler.sample_step(logits, batch, self.worker.future.resolve)
-        rows = [row for row, s in zip(batch.rows, batch.sampling_rows()) if s]
-        self.worker.future.publish(rows, out.last_tokens())
+        self.worker.publish(out.last_tokens())
         return InFlightStep(batch, out.to_host(self.platform.copy_to_host),
                             self.platform.record_event())
 
@@ -284,6 +336,8 @@ class EngineCore:
             self.speculator.close()
         if self.draft_worker is not None:
             self.draft_worker.close()
+        if self.group is not None:  # the other ranks stop first: then nobody waits on us
+            self.group.close()
         self.worker.close()
         self.platform.empty_cache()
         self.platform.shutdown()

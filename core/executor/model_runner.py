@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from anyware.executor.future import FutureTokens
+from anyware.executor.plan import StepPlan
 from anyware.memory import KVPool, PageTable
 from anyware.plugin import (
     AttentionBackend,
@@ -45,6 +46,11 @@ class ModelRunner:
         return self.model(batch, self.pool.cache)
 
     def build_batch(self, sb: ScheduledBatch) -> ForwardBatch:
+        return self.batch_from_plan(self.plan(sb))
+
+    def plan(self, sb: ScheduledBatch) -> StepPlan:
+        """The host-side description of ``sb``'s forward (takes the pending page-table
+        updates: the next :meth:`batch_from_plan` applies them)."""
         ps = self.page_size
         input_ids, out_slots = [], []
         for req, pre, ext, drafts in zip(sb.reqs, sb.prefix_lens, sb.extend_lens, sb.drafts):
@@ -59,20 +65,34 @@ class ModelRunner:
             else:
                 out_slots.extend(pages[pos // ps] * ps + pos % ps for pos in range(pre, pre + ext))
         width = max(-(-(p + e) // ps) for p, e in zip(sb.prefix_lens, sb.extend_lens))
-        table = self.page_table.rows([r.row for r in sb.reqs], width)
-        batch = ForwardBatch.build(
-            mode=sb.mode,
-            input_ids=input_ids,
-            prefix_lens=sb.prefix_lens,
-            extend_lens=sb.extend_lens,
-            page_table=table,
-            out_slots=out_slots,
-            page_size=ps,
-            device=self.device,
-            logit_counts=sb.logit_counts(),
-            spec=SpecInfo(len(sb.drafts[0])) if sb.mode is ForwardMode.VERIFY else None,
+        rows = [r.row for r in sb.reqs]
+        return StepPlan(
+            mode=sb.mode.value, input_ids=input_ids, prefix_lens=list(sb.prefix_lens),
+            extend_lens=list(sb.extend_lens), logit_counts=sb.logit_counts(),
+            out_slots=out_slots, rows=rows, width=width,
+            page_updates=self.page_table.take_pending(),
+            num_draft_tokens=len(sb.drafts[0]) if sb.mode is ForwardMode.VERIFY else 0,
+            publish_rows=[row for row, s in zip(rows, sb.sampling_rows()) if s],
         )
-        if input_ids and min(input_ids) < 0:  # decode inputs sampled by a step still in flight
+
+    def batch_from_plan(self, plan: StepPlan) -> ForwardBatch:
+        """The :class:`ForwardBatch` of ``plan`` on this rank's device."""
+        self.page_table.apply(plan.page_updates)
+        table = self.page_table.rows(plan.rows, plan.width)
+        mode = ForwardMode(plan.mode)
+        batch = ForwardBatch.build(
+            mode=mode,
+            input_ids=plan.input_ids,
+            prefix_lens=plan.prefix_lens,
+            extend_lens=plan.extend_lens,
+            page_table=table,
+            out_slots=plan.out_slots,
+            page_size=self.page_size,
+            device=self.device,
+            logit_counts=plan.logit_counts,
+            spec=SpecInfo(plan.num_draft_tokens) if mode is ForwardMode.VERIFY else None,
+        )
+        if plan.input_ids and min(plan.input_ids) < 0:  # tokens sampled by a step in flight
             batch.input_ids = self.future.resolve(batch.input_ids)
         return batch
 

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import torch
 from anyware.executor.model_runner import ModelRunner
+from anyware.executor.plan import StepPlan
 from anyware.memory import KVPool, PageTable, pages_for_budget
 from anyware.model.config import ModelConfig
-from anyware.model.context import ModelContext
+from anyware.model.context import ModelContext, TensorParallel
 from anyware.model.loader import build_model
+from anyware.model.parallel import rank_heads
 from anyware.plugin import (
     AttentionSpec,
     ExecutionStrategy,
@@ -32,6 +34,8 @@ from anyware.plugin import (
 )
 from anyware.request import ScheduledBatch
 from anyware.runtime import PlatformDriver
+
+__all__ = ["KVBudget", "ModelWorker", "WorkerConfig", "rank_heads"]
 
 
 @dataclass(frozen=True)
@@ -59,20 +63,9 @@ class WorkerConfig:
     world_size: int = 1
     show_progress: bool = True
     verify_tokens: int = 0
-
-
-def rank_heads(num_heads: int, num_kv_heads: int, world_size: int) -> tuple[int, int]:
-    """Attention heads held by one of ``world_size`` tensor-parallel ranks: query heads split
-    evenly; KV heads split too, or replicated (one per rank) when there are fewer than ranks."""
-    if num_heads % world_size:
-        raise ValueError(f"{num_heads} attention heads do not split over {world_size} ranks")
-    if num_kv_heads >= world_size:
-        if num_kv_heads % world_size:
-            raise ValueError(f"{num_kv_heads} KV heads do not split over {world_size} ranks")
-        return num_heads // world_size, num_kv_heads // world_size
-    if world_size % num_kv_heads:
-        raise ValueError(f"{num_kv_heads} KV heads cannot be replicated over {world_size} ranks")
-    return num_heads // world_size, 1
+    # MoE layers: shard whole experts over the ranks (all-to-all dispatch) instead of
+    # splitting each expert's intermediate dimension
+    expert_parallel: bool = False
 
 
 class ModelWorker:
@@ -80,10 +73,6 @@ class ModelWorker:
                  device: torch.device, budget: KVBudget,
                  share_pages_with: ModelWorker | None = None,
                  before_setup: Callable[[ModelWorker], None] | None = None) -> None:
-        if cfg.world_size > 1:
-            raise NotImplementedError(
-                f"world size {cfg.world_size}: the models are single-rank in this version "
-                "(tensor parallelism is not built yet); run with one rank")
         mcfg = cfg.model
         self.cfg, self.platform, self.device = cfg, platform, device
         self.page_size = pcfg.page_size
@@ -91,8 +80,15 @@ class ModelWorker:
         self.attention = platform.attention_backend(AttentionSpec(
             mcfg.num_layers, heads, kv_heads, mcfg.head_dim, mcfg.head_dim, pcfg.dtype,
             cfg.max_running_requests, mcfg.context_len))
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device,
-                           moe=platform.moe_backend)
+        # the group's communicator (the launcher initialised the process group)
+        self.comm = (platform.communicator(cfg.rank, cfg.world_size)
+                     if cfg.world_size > 1 else None)
+        tp = TensorParallel(cfg.rank, cfg.world_size, self.comm, cfg.expert_parallel)
+
+        def moe(spec):
+            return platform.moe_backend(spec, self.comm if spec.ep_size > 1 else None)
+
+        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device, moe=moe, tp=tp)
         self.model = build_model(mcfg, ctx, cfg.model_path, cfg.load_format, cfg.seed,
                                  cfg.show_progress)
         platform.model_loaded(self.model)
@@ -115,6 +111,9 @@ class ModelWorker:
         # whether the strategy may sample inside its programs (it overrides run_and_sample)
         self.samples_in_step = (type(self.strategy).run_and_sample
                                 is not ExecutionStrategy.run_and_sample)
+        # rank 0 of a tensor-parallel group: where each step's plan goes (the rank group)
+        self.send_plan: Callable[[StepPlan], None] | None = None
+        self._plan: StepPlan | None = None
 
     def _num_pages(self, layout, budget: KVBudget, max_pages_per_req: int) -> int:
         needed = self.cfg.max_running_requests * max_pages_per_req + 1
@@ -123,6 +122,9 @@ class ModelWorker:
         else:
             nbytes = self.platform.kv_cache_budget(budget.mem_fraction, budget.reserve_bytes)
         pages = min(pages_for_budget(nbytes, layout, self.cfg.model.num_layers), needed)
+        if self.comm is not None:  # every rank holds as many pages as the smallest budget
+            mine = torch.tensor([pages], dtype=torch.int64, device=self.device)
+            pages = int(self.comm.all_gather(mine).min())
         if pages < 2:
             raise MemoryError(
                 f"KV cache budget of {nbytes} bytes holds no pages; lower the model size or "
@@ -136,8 +138,30 @@ class ModelWorker:
 
     def forward(self, batch: ScheduledBatch) -> torch.Tensor:
         """Queue ``batch``'s forward through the execution strategy; returns its logits
-        (device, fp32, one row per logit row of the batch) without waiting for them."""
-        return self.run(self.runner.build_batch(batch))
+        (device, fp32, one row per logit row of the batch) without waiting for them. Under
+        tensor parallelism (rank 0) the step's plan goes to ``send_plan`` first, so the other
+        ranks run the same forward (:meth:`follow`)."""
+        plan = self._plan = self.runner.plan(batch)
+        if self.send_plan is not None:
+            self.send_plan(plan)
+        return self.run(self.runner.batch_from_plan(plan))
+
+    def publish(self, tokens: torch.Tensor) -> None:
+        """Rank 0, after sampling the last :meth:`forward`: ``tokens`` (device int64, one per
+        sampling request) become those requests' newest tokens for placeholders; under tensor
+        parallelism they are broadcast to the other ranks (which wait in :meth:`follow`)."""
+        rows = self._plan.publish_rows
+        if rows and self.comm is not None:
+            self.comm.broadcast(tokens.contiguous(), src=0)
+        self.runner.future.publish(rows, tokens)
+
+    def follow(self, plan: StepPlan) -> None:
+        """A rank other than 0: run rank 0's step ``plan`` (the logits are discarded: rank 0
+        samples) and take the sampled tokens it broadcasts."""
+        self.run(self.runner.batch_from_plan(plan))
+        if plan.publish_rows:
+            tokens = torch.empty(len(plan.publish_rows), dtype=torch.int64, device=self.device)
+            self.runner.future.publish(plan.publish_rows, self.comm.broadcast(tokens, src=0))
 
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         return self.strategy.run(batch)
@@ -145,8 +169,14 @@ class ModelWorker:
     def forward_sampled(self, batch: ScheduledBatch, sampling: SamplingTensors) -> StepSample | None:
         """``batch``'s forward and its draw in one program when the execution strategy
         offers it (``ExecutionStrategy.run_and_sample``); ``None``: nothing ran, call
-        :meth:`forward`."""
-        return self.strategy.run_and_sample(self.runner.build_batch(batch), sampling)
+        :meth:`forward`. Always ``None`` on rank 0 of a tensor-parallel group (the other
+        ranks follow plain forwards)."""
+        if self.send_plan is not None:
+            return None
+        plan = self._plan = self.runner.plan(batch)
+        return self.strategy.run_and_sample(self.runner.batch_from_plan(plan), sampling)
 
     def close(self) -> None:
         self.strategy.close()
+        if self.comm is not None:
+            self.comm.destroy()

@@ -43,6 +43,18 @@ class PageTable:
         self.table[upd[:, 0], upd[:, 1]] = upd[:, 2].to(torch.int32)
         self._pending.clear()
 
+    def take_pending(self) -> list[tuple[int, int, int]]:
+        """The ``(row, column, page)`` updates not yet applied, handed over (and cleared): a
+        tensor-parallel rank 0 sends them to the other ranks, and every rank :meth:`apply`s
+        them."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def apply(self, updates: list[tuple[int, int, int]]) -> None:
+        """Record ``updates`` (from :meth:`take_pending`, here or on rank 0) and flush."""
+        self._pending.extend(updates)
+        self.flush()
+
     def rows(self, rows: list[int], num_cols: int) -> torch.Tensor:
         """``[len(rows), num_cols]`` page table for a batch (after ``flush``)."""
         self.flush()

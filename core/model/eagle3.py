@@ -30,6 +30,7 @@ from anyware.kernels.reference import rope_cos_sin
 from anyware.model.config import ModelConfig, ModelConfigError
 from anyware.model.context import ModelContext
 from anyware.model.layers import Linear, RMSNorm
+from anyware.model.weights import CheckpointTensor
 from anyware.model.llama import MLP, LlamaForCausalLM
 from anyware.plugin import AttentionLayer, ForwardBatch, KVCache
 from torch import nn
@@ -131,7 +132,10 @@ class Eagle3Head(nn.Module):
         self.hidden_out: torch.Tensor | None = None
 
     # ------------------------------------------------------------ loading
-    def load_weight(self, name: str, tensor: torch.Tensor) -> str | None:
+    def load_weight(self, name: str, tensor) -> str | None:
+        """One checkpoint tensor (a tensor or a lazy ``CheckpointTensor``: the head is one
+        layer on one rank, so each is read whole)."""
+        tensor = CheckpointTensor.of(tensor).full()
         name = name.removeprefix("model.")
         if name == "d2t":
             if tensor.shape != (self.draft_vocab,):

@@ -1,40 +1,62 @@
-"""Building blocks: linear layers with fused-shard loading, RMSNorm through the platform ops."""
+"""Building blocks: linear layers with fused-shard and tensor-parallel loading, RMSNorm
+through the platform ops. The tensor-parallel variants live in :mod:`anyware.model.parallel`."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from anyware.model.context import ModelContext
+from anyware.model.weights import CheckpointTensor
 from torch import nn
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Where one checkpoint tensor goes in a layer's weight, along the layer's split dim:
+    elements ``[src, src + size)`` of the checkpoint fill ``[dst, dst + size)`` of the weight."""
+
+    dst: int
+    size: int
+    src: int = 0
+
+
 class Linear(nn.Module):
-    """``y = x @ W^T (+ b)``. ``shards`` names the output slices a fused weight is loaded from
-    (e.g. q/k/v into one ``qkv`` weight): ``{"q": (start, size), ...}``."""
+    """``y = x @ W^T (+ b)``. ``shards`` names the slices a weight is loaded from, e.g. q/k/v
+    into one fused ``qkv`` weight: ``{"q": Shard(...), ...}``; the key ``None`` is for a
+    checkpoint tensor that fills the weight alone (by default: all of it). ``split_dim``:
+    the weight dim the shards index (0: output rows; 1: input columns, where a bias is never
+    split)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype,
-                 shards: dict[str, tuple[int, int]] | None = None) -> None:
+                 shards: dict[str | None, Shard] | None = None, split_dim: int = 0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype), requires_grad=False) if bias else None
         self.shards = shards or {}
+        self.split_dim = split_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    def load(self, param_name: str, tensor: torch.Tensor, shard: str | None) -> None:
+    def load(self, param_name: str, tensor, shard: str | None) -> None:
+        tensor = CheckpointTensor.of(tensor)
         target = self.weight if param_name == "weight" else self.bias
         if target is None:
             raise KeyError(f"layer has no {param_name}")
-        if shard is None:
-            if target.shape != tensor.shape:
-                raise ValueError(f"shape {tuple(tensor.shape)} != expected {tuple(target.shape)}")
-            target.copy_(tensor)
-            return
-        start, size = self.shards[shard]
-        if tensor.shape[0] != size:
-            raise ValueError(f"shard {shard}: {tensor.shape[0]} rows, expected {size}")
-        target[start : start + size].copy_(tensor)
+        spec = self.shards.get(shard)
+        if shard is not None and spec is None:
+            raise KeyError(f"layer has no shard {shard!r} (known: {sorted(map(str, self.shards))})")
+        dim = self.split_dim if param_name == "weight" else 0
+        if spec is None or (param_name == "bias" and self.split_dim != 0):
+            part, dest = tensor.full(), target
+        else:
+            part, dest = tensor.narrow(dim, spec.src, spec.size), target.narrow(dim, spec.dst, spec.size)
+        if part.shape != dest.shape:
+            raise ValueError(f"{param_name}{'' if shard is None else f' shard {shard}'}: shape "
+                             f"{tuple(part.shape)} != expected {tuple(dest.shape)}")
+        dest.copy_(part)
 
 
 class RMSNorm(nn.Module):

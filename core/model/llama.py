@@ -10,7 +10,15 @@ import torch
 from anyware.kernels.reference import rope_cos_sin
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext
-from anyware.model.layers import Linear, RMSNorm
+from anyware.model.layers import RMSNorm
+from anyware.model.parallel import (
+    RowParallelLinear,
+    VocabParallelEmbedding,
+    column_parallel,
+    kv_head_start,
+    rank_heads,
+)
+from anyware.model.weights import CheckpointTensor
 from anyware.plugin import AttentionLayer, ForwardBatch, KVCache
 from torch import nn
 
@@ -18,14 +26,14 @@ from torch import nn
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_id: int, ctx: ModelContext) -> None:
         super().__init__()
-        h, d = cfg.num_heads, cfg.head_dim
-        hk = cfg.num_kv_heads
+        tp, d = ctx.tp, cfg.head_dim
+        h, hk = rank_heads(cfg.num_heads, cfg.num_kv_heads, tp.size)  # this rank's heads
         self.q_size, self.kv_size = h * d, hk * d
-        self.qkv_proj = Linear(
-            cfg.hidden_size, (h + 2 * hk) * d, cfg.attention_bias, ctx.dtype,
-            shards={"q": (0, h * d), "k": (h * d, hk * d), "v": ((h + hk) * d, hk * d)},
-        )
-        self.o_proj = Linear(h * d, cfg.hidden_size, False, ctx.dtype)
+        kv_src = kv_head_start(cfg.num_kv_heads, tp) * d
+        self.qkv_proj = column_parallel(
+            cfg.hidden_size, {"q": (h * d, tp.rank * h * d), "k": (hk * d, kv_src),
+                              "v": (hk * d, kv_src)}, cfg.attention_bias, ctx)
+        self.o_proj = RowParallelLinear(cfg.num_heads * d, cfg.hidden_size, False, ctx)
         self.q_norm = RMSNorm(d, cfg.rms_norm_eps, ctx) if cfg.qk_norm else None
         self.k_norm = RMSNorm(d, cfg.rms_norm_eps, ctx) if cfg.qk_norm else None
         self.layer = AttentionLayer(layer_id, h, hk, d, d, d**-0.5, sliding_window=cfg.sliding_window)
@@ -49,10 +57,11 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig, ctx: ModelContext) -> None:
         super().__init__()
-        i = cfg.intermediate_size
-        self.gate_up_proj = Linear(cfg.hidden_size, 2 * i, False, ctx.dtype,
-                                   shards={"gate": (0, i), "up": (i, i)})
-        self.down_proj = Linear(i, cfg.hidden_size, False, ctx.dtype)
+        tp = ctx.tp
+        i = tp.split(cfg.intermediate_size, "intermediate_size")
+        self.gate_up_proj = column_parallel(
+            cfg.hidden_size, {"gate": (i, tp.rank * i), "up": (i, tp.rank * i)}, False, ctx)
+        self.down_proj = RowParallelLinear(cfg.intermediate_size, cfg.hidden_size, False, ctx)
         self.ops = ctx.ops
 
     def forward(self, x):
@@ -94,12 +103,12 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.ctx = ctx
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, dtype=ctx.dtype)
-        self.embed_tokens.weight.requires_grad_(False)
+        self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size, ctx)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, ctx, self._mlp(cfg, i, ctx))
                                     for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
-        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, False, ctx.dtype)
+        self.lm_head = (None if cfg.tie_word_embeddings
+                        else VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size, ctx))
         self.register_buffer("cos_sin", torch.empty(0), persistent=False)
         self._aux_layers: tuple[int, ...] = ()
         self._aux_sink: Callable[[list[torch.Tensor], ForwardBatch], None] | None = None
@@ -137,13 +146,13 @@ class LlamaForCausalLM(nn.Module):
         x, _ = self.norm(x, residual)
         if aux:
             self._aux_sink([states[i] for i in aux], batch)
-        x = x[batch.logits_indices]
-        w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return torch.nn.functional.linear(x, w).float()
+        head = self.embed_tokens if self.lm_head is None else self.lm_head
+        return head.logits(x[batch.logits_indices])
 
-    def load_weight(self, name: str, tensor: torch.Tensor) -> str | None:
-        """Load one checkpoint tensor; returns the parameter it filled, None for names this
-        model ignores."""
+    def load_weight(self, name: str, tensor) -> str | None:
+        """Load one checkpoint tensor (a tensor or a lazily read
+        :class:`~anyware.model.weights.CheckpointTensor`: tensor-parallel layers read only their
+        slice); returns the parameter it filled, None for names this model ignores."""
         name = name.removeprefix("model.")
         if name.startswith("lm_head.") and self.lm_head is None:
             return None  # tied: the embedding is the head
@@ -155,10 +164,10 @@ class LlamaForCausalLM(nn.Module):
         if module_path and module_path[-1] in self.SHARDS:
             module_path[-1], shard = self.SHARDS[module_path[-1]]
         module = self.get_submodule(".".join(module_path))
-        if isinstance(module, Linear):
+        if hasattr(module, "load"):  # linear and embedding layers: sharded and fused loading
             module.load(param, tensor, shard)
-        else:
-            target = getattr(module, param)
+        else:  # replicated (norms)
+            target, tensor = getattr(module, param), CheckpointTensor.of(tensor).full()
             if target.shape != tensor.shape:
                 raise ValueError(f"{name}: shape {tuple(tensor.shape)} != {tuple(target.shape)}")
             target.copy_(tensor)

@@ -11,6 +11,7 @@ import torch
 from anyware.model.config import ModelConfig, ModelConfigError
 from anyware.model.context import ModelContext
 from anyware.model.registry import model_class
+from anyware.model.weights import CheckpointTensor
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
@@ -31,9 +32,10 @@ def _safetensor_files(path: Path) -> list[Path]:
     return files
 
 
-def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor of the checkpoint, with a progress bar over tensors (MoE checkpoints hold
-    one per expert and projection: tens of thousands, stacked into fused weights as read)."""
+def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, CheckpointTensor]]:
+    """Every tensor of the checkpoint, not yet read (:class:`CheckpointTensor`: a rank reads
+    only its slice), with a progress bar over tensors (MoE checkpoints hold one per expert and
+    projection: tens of thousands, stacked into fused weights as read)."""
     files = _safetensor_files(path)
     names = []
     for f in files:  # headers only: cheap
@@ -44,7 +46,7 @@ def iter_weights(path: Path, show_progress: bool = True) -> Iterator[tuple[str, 
         for f, keys in zip(files, names):
             with safe_open(str(f), framework="pt") as fh:
                 for name in keys:
-                    yield name, fh.get_tensor(name)
+                    yield name, CheckpointTensor(fh.get_slice(name))
                     bar.update(1)
 
 
@@ -82,8 +84,8 @@ def build_model(
     else:
         missing = {n for n, _ in model.named_parameters()}
         for name, tensor in iter_weights(path, show_progress):
-            if tensor.is_floating_point():  # index tensors (an EAGLE-3 head's d2t) keep theirs
-                tensor = tensor.to(ctx.dtype)
+            # converted to the parameter's dtype on copy (index tensors, an EAGLE-3 head's
+            # d2t, keep theirs)
             loaded = model.load_weight(name, tensor)
             if loaded is not None:
                 missing.discard(loaded)

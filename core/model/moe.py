@@ -15,38 +15,57 @@ from typing import ClassVar
 
 import torch
 from anyware.model.config import ModelConfig, ModelConfigError
-from anyware.model.context import ModelContext
+from anyware.model.context import ModelContext, TensorParallel
 from anyware.model.layers import Linear
 from anyware.model.llama import LlamaForCausalLM
+from anyware.model.weights import CheckpointTensor
 from anyware.plugin import MoESpec
 from torch import nn
 
 
-def moe_spec(cfg: ModelConfig, dtype: torch.dtype) -> MoESpec:
+def moe_spec(cfg: ModelConfig, dtype: torch.dtype, tp: TensorParallel | None = None) -> MoESpec:
+    """The layer spec on one rank of ``tp``: all experts with ``1/size`` of each one's
+    intermediate dimension (tensor parallel), or ``1/size`` of the experts whole (expert
+    parallel)."""
+    tp = tp or TensorParallel()
+    ep = tp.expert_parallel and tp.size > 1
+    inter = cfg.moe_intermediate_size
     return MoESpec(
         num_experts=cfg.num_experts, top_k=cfg.num_experts_per_tok, hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.moe_intermediate_size, dtype=dtype, scoring=cfg.router_scoring,
-        renormalize=cfg.norm_topk_prob,
+        intermediate_size=inter if ep else tp.split(inter, "moe_intermediate_size"),
+        dtype=dtype, scoring=cfg.router_scoring, renormalize=cfg.norm_topk_prob,
+        ep_rank=tp.rank if ep else 0, ep_size=tp.size if ep else 1,
     )
 
 
 class FusedExperts(nn.Module):
     """All local experts of one layer as ``w13``/``w2`` in the backend's weight layout."""
 
-    def __init__(self, spec: MoESpec, layout, device_dtype: torch.dtype) -> None:
+    def __init__(self, spec: MoESpec, layout, device_dtype: torch.dtype,
+                 inter_start: int = 0) -> None:
+        """``inter_start``: the first row of each expert's intermediate dimension this rank
+        holds (tensor parallelism splits it; ``spec.intermediate_size`` rows are held)."""
         super().__init__()
-        self.spec, self.layout = spec, layout
+        self.spec, self.layout, self.inter_start = spec, layout, inter_start
         dtype = layout.weight_dtype(spec) if layout.dtype else device_dtype
         self.w13 = nn.Parameter(torch.empty(layout.w13_shape(spec), dtype=dtype), requires_grad=False)
         self.w2 = nn.Parameter(torch.empty(layout.w2_shape(spec), dtype=dtype), requires_grad=False)
         self.loaded: set[tuple[int, str]] = set()
 
-    def load_expert(self, expert: int, proj: str, tensor: torch.Tensor) -> None:
+    def load_expert(self, expert: int, proj: str, tensor) -> None:
         """``proj``: ``gate``/``up``/``down`` (``[I, H]``, ``[I, H]``, ``[H, I]``) of global
-        expert ``expert``; experts of other expert-parallel ranks are skipped."""
+        expert ``expert`` (a tensor or a :class:`CheckpointTensor`); experts of other
+        expert-parallel ranks are skipped unread, and only this rank's intermediate rows are
+        read."""
         local = expert - self.spec.first_local_expert
         if not 0 <= local < self.spec.num_local_experts:
             return
+        tensor = CheckpointTensor.of(tensor)
+        i, dim = self.spec.intermediate_size, 1 if proj == "down" else 0
+        if tensor.shape[dim] == i and self.inter_start == 0:
+            tensor = tensor.full()
+        else:
+            tensor = tensor.narrow(dim, self.inter_start, i)
         tensor = tensor.to(self.w13.dtype)
         if proj == "down":
             self.layout.load_w2(self.w2, local, tensor, self.spec)
@@ -54,11 +73,14 @@ class FusedExperts(nn.Module):
             self.layout.load_w13(self.w13, local, proj, tensor, self.spec)
         self.loaded.add((local, proj))
 
-    def load_stacked(self, name: str, tensor: torch.Tensor) -> None:
-        """transformers 5's fused tensors: ``gate_up_proj [E, 2I, H]`` or ``down_proj [E, H, I]``."""
-        for e in range(tensor.shape[0]):
+    def load_stacked(self, name: str, tensor) -> None:
+        """transformers 5's fused tensors: ``gate_up_proj [E, 2I, H]`` or ``down_proj [E, H, I]``
+        (only local experts are read)."""
+        tensor = CheckpointTensor.of(tensor)
+        first, n = self.spec.first_local_expert, self.spec.num_local_experts
+        for e in range(first, first + n):
             if name == "gate_up_proj":
-                i = self.spec.intermediate_size
+                i = tensor.shape[1] // 2
                 self.load_expert(e, "gate", tensor[e, :i])
                 self.load_expert(e, "up", tensor[e, i:])
             else:
@@ -83,13 +105,30 @@ class SparseMoeBlock(nn.Module):
                 f"{cfg.architecture} has MoE layers but the model context has no MoE backend "
                 f"provider; build the model through the engine (ModelContext.moe)"
             )
-        spec = moe_spec(cfg, ctx.dtype)
+        tp = self.tp = ctx.tp
+        spec = moe_spec(cfg, ctx.dtype, tp)
+        self.expert_parallel = spec.ep_size > 1
         self.backend = ctx.moe(spec)
         self.gate = Linear(cfg.hidden_size, cfg.num_experts, False, ctx.dtype)
-        self.experts = FusedExperts(spec, self.backend.weight_layout(), ctx.dtype)
+        start = 0 if self.expert_parallel else tp.rank * spec.intermediate_size
+        self.experts = FusedExperts(spec, self.backend.weight_layout(), ctx.dtype, start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backend.forward(x, self.gate(x), self.experts.w13, self.experts.w2)
+        if self.expert_parallel:
+            return self._forward_expert_parallel(x)
+        out = self.backend.forward(x, self.gate(x), self.experts.w13, self.experts.w2)
+        return self.tp.all_reduce(out)  # tensor parallel: partial sums over intermediate slices
+
+    def _forward_expert_parallel(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank holds the same ``T`` tokens: rank ``r`` routes the ``r``-th chunk of them
+        through the all-to-all dispatcher, and the chunks' outputs are all-gathered."""
+        t, size = x.shape[0], self.tp.size
+        chunk = -(-t // size)
+        mine = x[self.tp.rank * chunk : (self.tp.rank + 1) * chunk]
+        out = self.backend.forward(mine, self.gate(mine), self.experts.w13, self.experts.w2)
+        if out.shape[0] < chunk:  # the last ranks' chunks may be short: pad to one shape
+            out = torch.cat([out, out.new_zeros(chunk - out.shape[0], out.shape[1])])
+        return self.tp.comm.all_gather(out)[:t]
 
 
 # checkpoint expert names: "<layer prefix>.<block>.experts.<e>.<proj>.weight"

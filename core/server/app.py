@@ -148,10 +148,12 @@ def create_app(
     async def ping() -> Response:
         return await health()
 
+    @app.get("/model_info")  # sglang-router asks /model_info first, then /get_model_info
     @app.get("/get_model_info")
     async def get_model_info() -> JSONResponse:
         return JSONResponse(model_info(state))
 
+    @app.get("/server_info")
     @app.get("/get_server_info")
     async def get_server_info() -> JSONResponse:
         return JSONResponse(await server_info(state))

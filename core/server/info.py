@@ -70,8 +70,9 @@ async def server_info(state: ServerState) -> dict[str, Any]:
         "schedule_policy": cfg.schedule_policy,
         "attention_backend": cfg.attention_backend,
         "random_seed": cfg.seed,
-        "tp_size": 1,
-        "dp_size": 1,
+        "tp_size": cfg.tensor_parallel_size,
+        "ep_size": cfg.tensor_parallel_size if cfg.enable_expert_parallel else 1,
+        "dp_size": 1,  # replicas are separate servers behind a router (docs/scale-out.md)
         "api_key_set": state.api_key is not None,
         "platform": getattr(getattr(core, "platform", None), "name", None),
         "max_total_num_tokens": getattr(core, "kv_capacity_tokens", None),

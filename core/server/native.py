@@ -66,6 +66,7 @@ class GenerateRequest(RequestModel):
     input_ids: list[int] | list[list[int]] | None = None
     sampling_params: NativeSamplingParams = Field(default_factory=NativeSamplingParams)
     stream: bool = False
+    model: str | None = None  # sent by routers; one model per server, so it selects nothing
 
 
 def _prompts(state: ServerState, req: GenerateRequest) -> list[list[int]]:

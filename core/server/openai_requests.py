@@ -21,10 +21,22 @@ MAX_TOP_LOGPROBS_CHAT = 20
 MAX_LOGPROBS_COMPLETIONS = 5
 
 
+# SGLang extension fields that sglang-router (docs/scale-out.md) writes into every request it
+# forwards, at these values, which ask for nothing: accepted (and dropped) when they hold them;
+# any other value stays an unrecognized argument (a 400 naming it).
+ROUTER_NOOP_FIELDS: dict[str, Any] = {
+    "no_stop_trim": False, "return_hidden_states": False, "continue_final_message": False,
+    "separate_reasoning": True, "stream_reasoning": True, "return_text_in_logprobs": False,
+    "log_metrics": True, "background": False, "no_logs": False, "return_bytes": False,
+    "return_entropy": False,
+}
+
+
 class RequestModel(BaseModel):
     """A request body: strict types, unknown fields rejected, and ``null`` for an optional field
     is the same as leaving it out (a required field stays required: ``"model": null`` is a type
-    error naming ``model``; an unknown field is rejected, null or not)."""
+    error naming ``model``; an unknown field is rejected, null or not, except the no-op
+    values of :data:`ROUTER_NOOP_FIELDS`)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -36,7 +48,9 @@ class RequestModel(BaseModel):
         fields = cls.model_fields
         return {
             k: v for k, v in data.items()
-            if v is not None or k not in fields or fields[k].is_required()
+            if (v is not None or k not in fields or fields[k].is_required())
+            and not (k not in fields and k in ROUTER_NOOP_FIELDS
+                     and v is ROUTER_NOOP_FIELDS[k])
         }
 
 

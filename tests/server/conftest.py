@@ -40,12 +40,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_subprocess(*args: str, timeout: float = 90) -> tuple[subprocess.Popen, int]:
+def serve_subprocess(*args: str, timeout: float = 90,
+                     launcher: list[str] | None = None) -> tuple[subprocess.Popen, int]:
     """``anyware serve ARGS --port <free>`` in a subprocess, returned once ``/health`` answers
-    200 (the caller stops it). Fails with the server's output if it exits or times out."""
+    200 (the caller stops it). Fails with the server's output if it exits or times out.
+    ``launcher``: the command before ``serve`` (default: this Python running the CLI; e.g.
+    torchrun's ``python -m torch.distributed.run ... -m anyware``)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "anyware.cli.main", "serve", *args,
-                             "--port", str(port)],
+    launcher = launcher or [sys.executable, "-m", "anyware.cli.main"]
+    proc = subprocess.Popen([*launcher, "serve", *args, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout
     while True:

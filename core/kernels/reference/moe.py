@@ -110,9 +110,17 @@ def moe_dense(hidden: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.
 
 
 class ReferenceMoEBackend(MoEBackend):
-    """Torch ops on any device and dtype (fp32 math); single rank."""
+    """Torch ops on any device and dtype (fp32 math); on one rank a local sort dispatcher,
+    under expert parallelism (``spec.ep_size > 1``) the all-to-all dispatcher of
+    :mod:`anyware.kernels.reference.moe_a2a` (not graph-safe: see there)."""
 
     name = "torch-reference"
+
+    @classmethod
+    def unsupported(cls, spec):
+        if spec.dtype not in cls.dtypes:
+            return f"no {spec.dtype} support"
+        return None
 
     def route(self, router_logits):
         self.calls["route"] += 1
@@ -121,6 +129,10 @@ class ReferenceMoEBackend(MoEBackend):
 
     def dispatch(self, hidden, topk_weights, topk_ids) -> Dispatched:
         self.calls["dispatch"] += 1
+        if self.spec.ep_size > 1:
+            from anyware.kernels.reference.moe_a2a import a2a_dispatch
+
+            return a2a_dispatch(self.communicator, self.spec, hidden, topk_weights, topk_ids)
         return local_dispatch(hidden, topk_weights, topk_ids, self.spec.num_experts)
 
     def experts(self, dispatched: Dispatched, w13, w2) -> torch.Tensor:
@@ -130,5 +142,9 @@ class ReferenceMoEBackend(MoEBackend):
 
     def combine(self, expert_out, dispatched: Dispatched) -> torch.Tensor:
         self.calls["combine"] += 1
+        if self.spec.ep_size > 1:
+            from anyware.kernels.reference.moe_a2a import a2a_combine
+
+            return a2a_combine(self.communicator, expert_out, dispatched)
         return local_combine(expert_out, dispatched)
 

@@ -47,7 +47,12 @@ class Communicator(ABC):
         output_split_sizes: list[int] | None = None,
         input_split_sizes: list[int] | None = None,
     ) -> torch.Tensor:
-        """Send chunk ``j`` of ``x`` (dim 0) to rank ``j``; return received chunks in rank order."""
+        """Send chunk ``j`` of ``x`` (dim 0) to rank ``j``; return received chunks in rank order.
+
+        Without split sizes the chunks are equal (``x.shape[0] / world_size`` rows). With
+        them, ``input_split_sizes[j]`` rows go to rank ``j`` and ``output_split_sizes[i]``
+        rows arrive from rank ``i``; sizes may differ between ranks and may be zero
+        (expert-parallel dispatch; the conformance collectives tier checks both)."""
 
     @abstractmethod
     def broadcast(self, x: torch.Tensor, src: int = 0) -> torch.Tensor:
@@ -98,15 +103,16 @@ class TorchDistributedCommunicator(Communicator):
         return total.chunk(self.world_size, dim=dim)[self.rank].contiguous()
 
     def all_to_all(self, x, output_split_sizes=None, input_split_sizes=None):
+        # all_to_all_single: uneven splits work on every backend (gloo's list all_to_all
+        # needs equal chunk shapes)
         self.calls += 1
         if output_split_sizes is None:
             out = torch.empty_like(x)
         else:
             out = x.new_empty((sum(output_split_sizes), *x.shape[1:]))
-        ins = list(x.split(input_split_sizes or x.shape[0] // self.world_size))
-        outs = list(out.split(output_split_sizes or out.shape[0] // self.world_size))
-        self._dist.all_to_all(outs, [t.contiguous() for t in ins], group=self._group)
-        return torch.cat(outs) if outs else out
+        self._dist.all_to_all_single(out, x.contiguous(), output_split_sizes, input_split_sizes,
+                                     group=self._group)
+        return out
 
     def broadcast(self, x: torch.Tensor, src: int = 0) -> torch.Tensor:
         self.calls += 1
