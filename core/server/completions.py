@@ -80,10 +80,7 @@ async def create_completion(state: ServerState, request: Request) -> Response:
     usage = UsageCounter([len(p.ids) for p in prepared])
     state.metrics.request_prompt_tokens.inc(usage.prompt)
     streams = [
-        engine_stream(
-            state.engine, p.ids, p.params, rid if len(prepared) == 1 else f"{rid}-{i}",
-            state.metrics,
-        )
+        engine_stream(state, p.ids, p.params, rid if len(prepared) == 1 else f"{rid}-{i}")
         for i, p in enumerate(prepared)
     ]
     created = int(time.time())
