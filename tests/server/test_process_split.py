@@ -21,21 +21,6 @@ N_CONCURRENT = 64
 NEW_TOKENS = 8
 
 
-@pytest.fixture(scope="module")
-def split_engine(model_dir):
-    from anyware import Engine
-
-    eng = Engine(model=str(model_dir), engine_process=True, show_progress=False)
-    assert eng.core is None and eng.info.pid != os.getpid()
-    yield eng
-    eng.shutdown()
-
-
-@pytest.fixture(scope="module")
-def split_server(split_engine):
-    yield from _serve(split_engine, None)
-
-
 def _prompt(i: int) -> list[int]:
     return [(7 * i + j) % 500 + 1 for j in range(3 + i % 11)]
 
@@ -170,7 +155,7 @@ def test_sigterm_drains_in_flight_requests(model_dir):
         child = _server_pids(port)
         started, events = threading.Event(), []
         body = {"input_ids": [1, 2], "stream": True,
-                "sampling_params": {"max_new_tokens": 300, "ignore_eos": True}}
+                "sampling_params": {"max_new_tokens": 120, "ignore_eos": True}}
         t = threading.Thread(target=_first_chunk_then_rest,
                              args=(f"{base}/generate", body, started, events))
         t.start()
@@ -194,6 +179,6 @@ def test_sigterm_drains_in_flight_requests(model_dir):
     assert proc.returncode == 0, out
     assert events[0] == 200 and events[-1] == "[DONE]", events[-3:]
     items = [json.loads(e) for e in events[1:-1]]
-    assert sum(len(i["output_ids"]) for i in items) == 300  # drained to the end
+    assert sum(len(i["output_ids"]) for i in items) == 120  # drained to the end
     assert items[-1]["meta_info"]["finish_reason"] == "length"
     assert "engine shut down" in out and _gone(child)
