@@ -20,8 +20,8 @@ from anyware.engine.core import EngineCore
 from anyware.engine.detokenizer import OutputAssembler
 from anyware.engine.errors import EngineDeadError
 from anyware.engine.loop import EngineLoop
-from anyware.engine.wire import EngineInfo
 from anyware.engine.outputs import EngineStats, RequestOutput
+from anyware.engine.wire import EngineInfo
 from anyware.request import InvalidRequestError
 from anyware.request.delta import TokenDelta
 from anyware.request.params import SamplingParams

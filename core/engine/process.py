@@ -10,11 +10,11 @@ the engine stops, after draining), and exits by itself when its parent disappear
 from __future__ import annotations
 
 import contextlib
-import pickle
-import sys
 import logging
 import os
+import pickle
 import signal
+import sys
 import time
 import traceback
 
