@@ -182,3 +182,24 @@ def test_sigterm_drains_in_flight_requests(model_dir):
     assert sum(len(i["output_ids"]) for i in items) == 120  # drained to the end
     assert items[-1]["meta_info"]["finish_reason"] == "length"
     assert "engine shut down" in out and _gone(child)
+
+
+def test_metrics_cross_the_process_boundary(split_server):
+    _load(split_server.base_url)
+    wait_idle(split_server.engine)
+    text = httpx.get(f"{split_server.base_url}/metrics").text
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    # engine-side series come from the engine process's stats
+    assert values["anyware_engine_up"] == 1.0
+    assert values["anyware_generation_tokens_total"] >= N_CONCURRENT * NEW_TOKENS
+    assert values["anyware_num_requests_running"] == 0.0
+    assert values["anyware_kv_pages_total"] > 0
+    # front-end series
+    assert values["anyware_time_per_output_token_seconds_count"] >= N_CONCURRENT
+    assert values["anyware_time_to_first_token_seconds_count"] >= N_CONCURRENT
+    assert values['anyware_request_finished_total{finished_reason="length"}'] >= N_CONCURRENT
+    assert values["anyware_server_requests_in_flight"] == 0.0
