@@ -203,3 +203,23 @@ def test_metrics_cross_the_process_boundary(split_server):
     assert values["anyware_time_to_first_token_seconds_count"] >= N_CONCURRENT
     assert values['anyware_request_finished_total{finished_reason="length"}'] >= N_CONCURRENT
     assert values["anyware_server_requests_in_flight"] == 0.0
+
+
+def test_documented_metrics_exist(split_server):
+    """Every series docs/metrics.md names is served, and the Grafana dashboard queries only
+    those."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    documented = set(re.findall(r"`(anyware_[a-z0-9_]+)`", (docs / "metrics.md").read_text()))
+    text = httpx.get(f"{split_server.base_url}/metrics").text
+    served = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    served |= {s + "_total" for s in served}
+    missing = {d for d in documented if d not in served and not d.endswith("_restarts_total")}
+    assert not missing, missing
+    dash = json.loads((docs / "grafana-anyware.json").read_text())
+    queried = {m for p in dash["panels"] for t in p["targets"]
+               for m in re.findall(r"anyware_[a-z0-9_]+", t["expr"])}
+    queried = {re.sub(r"_bucket$", "", m) for m in queried}
+    assert queried <= served, queried - served
