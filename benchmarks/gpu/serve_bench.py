@@ -135,8 +135,13 @@ def online(url: str, gpu: GpuSampler, **kw) -> dict:
 def shape(name: str, preset: str, n: int, i: int, o: int, ctx: int, rates: bool,
           args, gpu: GpuSampler, out: Path) -> dict:
     res: dict = {"preset": preset, "num_prompts": n, "input_len": i, "output_len": o}
+
+    def save() -> None:  # after every phase: a run cut short keeps what it measured
+        (out / f"{name}.json").write_text(json.dumps(res, indent=1))
+
     t = time.time()
     res["offline"] = offline(preset, n, i, o, ctx, gpu, out / f"{name}-offline.log")
+    save()
     print(f"[{time.time() - t:.0f}s] {name} offline: {res['offline']['output_tok_s']} tok/s, "
           f"busy {res['offline']['device_busy_fraction_cuda_events']}", flush=True)
     proc, url = start_server(preset, ctx, out / f"{name}-server.log")
@@ -147,6 +152,7 @@ def shape(name: str, preset: str, n: int, i: int, o: int, ctx: int, rates: bool,
         print(f"[{time.time() - t:.0f}s] {name} server: {sat['output_tok_s']:.0f} tok/s "
               f"({sat['failed']} failed), busy {sat['device_busy_fraction_nvml']}", flush=True)
         res["server_over_offline"] = round(sat["output_tok_s"] / res["offline"]["output_tok_s"], 4)
+        save()
         if rates:
             r1 = online(url, gpu, num_prompts=args.rate1_prompts, input_len=i, output_len=o,
                         request_rate=1.0, seed=1)
@@ -163,7 +169,7 @@ def shape(name: str, preset: str, n: int, i: int, o: int, ctx: int, rates: bool,
             proc.wait(90)
         except subprocess.TimeoutExpired:
             proc.kill()
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1))
+    save()
     return res
 
 

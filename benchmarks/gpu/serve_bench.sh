@@ -7,4 +7,6 @@
 # (150 requests). Results: $OUT/serve_bench.json, $OUT/{0.5b,8b}.json, logs.
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
 export PYTHONPATH=$PWD
+# the engine-process transport; the device has no network: wheels from a carried .wheels/ folder
+python3 -c "import zmq, msgspec" 2>/dev/null || python3 -m pip install -q --no-index --find-links .wheels pyzmq msgspec
 timeout 560 python3 benchmarks/gpu/serve_bench.py --out $OUT "$@" 2>&1 | tee $OUT/serve_bench.log | tail -20
