@@ -34,18 +34,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 OFFLINE_SNIPPET = r"""
 import importlib.util, json, sys, time
+import torch
 from anyware import Engine
 from anyware.bench import Workload, run_offline
 spec = importlib.util.spec_from_file_location("bench_run", sys.argv[1])
 bench_run = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench_run)
 preset, n, i, o, ctx = sys.argv[2], *map(int, sys.argv[3:7])
 e = Engine(preset, load_format="dummy", context_len=ctx, show_progress=False)
-timer = bench_run.StepTimer(e)
+timer = bench_run.StepTimer(e) if torch.cuda.is_available() else None
 t0 = time.time()
 r = run_offline(e, Workload(n, i, o))
 t1 = time.time()
 s = r.summary()
-s["device_busy_fraction_cuda_events"] = round(timer.busy_ms() / (r.wall_s * 1e3), 4)
+s["device_busy_fraction_cuda_events"] = (
+    round(timer.busy_ms() / (r.wall_s * 1e3), 4) if timer else None)
 s["window"] = [t1 - r.wall_s, t1]
 e.shutdown()
 print("RESULT " + json.dumps(s))
@@ -181,6 +183,7 @@ def main() -> None:
     ap.add_argument("--rate1-prompts", type=int, default=30)
     ap.add_argument("--rate70-prompts", type=int, default=150)
     ap.add_argument("--only", choices=("8b", "0.5b"), default=None)
+    ap.add_argument("--lens-05b", default="512,256", help="input,output lengths (0.5B shape)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +191,8 @@ def main() -> None:
     res = {"commit": os.environ.get("ANYWARE_COMMIT"), "started": time.time()}
     try:
         if args.only in (None, "0.5b"):
-            res["qwen2.5-0.5b"] = shape("0.5b", "qwen2.5-0.5b", args.prompts_05b, 512, 256,
+            i, o = map(int, args.lens_05b.split(","))
+            res["qwen2.5-0.5b"] = shape("0.5b", "qwen2.5-0.5b", args.prompts_05b, i, o,
                                         2048, False, args, gpu, out)
         if args.only in (None, "8b"):
             res["llama-3.1-8b"] = shape("8b", "llama-3.1-8b", args.prompts_8b, 1024, 1024,
