@@ -75,11 +75,15 @@ class ProcessEngineLoop:
         self._tmpdir = tempfile.mkdtemp(prefix="anyware-engine-")
         in_addr, out_addr = f"ipc://{self._tmpdir}/in", f"ipc://{self._tmpdir}/out"
         self._ctx = zmq.Context()
+        # no high-water mark: a burst of requests (or a front end behind by many steps) must
+        # queue, never block the sender (zmq's default stops a PUSH at 1000 messages)
         self._push = self._ctx.socket(zmq.PUSH)
         self._push.setsockopt(zmq.LINGER, 0)
+        self._push.setsockopt(zmq.SNDHWM, 0)
         self._push.bind(in_addr)
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.setsockopt(zmq.LINGER, 0)
+        self._pull.setsockopt(zmq.RCVHWM, 0)
         self._pull.bind(out_addr)
         level = logging.getLogger("anyware").getEffectiveLevel()
         self.proc = subprocess.Popen(
