@@ -36,6 +36,7 @@ from anyware.request.request import Request
 log = logging.getLogger("anyware")
 
 STOP_TIMEOUT_S = 60.0
+ENGINE_MODULE = "anyware.engine.process"  # run as ``python -m ENGINE_MODULE``
 READER_POLL_MS = 100
 
 
@@ -87,7 +88,7 @@ class ProcessEngineLoop:
         self._pull.bind(out_addr)
         level = logging.getLogger("anyware").getEffectiveLevel()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "anyware.engine.process", in_addr, out_addr,
+            [sys.executable, "-m", ENGINE_MODULE, in_addr, out_addr,
              str(os.getpid()), "1" if debug_invariants else "0", str(level)],
             stdin=subprocess.PIPE)
         with self.proc.stdin:

@@ -223,3 +223,23 @@ def test_documented_metrics_exist(split_server):
                for m in re.findall(r"anyware_[a-z0-9_]+", t["expr"])}
     queried = {re.sub(r"_bucket$", "", m) for m in queried}
     assert queried <= served, queried - served
+
+
+def test_engine_exception_fails_requests_with_its_cause(model_dir, monkeypatch):
+    from anyware import Engine, SamplingParams
+    from anyware.engine import remote
+    from anyware.engine.errors import EngineDeadError
+
+    monkeypatch.setattr(remote, "ENGINE_MODULE", "tests.server.crashing_engine")
+    eng = Engine(model=str(model_dir), engine_process=True, show_progress=False)
+    causes: list[str] = []
+    eng.on_death(causes.append)
+    try:
+        with pytest.raises(EngineDeadError, match="injected fault: step failed"):
+            eng.generate([[1, 2, 3]], SamplingParams(max_new_tokens=50, ignore_eos=True))
+        assert eng._loop.proc.wait(30) == 1
+        with pytest.raises(EngineDeadError, match="exited with code 1"):
+            eng.stats()
+        assert causes and "injected fault" in causes[0]
+    finally:
+        eng.shutdown()
