@@ -37,7 +37,8 @@ from anyware import Engine
 from anyware.bench import Workload, run_offline
 from anyware.kernels.reference import ReferenceMoEBackend, moe_route
 from anyware.kernels.triton.moe import fused_moe
-from anyware.kernels.triton.moe_config import get_config
+from anyware.kernels.triton.moe_config import get_config, get_small_config
+from anyware.kernels.triton.moe_small import fused_moe_small, use_small_path
 from anyware.model.config import PRESETS
 from anyware.plugin import MoESpec
 from env_info import env_info
@@ -49,6 +50,7 @@ from moe_bench import (
     make_layer,
     matmul_tflops,
     time_fused,
+    time_small,
     weight_copies,
 )
 from peers import hf_transformers as hf
@@ -78,6 +80,16 @@ def kernel_part(args) -> dict:
             row[f"{key}_bw_fraction"] = round(nbytes / t[key] / 1e6 / bw, 3)
             row[f"{key}_tflops"] = round(flops / t[key] / 1e9, 1)
             row[f"{key}_peak_fraction"] = round(flops / t[key] / 1e9 / peak, 3)
+        if use_small_path(tokens, s["num_experts"], s["top_k"]):  # what the backend runs here
+            small_cfg = get_small_config(s["num_experts"], s["inter"], torch.bfloat16)
+            ms = time_small(x, logits, copies, s["top_k"], small_cfg)
+            got = fused_moe_small(x[:64], logits[:64], w13, w2, s["top_k"], True, config=small_cfg)
+            want = fused_moe(x[:64], *moe_route(logits[:64], s["top_k"], True), w13, w2, cfg)
+            row["small_path"] = {"layer_ms": ms, "config": small_cfg,
+                                 "gbs": round(nbytes / ms / 1e6, 1),
+                                 "bw_fraction": round(nbytes / ms / 1e6 / bw, 3),
+                                 "rel_diff_vs_fused": round(float((got.double() - want.double()).norm()
+                                                                  / want.double().norm()), 5)}
         out["batches"][tokens] = row
         print(f"kernel tokens={tokens}: {row}", flush=True)
         del x, logits, w13, w2, copies
@@ -123,8 +135,10 @@ def engine_part(args) -> dict:
     free()
     e = engine(max_running_requests=args.max_running)
     t0 = time.perf_counter()
-    res["offline"] = run_offline(e, Workload(args.prompts, 1024, 1024)).summary()
-    print(f"offline: {res['offline']['output_tok_s']} tok/s ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.prompts:  # 0: measured elsewhere (e.g. through `anyware bench`)
+        res["offline"] = run_offline(e, Workload(args.prompts, 1024, 1024)).summary()
+        print(f"offline: {res['offline']['output_tok_s']} tok/s ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
     res["offline_on_peer_slice"] = run_offline(e, Workload(args.slice, 256, 256)).summary()
     e.shutdown()
     e = None
@@ -170,7 +184,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
     ap.add_argument("--peer", action="store_true")
-    ap.add_argument("--prompts", type=int, default=1000)
+    ap.add_argument("--prompts", type=int, default=1000,
+                    help="offline 1024/1024 prompts (0: skip the offline run)")
     ap.add_argument("--slice", type=int, default=32, help="prompts (256/256) for the peer comparison")
     ap.add_argument("--max-running", type=int, default=256)
     ap.add_argument("--parts", default="kernel,engine,peer")

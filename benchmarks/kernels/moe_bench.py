@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from anyware.kernels.reference import moe_route
 from anyware.kernels.triton.moe import expert_gemms, fused_moe
+from anyware.kernels.triton.moe_small import fused_moe_small
 from anyware.plugin import MoESpec, MoEWeightLayout
 
 # Qwen3-30B-A3B's MoE layer
@@ -99,6 +100,15 @@ def time_fused(x, logits, weights_copies, top_k: int, config: dict) -> dict:
 
     return {"layer_ms": round(graph_time_ms(whole) / n, 4),
             "gemms_ms": round(graph_time_ms(gemms) / n, 4), "ids": ids}
+
+
+def time_small(x, logits, weights_copies, top_k: int, config: dict | None) -> float:
+    """ms per layer call of the decode-sized path (routing included: two launches), over the
+    same weight copies as :func:`time_fused`."""
+    def whole():
+        for w13, w2 in weights_copies:
+            fused_moe_small(x, logits, w13, w2, top_k, True, config=config)
+    return round(graph_time_ms(whole) / len(weights_copies), 4)
 
 
 def weight_copies(w13: torch.Tensor, w2: torch.Tensor, min_bytes: int = 2 << 30) -> list:

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anyware.kernels.reference import moe_dense, moe_route
 from anyware.kernels.triton.moe import fused_moe
 from anyware.kernels.triton.moe_config import device_tag, heuristic_config, table_name
-from moe_bench import make_layer, time_fused, weight_copies
+from anyware.kernels.triton.moe_small import DEFAULT_SMALL_CONFIG
+from moe_bench import make_layer, time_fused, time_small, weight_copies
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
 
@@ -54,6 +55,41 @@ def candidates(tokens: int, top_k: int, experts: int) -> list[dict]:
     return out
 
 
+def small_candidates(kernel: int) -> list[dict]:
+    """Block sizes of one of the decode-sized path's two kernels (1: gate-up, 2: down)."""
+    out = [{f"BLOCK_N{kernel}": bn, f"BLOCK_K{kernel}": bk, f"WARPS{kernel}": w}
+           for bn, bk, w in itertools.product((4, 8, 16, 32, 64), (64, 128, 256, 512), (1, 2, 4, 8))
+           if bn * bk <= 16384]
+    random.Random(kernel).shuffle(out)
+    return out
+
+
+def tune_small(args, budget_s: float) -> dict:
+    """The decode-sized path at one token: tune kernel 1 with kernel 2 at its defaults, then
+    kernel 2 with kernel 1's best."""
+    x, logits, w13, w2 = make_layer(args.experts, args.top_k, args.hidden, args.inter, 1)
+    copies = weight_copies(w13, w2)
+    best = dict(DEFAULT_SMALL_CONFIG)
+    base_ms = best_ms = time_small(x, logits, copies, args.top_k, best)
+    tried = 0
+    for kernel in (1, 2):
+        t0 = time.perf_counter()
+        for cand in small_candidates(kernel):
+            if time.perf_counter() - t0 > budget_s / 2:
+                break
+            cfg = {**best, **cand}
+            try:
+                ms = time_small(x, logits, copies, args.top_k, cfg)
+            except Exception:  # resources on this GPU: skip it
+                continue
+            tried += 1
+            if ms < best_ms:
+                best, best_ms = cfg, ms
+    print(f"small path (1 token) best {best_ms:.4f} ms (defaults {base_ms:.4f}) after {tried} "
+          f"configs: {best}", flush=True)
+    return {"best_ms": best_ms, "default_ms": base_ms, "tried": tried, "config": best}
+
+
 def check(x, logits, w13, w2, top_k, config) -> float:
     """Relative error of the fused layer vs the float64 dense reference on 16 tokens."""
     xs, ls = x[:16], logits[:16]
@@ -72,11 +108,17 @@ def main() -> None:
     ap.add_argument("--buckets", default=",".join(map(str, BUCKETS)))
     ap.add_argument("--budget-s", type=float, default=25.0, help="tuning time per bucket")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--small-budget-s", type=float, default=40.0,
+                    help="tuning time for the decode-sized path (0: skip)")
     args = ap.parse_args()
     dtype = torch.bfloat16
     buckets = [int(b) for b in args.buckets.split(",")]
     table: dict = {"source": f"benchmarks/kernels/tune_moe.py on {torch.cuda.get_device_name()}"}
     report = {}
+    if args.small_budget_s > 0:
+        small = tune_small(args, args.small_budget_s)
+        table["small"] = small["config"]
+        report["small"] = small
     for tokens in buckets:
         x, logits, w13, w2 = make_layer(args.experts, args.top_k, args.hidden, args.inter, tokens)
         copies = weight_copies(w13, w2)

@@ -1,7 +1,10 @@
 """`TritonMoEBackend`: MoE layers on the fused Triton kernel (CUDA; ROCm/XPU through Triton).
 
-``forward`` is fused: a routing kernel, alignment (two launches), GEMM 1 with SiLU-mul, GEMM 2
-with the routing weight, a sum-over-k kernel: six launches per layer. The separate stages run the same kernels (``experts``
+``forward`` is fused. Decode-sized batches (:func:`~anyware.kernels.triton.moe_small.use_small_path`)
+take two launches per layer (:mod:`anyware.kernels.triton.moe_small`: gate-up GEMVs with the
+routing recomputed in each program, then down + weighted combine); larger ones a routing kernel,
+alignment (two launches), GEMM 1 with SiLU-mul, GEMM 2 with the routing weight and a sum-over-k
+kernel: six launches. The separate stages run the same kernels (``experts``
 on already-dispatched rows, unweighted) with the reference's sort dispatcher and combine, so
 the conformance suite checks the kernel both ways.
 """
@@ -11,8 +14,9 @@ from __future__ import annotations
 import torch
 from anyware.kernels.reference.moe import local_combine, local_dispatch
 from anyware.kernels.triton.moe import expert_gemms, fused_moe
-from anyware.kernels.triton.moe_config import get_config
+from anyware.kernels.triton.moe_config import get_config, get_small_config
 from anyware.kernels.triton.moe_route import route
+from anyware.kernels.triton.moe_small import fused_moe_small, use_small_path
 from anyware.plugin import Dispatched, MoEBackend, MoEWeightLayout
 
 
@@ -60,5 +64,10 @@ class TritonMoEBackend(MoEBackend):
 
     def forward(self, hidden, router_logits, w13, w2):
         self.calls["forward"] += 1
+        s = self.spec
+        if use_small_path(hidden.shape[0], s.num_experts, s.top_k):
+            cfg = get_small_config(s.num_experts, s.intermediate_size, s.dtype)
+            return fused_moe_small(hidden, router_logits, w13, w2, s.top_k, s.renormalize,
+                                   s.scoring, s.routed_scaling_factor, cfg)
         weights, ids = self.route(router_logits)
         return fused_moe(hidden, weights, ids, w13, w2, self.config(hidden.shape[0]))

@@ -5,7 +5,8 @@ Tables live in ``moe_configs/E={E},N={I},dtype={dtype},device={device}.json`` as
 ``{"<tokens>": {"BLOCK_M": .., "BLOCK_N": .., "BLOCK_K": .., "GROUP_M": .., "num_warps": ..,
 "num_stages": ..}, ...}``; the bucket nearest to the batch's token count is used.
 ``benchmarks/kernels/tune_moe.py`` writes them on a GPU. Without a table a size heuristic
-picks the blocks (see :func:`heuristic_config`).
+picks the blocks (see :func:`heuristic_config`). An optional ``"small"`` entry holds the block
+sizes of the decode-sized path (:mod:`anyware.kernels.triton.moe_small`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ def load_table(num_experts: int, inter: int, dtype: torch.dtype, device: str) ->
         return None
     raw = json.loads(path.read_text())
     return {int(k): v for k, v in raw.items() if k.isdigit()}
+
+
+@functools.cache
+def load_small(num_experts: int, inter: int, dtype: torch.dtype, device: str) -> dict | None:
+    path = CONFIG_DIR / table_name(num_experts, inter, dtype, device)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("small")
+
+
+def get_small_config(num_experts: int, inter: int, dtype: torch.dtype,
+                     device: str | None = None) -> dict | None:
+    """The tuned ``"small"`` entry for the decode-sized path, or ``None`` (its defaults)."""
+    small = load_small(num_experts, inter, dtype, device or device_tag())
+    return dict(small) if small else None
 
 
 def heuristic_config(tokens: int, num_experts: int, top_k: int, dtype: torch.dtype) -> dict:

@@ -1,0 +1,159 @@
+"""Fused MoE for decode-sized batches: routing, gate-up and down+combine in two Triton launches.
+
+At a few tokens per step (batch-1 decode) a MoE layer is bound by reading its selected experts'
+weights, and the general kernel's fixed costs (routing, two alignment launches, the sum over k)
+are most of its time: six launches per layer, ~50 layers per step. Here:
+
+1. **Gate-up** (grid ``[T * k, cdiv(I_pad, BLOCK_N1)]``): each program takes one (token, j)
+   pair, re-derives the token's routing from its router logits (softmax or sigmoid, top k by
+   repeated arg-max with ties to the lower id, optional renormalisation and scaling: the
+   semantics of :func:`anyware.kernels.triton.moe_route.route`), and computes
+   ``silu(gate) * up`` for a ``BLOCK_N1`` slice of the pair's expert as a GEMV (fp32
+   accumulation), stored in fp32 ``[T * k, I_pad]``.
+2. **Down + combine** (grid ``[T, cdiv(H, BLOCK_N2)]``): each program re-derives its token's
+   routing and sums ``weight_j * (w2[e_j] @ inter[t, j])`` over the k experts in fp32, storing
+   ``[T, H]`` in the hidden dtype: the routing weights and the sum over k are applied here.
+
+Recomputing the top-k in every program costs a few hundred flops on ``E`` logits, much less
+than the separate routing launch. Pairs are not grouped by expert: two tokens choosing the same
+expert read its weights twice, so this path is for batches where that is rare (see
+:func:`use_small_path`). No host syncs: graph-safe. Block sizes: :data:`DEFAULT_SMALL_CONFIG`,
+overridden by the ``"small"`` entry of the tuned table (``moe_config``).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+DEFAULT_SMALL_CONFIG = {"BLOCK_N1": 16, "BLOCK_K1": 256, "WARPS1": 4,
+                        "BLOCK_N2": 16, "BLOCK_K2": 256, "WARPS2": 4}
+
+
+def use_small_path(tokens: int, num_experts: int, top_k: int) -> bool:
+    """One token, or few enough (token, expert) pairs that repeated experts are unlikely
+    (``T * k * 4 <= E``: for 128 experts and top 8 up to 4 tokens; for 8 experts and top 2
+    only one)."""
+    return tokens == 1 or tokens * top_k * 4 <= num_experts
+
+
+@triton.jit
+def _topk_route(logits_ptr, row, stride_l, num_experts, scale, TOP_K: tl.constexpr,
+                K_P2: tl.constexpr, E_P2: tl.constexpr, SIGMOID: tl.constexpr,
+                RENORM: tl.constexpr):
+    offs = tl.arange(0, E_P2)
+    real = offs < num_experts
+    x = tl.load(logits_ptr + row * stride_l + offs, mask=real, other=float("-inf")).to(tl.float32)
+    if SIGMOID:
+        s = tl.sigmoid(x)
+    else:
+        e = tl.exp(x - tl.max(x, 0))
+        e = tl.where(real, e, 0.0)
+        s = e / tl.sum(e, 0)
+    s = tl.where(real, s, -1.0)
+    ks = tl.arange(0, K_P2)
+    weights = tl.zeros([K_P2], dtype=tl.float32)
+    ids = tl.zeros([K_P2], dtype=tl.int32)
+    for j in tl.static_range(TOP_K):
+        best = tl.max(s, 0)
+        idx = tl.min(tl.where(s == best, offs, E_P2), 0)
+        weights = tl.where(ks == j, best, weights)
+        ids = tl.where(ks == j, idx, ids)
+        s = tl.where(offs == idx, -2.0, s)
+    if RENORM:
+        weights = weights / tl.sum(tl.where(ks < TOP_K, weights, 0.0), 0)
+    return weights * scale, ids
+
+
+@triton.jit
+def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, stride_x, stride_l, num_experts,
+                    scale, hidden, ip, stride_we, stride_wn, stride_wk,
+                    TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
+                    SIGMOID: tl.constexpr, RENORM: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    pair = tl.program_id(0)
+    tok = (pair // TOP_K).to(tl.int64)
+    j = pair % TOP_K
+    _, ids = _topk_route(logits_ptr, tok, stride_l, num_experts, scale, TOP_K, K_P2, E_P2,
+                         SIGMOID, RENORM)
+    expert = tl.sum(tl.where(tl.arange(0, K_P2) == j, ids, 0), 0).to(tl.int64)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < ip
+    base = w13_ptr + expert * stride_we + offs_n[:, None].to(tl.int64) * stride_wn
+    acc_g = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc_u = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, hidden, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_ok = offs_k < hidden
+        x = tl.load(x_ptr + tok * stride_x + offs_k, mask=k_ok, other=0.0).to(tl.float32)
+        mask = n_ok[:, None] & k_ok[None, :]
+        g = tl.load(base + offs_k[None, :] * stride_wk, mask=mask, other=0.0).to(tl.float32)
+        u = tl.load(base + ip * stride_wn + offs_k[None, :] * stride_wk, mask=mask,
+                    other=0.0).to(tl.float32)
+        acc_g += tl.sum(g * x[None, :], 1)
+        acc_u += tl.sum(u * x[None, :], 1)
+    h = acc_g * tl.sigmoid(acc_g) * acc_u
+    tl.store(inter_ptr + pair.to(tl.int64) * ip + offs_n, h, mask=n_ok)
+
+
+@triton.jit
+def _down_combine_kernel(inter_ptr, logits_ptr, w2_ptr, out_ptr, stride_l, stride_o,
+                         num_experts, scale, hidden, ip, stride_we, stride_wn, stride_wk,
+                         TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
+                         SIGMOID: tl.constexpr, RENORM: tl.constexpr,
+                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    tok = tl.program_id(0).to(tl.int64)
+    weights, ids = _topk_route(logits_ptr, tok, stride_l, num_experts, scale, TOP_K, K_P2,
+                               E_P2, SIGMOID, RENORM)
+    ks = tl.arange(0, K_P2)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < hidden
+    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for j in tl.static_range(TOP_K):
+        expert = tl.sum(tl.where(ks == j, ids, 0), 0).to(tl.int64)
+        weight = tl.sum(tl.where(ks == j, weights, 0.0), 0)
+        base = w2_ptr + expert * stride_we + offs_n[:, None].to(tl.int64) * stride_wn
+        row = inter_ptr + (tok * TOP_K + j) * ip
+        part = tl.zeros([BLOCK_N], dtype=tl.float32)
+        for k0 in range(0, ip, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            k_ok = offs_k < ip
+            a = tl.load(row + offs_k, mask=k_ok, other=0.0)
+            b = tl.load(base + offs_k[None, :] * stride_wk, mask=n_ok[:, None] & k_ok[None, :],
+                        other=0.0).to(tl.float32)
+            part += tl.sum(b * a[None, :], 1)
+        acc += weight * part
+    tl.store(out_ptr + tok * stride_o + offs_n, acc.to(out_ptr.dtype.element_ty), mask=n_ok)
+
+
+def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torch.Tensor,
+                    w2: torch.Tensor, top_k: int, renormalize: bool, scoring: str = "softmax",
+                    routed_scaling_factor: float = 1.0, config: dict | None = None) -> torch.Tensor:
+    """``hidden [T, H]``, ``router_logits [T, E]``, weights in the
+    :class:`~anyware.plugin.MoEWeightLayout` (``w13 [E, 2 I_pad, H]``, ``w2 [E, H, I_pad]``)
+    -> ``[T, H]`` in ``hidden.dtype``; routing as :func:`~anyware.kernels.triton.moe_route.route`."""
+    if scoring not in ("softmax", "sigmoid"):
+        raise ValueError(f"router scoring {scoring!r}; known: softmax, sigmoid")
+    cfg = {**DEFAULT_SMALL_CONFIG, **(config or {})}
+    t, h = hidden.shape
+    e = router_logits.shape[1]
+    ip = w13.shape[1] // 2
+    out = torch.empty((t, h), dtype=hidden.dtype, device=hidden.device)
+    if t == 0:
+        return out
+    x = hidden if hidden.stride(-1) == 1 else hidden.contiguous()
+    logits = router_logits if router_logits.stride(-1) == 1 else router_logits.contiguous()
+    inter = torch.empty((t * top_k, ip), dtype=torch.float32, device=hidden.device)
+    route = dict(TOP_K=top_k, K_P2=triton.next_power_of_2(top_k), E_P2=triton.next_power_of_2(e),
+                 SIGMOID=scoring == "sigmoid", RENORM=renormalize)
+    scale = float(routed_scaling_factor)
+    _gate_up_kernel[(t * top_k, triton.cdiv(ip, cfg["BLOCK_N1"]))](
+        x, logits, w13, inter, x.stride(0), logits.stride(0), e, scale, h, ip,
+        w13.stride(0), w13.stride(1), w13.stride(2), **route,
+        BLOCK_N=cfg["BLOCK_N1"], BLOCK_K=cfg["BLOCK_K1"], num_warps=cfg["WARPS1"])
+    _down_combine_kernel[(t, triton.cdiv(h, cfg["BLOCK_N2"]))](
+        inter, logits, w2, out, logits.stride(0), out.stride(0), e, scale, h, ip,
+        w2.stride(0), w2.stride(1), w2.stride(2), **route,
+        BLOCK_N=cfg["BLOCK_N2"], BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"])
+    return out
