@@ -7,6 +7,9 @@
 # (150 requests). Results: $OUT/serve_bench.json, $OUT/{0.5b,8b}.json, logs.
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
 export PYTHONPATH=$PWD
-# the engine-process transport; the device has no network: wheels from a carried .wheels/ folder
-python3 -c "import zmq, msgspec" 2>/dev/null || python3 -m pip install -q --no-index --find-links .wheels pyzmq msgspec
+# the engine-process transport (pyzmq, msgspec) and the HTTP client (httpx); the device has no
+# network: wheels from a carried .wheels/ folder, made here with
+#   pip download --only-binary=:all: --python-version 3.1X --platform manylinux_2_28_x86_64 \
+#       -d .wheels pyzmq msgspec httpx httpcore h11 anyio sniffio certifi idna
+python3 -c "import zmq, msgspec, httpx" 2>/dev/null || python3 -m pip install -q --no-index --find-links .wheels pyzmq msgspec httpx
 timeout 560 python3 benchmarks/gpu/serve_bench.py --out $OUT "$@" 2>&1 | tee $OUT/serve_bench.log | tail -20
