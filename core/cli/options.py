@@ -72,18 +72,32 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="engine random seed")
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests: int = 256) -> None:
-    """The engine's capacity and execution settings."""
+def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests: int = 256,
+                       group=None) -> None:
+    """The engine's capacity and execution settings (in ``group`` when given: an argument
+    group of ``parser``); speculative decoding in a group of its own."""
+    add = group if group is not None else parser
+    _add_engine_arguments(add, max_running_requests)
+    add_platform_option(add)
+    add_speculative_options(parser)
+    add_parallel_options(parser)
+
+
+def _add_engine_arguments(parser, max_running_requests: int) -> None:
     parser.add_argument("--page-size", type=int, default=None,
                         help="KV-cache page size in tokens (default: the platform's)")
     parser.add_argument("--max-running-requests", type=int, default=max_running_requests,
                         help="most requests in the running batch")
     parser.add_argument("--chunked-prefill-size", type=int, default=2048,
                         help="most prompt tokens prefilled per step")
-    parser.add_argument("--context-len", type=int, default=None,
-                        help="cap on prompt + completion length (default: the model's)")
-    parser.add_argument("--mem-fraction", type=float, default=0.85,
-                        help="fraction of device memory for weights + KV cache")
+    parser.add_argument("--context-len", "--max-model-len", dest="context_len", type=int,
+                        default=None,
+                        help="cap on prompt + completion length (default: the model's; "
+                             "--max-model-len is vLLM's name)")
+    parser.add_argument("--mem-fraction", "--gpu-memory-utilization", dest="mem_fraction",
+                        type=float, default=0.85,
+                        help="fraction of device memory for weights + KV cache "
+                             "(--gpu-memory-utilization is vLLM's name)")
     parser.add_argument("--disable-radix-cache", action="store_true",
                         help="turn off prefix caching")
     parser.add_argument("--attention-backend", default=None, metavar="NAME",
@@ -93,9 +107,6 @@ def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests:
     parser.add_argument("--overlap-schedule", action=argparse.BooleanOptionalAction, default=None,
                         help="schedule step N+1 while step N runs (default: on where the device "
                              "runs asynchronously)")
-    add_platform_option(parser)
-    add_speculative_options(parser)
-    add_parallel_options(parser)
 
 
 def add_parallel_options(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +208,8 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         )
     if hasattr(args, "tensor_parallel_size"):
         kwargs.update(parallel_kwargs(args))
+    if getattr(args, "tokenizer", None) is not None:
+        kwargs.update(tokenizer=args.tokenizer)
     if getattr(args, "speculative_algorithm", None) is not None:
         kwargs.update(
             speculative_algorithm=args.speculative_algorithm,

@@ -1,10 +1,12 @@
-"""`Engine`: the offline Python API (sync, streaming, asyncio) over an `EngineLoop`."""
+"""`Engine`: the offline Python API (sync, streaming, asyncio) over an `EngineLoop` (the core
+in a thread of this process) or a `ProcessEngineLoop` (the core in a child process)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import os
 import queue
 import random
 import threading
@@ -19,6 +21,7 @@ from anyware.engine.detokenizer import OutputAssembler
 from anyware.engine.errors import EngineDeadError
 from anyware.engine.loop import EngineLoop
 from anyware.engine.outputs import EngineStats, RequestOutput
+from anyware.engine.wire import EngineInfo
 from anyware.request import InvalidRequestError
 from anyware.request.delta import TokenDelta
 from anyware.request.params import SamplingParams
@@ -66,21 +69,33 @@ class _Mailbox:
 class Engine:
     """See docs/engine-api.md."""
 
-    def __init__(self, model: str | None = None, **options) -> None:
+    def __init__(self, model: str | None = None, *, engine_process: bool = False,
+                 **options) -> None:
         """``model``: a Hugging Face model directory, a shape preset, or ``None`` /
-        ``"anyware-demo"`` for the built-in demo model (see docs/engine-api.md)."""
+        ``"anyware-demo"`` for the built-in demo model (see docs/engine-api.md).
+        ``engine_process``: run the scheduler and the model in a child process (what
+        ``anyware serve`` does; docs/server.md "Process model"); ``engine.core`` is then
+        ``None`` and ``engine.info`` describes the engine."""
         self.config = EngineConfig.from_kwargs(model, **options)
-        self.core = EngineCore(self.config)
-        self.model_config = self.core.model_config
-        tok_path = Path(self.config.tokenizer) if self.config.tokenizer else self.core.model_path
+        self.core: EngineCore | None = None
+        if engine_process:
+            from anyware.engine.remote import ProcessEngineLoop
+
+            self._loop = ProcessEngineLoop(self.config, self.config.debug_invariants)
+            self.info: EngineInfo = self._loop.info
+        else:
+            self.core = EngineCore(self.config)
+            self._loop = EngineLoop(self.core, self.config.debug_invariants)
+            self.info = EngineInfo.of(self.core, os.getpid())
+        self.model_config = self.info.model_config
+        tok_path = Path(self.config.tokenizer) if self.config.tokenizer else self.info.model_path
         self.tokenizer = _load_tokenizer(tok_path)
         if model is None or model == DEMO_MODEL:
             self.model_name = DEMO_MODEL
         else:
-            self.model_name = Path(model).name if self.core.model_path else model
+            self.model_name = Path(model).name if self.info.model_path else model
         self._rng = random.Random(self.config.seed)
         self._ids = itertools.count()
-        self._loop = EngineLoop(self.core, self.config.debug_invariants)
         self._mailboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ request building
@@ -109,10 +124,10 @@ class Engine:
             raise InvalidRequestError("params must be a SamplingParams", "params")
         ids = self._prompt_ids(prompt)
         need = min(len(ids) + params.max_new_tokens, self.model_config.context_len)
-        if need > self.core.kv_capacity_tokens:
+        if need > self.info.kv_capacity_tokens:
             raise InvalidRequestError(
                 f"the request needs up to {need} tokens of KV cache (prompt + max_new_tokens) but "
-                f"the pool holds {self.core.kv_capacity_tokens}; lower max_new_tokens or raise "
+                f"the pool holds {self.info.kv_capacity_tokens}; lower max_new_tokens or raise "
                 f"mem_fraction / kv_cache_bytes", "max_new_tokens")
         rid = request_id or f"req-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         base = params.seed if params.seed is not None else self._rng.getrandbits(63)
@@ -215,14 +230,25 @@ class Engine:
         self._loop.abort(request_id)
 
     def stats(self) -> EngineStats:
-        return self._loop.call(lambda core: core.stats())
+        return self._loop.stats()
 
     def check_invariants(self) -> None:
-        self._loop.call(lambda core: core.check_invariants())
+        self._loop.check_invariants()
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the engine stopped serving (``None`` while it runs)."""
+        return self._loop.error
+
+    def on_death(self, callback) -> None:
+        """Call ``callback(cause: str)`` once if the engine dies (a crashed loop, a killed
+        engine process); from an engine-side thread."""
+        self._loop.on_death(callback)
 
     def shutdown(self) -> None:
         self._loop.stop()
-        self.core.shutdown()
+        if self.core is not None:
+            self.core.shutdown()
 
     def __enter__(self) -> Engine:
         return self

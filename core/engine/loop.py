@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from anyware.engine.core import EngineCore
 from anyware.engine.errors import EngineDeadError
+from anyware.engine.outputs import EngineStats
 from anyware.request.delta import TokenDelta
 from anyware.request.request import Request
 
@@ -30,6 +31,7 @@ class EngineLoop:
         self.debug = debug_invariants
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.error: BaseException | None = None
+        self._death_callbacks: list[Callable[[str], None]] = []
         self._thread = threading.Thread(target=self._run, name="anyware-engine", daemon=True)
         self._thread.start()
         # a script that never calls shutdown(): stop the thread between steps at interpreter
@@ -56,6 +58,16 @@ class EngineLoop:
         if not ok:
             raise value
         return value
+
+    def stats(self) -> EngineStats:
+        return self.call(lambda core: core.stats())
+
+    def check_invariants(self) -> None:
+        self.call(lambda core: core.check_invariants())
+
+    def on_death(self, callback: Callable[[str], None]) -> None:
+        """Run ``callback(cause)`` (on the engine thread) if the loop crashes."""
+        self._death_callbacks.append(callback)
 
     def stop(self) -> None:
         _stop_thread(self._inbox, self._thread)
@@ -105,6 +117,9 @@ class EngineLoop:
             log.exception("engine loop crashed")
             self.error = exc
             self._fail_all(exc)
+            for cb in self._death_callbacks:
+                with contextlib.suppress(Exception):
+                    cb(repr(exc))
 
     def _fail_all(self, exc: BaseException) -> None:
         sched = self.core.scheduler

@@ -15,7 +15,8 @@ def create_app(engine: Any, served_model_name: str, api_key: str | None = None,
     return _create_app(engine, served_model_name, api_key, **kwargs)
 
 
-def serve(engine: Any, served_model_name: str, **kwargs: Any) -> None:
+def serve(engine: Any, served_model_name: str, **kwargs: Any) -> int:
+    """Serve until interrupted; the exit status (0, or 1 when the engine died)."""
     from anyware.server.launch import serve as _serve
 
-    _serve(engine, served_model_name, **kwargs)
+    return _serve(engine, served_model_name, **kwargs)

@@ -69,7 +69,7 @@ def create_app(
                   lifespan=lifespan)
     app.state.anyware = state
     _install_error_handlers(app)
-    app.add_middleware(ServerMiddleware, api_key=api_key, metrics=state.metrics)
+    app.add_middleware(ServerMiddleware, api_key=api_key, metrics=state.metrics, state=state)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -103,6 +103,9 @@ def create_app(
 
     @app.get("/health")
     async def health() -> Response:
+        if state.draining:
+            return JSONResponse(error_body("shutting down: finishing the requests in flight",
+                                           "server_error"), status_code=503)
         try:
             await asyncio.to_thread(engine.stats)
         except Exception as exc:

@@ -53,7 +53,7 @@ async def create_chat_completion(state: ServerState, request: Request) -> Respon
     rid = state.new_id("chatcmpl")
     usage = UsageCounter([len(ids)])
     state.metrics.request_prompt_tokens.inc(usage.prompt)
-    stream = engine_stream(state.engine, ids, params, rid, state.metrics)
+    stream = engine_stream(state, ids, params, rid)
     created = int(time.time())
     try:
         if req.stream:

@@ -80,10 +80,7 @@ async def create_completion(state: ServerState, request: Request) -> Response:
     usage = UsageCounter([len(p.ids) for p in prepared])
     state.metrics.request_prompt_tokens.inc(usage.prompt)
     streams = [
-        engine_stream(
-            state.engine, p.ids, p.params, rid if len(prepared) == 1 else f"{rid}-{i}",
-            state.metrics,
-        )
+        engine_stream(state, p.ids, p.params, rid if len(prepared) == 1 else f"{rid}-{i}")
         for i, p in enumerate(prepared)
     ]
     created = int(time.time())
@@ -201,7 +198,10 @@ async def _stream(
                 for c in echo(i, out.prompt_logprobs):
                     yield c
             for o in out.outputs:
-                if not (o.text or o.finish_reason or (req.logprobs is not None and o.logprobs)):
+                # without a tokenizer there is no text: a chunk (text "") still goes out for
+                # every engine output with tokens, so clients can time them (docs/server.md)
+                if not (o.text or o.finish_reason or (req.logprobs is not None and o.logprobs)
+                        or (state.tokenizer is None and o.token_ids)):
                     continue
                 idx = i * n + o.index
                 lp = None

@@ -51,8 +51,7 @@ async def server_info(state: ServerState) -> dict[str, Any]:
     engine = state.engine
     cfg = engine.config
     stats = await asyncio.to_thread(engine.stats)
-    core = getattr(engine, "core", None)
-    page_size = getattr(getattr(core, "kv", None), "page_size", None) or cfg.page_size
+    info = engine.info
     return {
         "model_path": cfg.model,
         "tokenizer_path": _tokenizer_path(state),
@@ -62,7 +61,7 @@ async def server_info(state: ServerState) -> dict[str, Any]:
         "dtype": str(cfg.dtype) if cfg.dtype is not None else "auto",
         "load_format": cfg.load_format,
         "context_length": state.context_len,
-        "page_size": page_size,
+        "page_size": info.page_size,
         "max_running_requests": cfg.max_running_requests,
         "chunked_prefill_size": cfg.chunked_prefill_size,
         "mem_fraction_static": cfg.mem_fraction,
@@ -74,8 +73,13 @@ async def server_info(state: ServerState) -> dict[str, Any]:
         "ep_size": cfg.tensor_parallel_size if cfg.enable_expert_parallel else 1,
         "dp_size": 1,  # replicas are separate servers behind a router (docs/scale-out.md)
         "api_key_set": state.api_key is not None,
-        "platform": getattr(getattr(core, "platform", None), "name", None),
-        "max_total_num_tokens": getattr(core, "kv_capacity_tokens", None),
+        "platform": info.platform,
+        "device": info.device_name,
+        # the process that runs the scheduler and the model (this process with
+        # --engine-in-process)
+        "engine_pid": info.pid,
+        "engine_in_process": engine.core is not None,
+        "max_total_num_tokens": info.kv_capacity_tokens,
         "max_req_input_len": state.context_len - 1,
         "internal_states": [dataclasses.asdict(stats)],
         "version": __version__,

@@ -1,4 +1,5 @@
-"""Running the app under uvicorn until SIGINT/SIGTERM, then shutting the engine down."""
+"""Running the app under uvicorn until SIGINT/SIGTERM (drain, then exit 0) or the engine's death
+(exit 1), then shutting the engine down."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from anyware.server.stats_log import DEFAULT_INTERVAL_S
 
 log = logging.getLogger("anyware.server")
 
-GRACEFUL_SHUTDOWN_S = 5
+GRACEFUL_SHUTDOWN_S = 30.0
+EXIT_ENGINE_DIED = 1
 
 
 class PortInUseError(OSError):
@@ -41,6 +43,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which marks the app as draining the moment a shutdown starts."""
+
+    def __init__(self, config: uvicorn.Config, state: Any) -> None:
+        super().__init__(config)
+        self.anyware_state = state
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.anyware_state.draining:
+            log.info("shutting down: no new requests; finishing those in flight (up to %s s)",
+                     self.config.timeout_graceful_shutdown)
+        self.anyware_state.draining = True
+        super().handle_exit(sig, frame)
+
+
 def serve(
     engine: Any,
     served_model_name: str,
@@ -49,29 +66,49 @@ def serve(
     port: int = 30000,
     api_key: str | None = None,
     log_level: str = "info",
+    uvicorn_log_level: str | None = None,
     access_log: bool = True,
+    log_requests: bool = False,
     log_stats_interval: float | None = DEFAULT_INTERVAL_S,
+    shutdown_timeout: float = GRACEFUL_SHUTDOWN_S,
     sock: socket.socket | None = None,
     launch: dict[str, Any] | None = None,
-) -> None:
+) -> int:
     """Serve ``engine`` on ``host:port`` (or on ``sock``, from :func:`bind_socket`) until
-    interrupted. uvicorn turns SIGINT and SIGTERM into a graceful shutdown (in-flight requests
-    get ``GRACEFUL_SHUTDOWN_S`` seconds, streams still open after that are cancelled, which
-    aborts their engine requests); then the engine is shut down. ``access_log``: one line per
-    request at level info; ``log_stats_interval``: engine statistics every that many seconds
-    while busy (``None`` or 0: never). This function owns ``engine`` from here on."""
+    interrupted or until the engine dies; returns the process exit status.
+
+    SIGINT/SIGTERM: the listening socket closes, /health and new generation requests answer
+    503, and the requests in flight get up to ``shutdown_timeout`` seconds to finish (streams
+    still open after that are cancelled, which aborts their engine requests); then the engine
+    shuts down and the status is 0. An engine that dies (a crash, its process killed) fails
+    the requests in flight with a 5xx naming the cause, and the status is
+    ``EXIT_ENGINE_DIED``. ``access_log``: one line per HTTP request (uvicorn's);
+    ``log_requests``: one line per generation request; ``log_stats_interval``: engine
+    statistics every that many seconds while busy (``None`` or 0: never). This function owns
+    ``engine`` from here on."""
     launch = {"host": host, "port": port, **(launch or {})}
     app = create_app(engine, served_model_name, api_key, launch=launch,
                      log_stats_interval=log_stats_interval)
+    state = app.state.anyware
+    state.log_requests = log_requests
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        log_level=uvicorn_log_level or log_level,
+        timeout_graceful_shutdown=shutdown_timeout,
         access_log=access_log,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, state)
+    died: list[str] = []
+
+    def on_engine_death(cause: str) -> None:
+        log.error("the engine died (%s); stopping the server", cause)
+        died.append(cause)
+        state.draining = True
+        server.should_exit = True
+
+    engine.on_death(on_engine_death)
     # uvicorn handles SIGTERM itself (graceful shutdown), then re-raises it to the handler that
     # was installed before it: make that one a no-op so that the engine shutdown below runs
     # and the process exits with status 0.
@@ -86,6 +123,7 @@ def serve(
         log.info("engine shut down")
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    return EXIT_ENGINE_DIED if died else 0
 
 
 def _note_sigterm(signum: int, frame: object) -> None:

@@ -1,14 +1,16 @@
 """Prometheus metrics of one server instance (its own registry: no global state).
 
 Server-side series are updated by the request handlers; engine-side series are read from
-``engine.stats()`` at scrape time by :class:`EngineStatsCollector`."""
+``engine.stats()`` at scrape time by :class:`EngineStatsCollector` (with the engine in its own
+process, ``stats()`` is answered by that process between two steps). Every name is listed,
+with its meaning, in docs/metrics.md; names are stable (a rename is a breaking change)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -63,6 +65,8 @@ class EngineStatsCollector(Collector):
                 s.cached_prompt_tokens,
             ),
             ("anyware_kv_evicted_pages", "KV-cache pages evicted", s.evicted_pages),
+            ("anyware_retractions", "Running requests preempted (KV pages reclaimed) to make "
+             "room", s.retractions),
             ("anyware_spec_draft_tokens", "Speculative draft tokens verified",
              s.drafted_tokens),
             ("anyware_spec_accepted_tokens", "Speculative draft tokens the target kept",
@@ -117,6 +121,23 @@ class ServerMetrics:
             "anyware_inter_token_latency_seconds",
             "Time between successive generated tokens of a request",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "anyware_time_per_output_token_seconds",
+            "Per request: (time of the last token - time of the first) / (tokens - 1)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_finished = Counter(
+            "anyware_request_finished",
+            "Engine requests ended, by finish reason (stop, length, abort, error)",
+            ["finished_reason"],
+            registry=r,
+        )
+        self.requests_running = Gauge(
+            "anyware_server_requests_in_flight",
+            "Engine requests the HTTP front end is waiting on",
             registry=r,
         )
         self.e2e = Histogram(

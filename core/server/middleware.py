@@ -16,6 +16,9 @@ from anyware.server.metrics import ServerMetrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PUBLIC_PATHS = frozenset({"/health", "/health_generate", "/metrics", "/ping", "/version"})
+# refused with 503 while the server drains (a client on a kept-alive connection can still send)
+GENERATION_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/generate",
+                              "/health_generate"})
 KNOWN_ENDPOINTS = PUBLIC_PATHS | {
     "/v1/completions", "/v1/chat/completions", "/v1/models", "/generate", "/tokenize",
     "/v1/tokenize", "/detokenize", "/v1/detokenize", "/tokenizer_info", "/get_model_info",
@@ -24,10 +27,12 @@ KNOWN_ENDPOINTS = PUBLIC_PATHS | {
 
 
 class ServerMiddleware:
-    def __init__(self, app: ASGIApp, *, api_key: str | None, metrics: ServerMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, api_key: str | None, metrics: ServerMetrics,
+                 state: object | None = None) -> None:
         self.app = app
         self.api_key = api_key
         self.metrics = metrics
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +55,11 @@ class ServerMiddleware:
                 if problem is not None:
                     await _send_json(send_wrapper, 401, problem)
                     return
+            if path in GENERATION_PATHS and getattr(self.state, "draining", False):
+                await _send_json(send_wrapper, 503, error_body(
+                    "The server is shutting down and accepts no new requests; retry on another "
+                    "replica or after it restarts.", "server_error", None, "shutting_down"))
+                return
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.requests.labels(endpoint=endpoint, status=str(status["code"])).inc()
@@ -81,13 +91,9 @@ class ServerMiddleware:
 
 async def _send_json(send: Send, status: int, body: dict) -> None:
     payload = json.dumps(body).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            (b"www-authenticate", b"Bearer"),
-        ],
-    })
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -145,7 +145,7 @@ async def generate(state: ServerState, request: Request) -> Response:
     usage = UsageCounter([len(ids) for ids, _ in prepared])
     state.metrics.request_prompt_tokens.inc(usage.prompt)
     streams = [
-        engine_stream(state.engine, ids, params, f"{rid}-{i}", state.metrics)
+        engine_stream(state, ids, params, f"{rid}-{i}")
         for i, (ids, params) in enumerate(prepared)
     ]
     n = req.sampling_params.n

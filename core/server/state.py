@@ -24,6 +24,11 @@ class ServerState:
     # how the server was launched (host, port, ...), for /get_server_info
     launch: dict[str, Any] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
+    # set on SIGTERM/SIGINT: /health answers 503 and new generation requests are refused while
+    # the requests in flight finish (anyware.server.launch)
+    draining: bool = False
+    # log one line per generation request (its id, prompt length and sampling settings)
+    log_requests: bool = False
 
     @classmethod
     def build(cls, engine: Any, served_model_name: str, api_key: str | None,

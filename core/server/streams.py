@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,24 +15,37 @@ from anyware.server.metrics import ServerMetrics
 from starlette.requests import Request
 
 T = TypeVar("T")
+log = logging.getLogger("anyware.server.requests")
 
 
 async def engine_stream(
-    engine: Any, prompt: list[int], params: Any, request_id: str, metrics: ServerMetrics
+    state: Any, prompt: list[int], params: Any, request_id: str
 ) -> AsyncIterator[Any]:
-    """``engine.generate_async`` with two additions: if the consumer stops early (cancelled
+    """``state.engine.generate_async`` with additions: if the consumer stops early (cancelled
     because the client disconnected, or an error), the engine request is aborted so that its KV
-    pages are freed; and time to first token and inter-token latency are recorded."""
+    pages are freed; the request's latencies (time to first token, inter-token, per output
+    token, end to end) and its outcome are recorded in ``state.metrics``; with
+    ``state.log_requests`` it is logged."""
+    metrics: ServerMetrics = state.metrics
+    engine = state.engine
+    if state.log_requests:
+        log.info("request %s: %d prompt tokens, %s", request_id, len(prompt), params)
     start = time.monotonic()
+    first: float | None = None
     last: float | None = None
     finished = False
+    tokens = 0
+    reason = "abort"
     agen = engine.generate_async(prompt, params, request_id=request_id)
+    metrics.requests_running.inc()
     try:
         async for out in agen:
             now = time.monotonic()
             steps = max((len(o.token_ids) for o in out.outputs), default=0)
             if steps:
+                tokens += steps
                 if last is None:
+                    first = now
                     metrics.ttft.observe(now - start)
                 else:
                     per_token = (now - last) / steps
@@ -40,14 +54,24 @@ async def engine_stream(
                 last = now
             if out.finished:
                 finished = True
+                reasons = {o.finish_reason for o in out.outputs} - {None}
+                reason = reasons.pop() if len(reasons) == 1 else "mixed" if reasons else "abort"
             yield out
+    except Exception:
+        reason = "error"
+        raise
     finally:
+        metrics.requests_running.dec()
         if not finished:
             with contextlib.suppress(Exception):
                 engine.abort(request_id)
         with contextlib.suppress(BaseException):
             await agen.aclose()
-        metrics.e2e.observe(time.monotonic() - start)
+        end = time.monotonic()
+        metrics.e2e.observe(end - start)
+        if first is not None and last is not None and tokens > 1:
+            metrics.tpot.observe((last - first) / (tokens - 1))
+        metrics.request_finished.labels(finished_reason=reason).inc()
 
 
 async def merge(streams: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:

@@ -136,6 +136,24 @@ def server(engine: Any) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
+def split_engine(model_dir: Path) -> Iterator[Any]:
+    """The tiny model's engine in a process of its own (what ``anyware serve`` runs)."""
+    import os
+
+    from anyware import Engine
+
+    eng = Engine(model=str(model_dir), engine_process=True, show_progress=False)
+    assert eng.core is None and eng.info.pid != os.getpid()
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(scope="session")
+def split_server(split_engine: Any) -> Iterator[RunningServer]:
+    yield from _serve(split_engine, None)
+
+
+@pytest.fixture(scope="session")
 def auth_server(engine: Any) -> Iterator[RunningServer]:
     yield from _serve(engine, API_KEY)
 

@@ -160,3 +160,34 @@ def test_serve_checks_the_port_before_loading(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr, proc.stderr
     assert "no-such-model" not in proc.stderr, proc.stderr  # the model was never looked at
+
+
+def test_serve_flags_from_vllm_and_sglang(tmp_path, capsys):
+    from anyware.cli.main import build_parser
+    from anyware.cli.options import engine_kwargs
+    from anyware.cli.serve import DEFAULT_SHUTDOWN_TIMEOUT_S, _chat_template
+    from anyware.server.launch import GRACEFUL_SHUTDOWN_S
+
+    assert DEFAULT_SHUTDOWN_TIMEOUT_S == GRACEFUL_SHUTDOWN_S
+    args = build_parser().parse_args([
+        "serve", "--max-model-len", "128", "--gpu-memory-utilization", "0.5",
+        "--tokenizer", "tok", "--chat-template", "t.jinja", "--disable-log-requests",
+        "--uvicorn-log-level", "warning", "--engine-in-process", "--shutdown-timeout", "3"])
+    kw = engine_kwargs(args)
+    assert (kw["context_len"], kw["mem_fraction"], kw["tokenizer"]) == (128, 0.5, "tok")
+    assert args.disable_log_requests and args.engine_in_process
+    assert (args.uvicorn_log_level, args.shutdown_timeout, args.chat_template) == (
+        "warning", 3.0, "t.jinja")
+    args = build_parser().parse_args(["serve", "--context-len", "64", "--mem-fraction", "0.4"])
+    assert (args.context_len, args.mem_fraction) == (64, 0.4)
+    f = tmp_path / "t.jinja"
+    f.write_text("{{ messages[0]['content'] }}")
+    assert _chat_template(str(f)) == f.read_text()
+    assert _chat_template("{{ x }}") == "{{ x }}"
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        _chat_template(str(tmp_path / "missing.jinja"))
+    rc, out, _ = _main(["serve", "--help"], capsys)
+    assert rc == 0
+    for title in ("model:", "HTTP server:", "process model", "engine capacity and execution:",
+                  "logging:", "speculative decoding"):
+        assert title in out, out
