@@ -30,8 +30,8 @@ from anyware.kernels.reference import rope_cos_sin
 from anyware.model.config import ModelConfig, ModelConfigError
 from anyware.model.context import ModelContext
 from anyware.model.layers import Linear, RMSNorm
-from anyware.model.weights import CheckpointTensor
 from anyware.model.llama import MLP, LlamaForCausalLM
+from anyware.model.weights import CheckpointTensor
 from anyware.plugin import AttentionLayer, ForwardBatch, KVCache
 from torch import nn
 
