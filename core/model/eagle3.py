@@ -29,7 +29,7 @@ import torch
 from anyware.kernels.reference import rope_cos_sin
 from anyware.model.config import ModelConfig, ModelConfigError
 from anyware.model.context import ModelContext
-from anyware.model.layers import Linear, RMSNorm
+from anyware.model.layers import Linear, RMSNorm, Shard
 from anyware.model.llama import MLP, LlamaForCausalLM
 from anyware.model.weights import CheckpointTensor
 from anyware.plugin import AttentionLayer, ForwardBatch, KVCache
@@ -71,7 +71,8 @@ class _Attention(nn.Module):
         self.q_size, self.kv_size = h * d, hk * d
         self.qkv_proj = Linear(
             2 * cfg.hidden_size, (h + 2 * hk) * d, cfg.attention_bias, ctx.dtype,
-            shards={"q": (0, h * d), "k": (h * d, hk * d), "v": ((h + hk) * d, hk * d)})
+            shards={"q": Shard(0, h * d), "k": Shard(h * d, hk * d),
+                    "v": Shard((h + hk) * d, hk * d)})
         self.o_proj = Linear(h * d, cfg.hidden_size, False, ctx.dtype)
         self.layer = AttentionLayer(0, h, hk, d, d, d**-0.5)
         self.ctx = ctx
