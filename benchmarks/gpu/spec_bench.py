@@ -31,6 +31,7 @@ acceptance length.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -141,14 +142,14 @@ def main() -> None:
     engine._loop.call(lambda core: make_deterministic(core, args.layer_scale))
     base_tps: dict[int, float] = {}
 
-    def install(drafter, k, auto_off, eng=engine):
+    def install(drafter, k, auto_off, eng=None):  # no default reference: del frees it
         def go(core):
             if drafter is not None:
                 core.speculator.drafter = drafter
             core.speculator.switch = SpecSwitch(enabled=auto_off)
             core.scheduler.cfg = type(core.scheduler.cfg)(**{
                 **core.scheduler.cfg.__dict__, "num_draft_tokens": k})
-        eng._loop.call(go)
+        (eng if eng is not None else engine)._loop.call(go)
 
     def measure(eng, prompts, params, label, bs, **extra):
         before = eng.stats()
@@ -190,6 +191,11 @@ def main() -> None:
                 # the oracle costs nothing: the ideal is the measured acceptance length
                 rows[-1]["ideal_speedup"] = rows[-1]["measured_accept_len"]
     engine.shutdown()
+    engine = None  # free the target's weights, KV pool and graphs before the next engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    write(args, rows)
 
     if args.eagle3:  # what a head's drafting costs (random weights: acceptance ~0)
         head = eagle3_head_dir(model_cfg)
@@ -207,6 +213,10 @@ def main() -> None:
                     rows[-1]["step_cost_vs_decode"] = 1 / rows[-1]["speedup"]
         eng.shutdown()
 
+    write(args, rows)
+
+
+def write(args, rows) -> None:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "spec_bench.json")
     with open(path, "w") as f:
