@@ -185,7 +185,11 @@ def test_eagle3_loop_greedy_matches_reference(harness, caps, conf, tiny_models, 
                     max_running_requests=4, chunked_prefill_size=32,
                     speculative_algorithm="eagle3", speculative_draft_model=head,
                     speculative_num_draft_tokens=3, speculative_auto_off=False,
-                    attention_backend=harness.attention_backend)
+                    attention_backend=harness.attention_backend,
+                    # the head's features are written in place inside the target's forward,
+                    # which compiled (functional) programs do not keep: the engine refuses
+                    # EAGLE-3 with them, so a compiling platform is checked eagerly
+                    execution="eager" if caps.compiled_execution else "auto")
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
                                                        ignore_eos=True))

@@ -139,6 +139,14 @@ class EngineCore:
                     "anyware.engine.rank.run_rank (the CLI does this), not an engine")
             rank, world_size, local_rank = 0, placement.world_size, placement.local_rank
         pcfg = configure_platform(platform, cfg, spec, world_size)
+        if spec is not None and spec.algorithm == "eagle3" and pcfg.execution == "compiled":
+            # the target writes the head's features into a shared tensor inside its forward;
+            # a compiled (functional) program keeps only the KV cache it is handed as state
+            raise CapabilityError(
+                f"platform {platform.name!r} runs compiled programs that keep only the KV cache "
+                "as state, and EAGLE-3 needs the target's in-place writes of the head's "
+                "features: run with --execution eager (or graphs where the platform has them), "
+                "or use --speculative-algorithm ngram / draft")
         device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
         if placement is not None:

@@ -80,3 +80,17 @@ def test_moe_model_greedy_matches_transformers(model_dir):
                                                        ignore_eos=True))
     assert backends == {"JaxMoEBackend"}
     assert [o.outputs[0].token_ids for o in outs] == expected
+
+
+def test_eagle3_with_compiled_execution_is_refused_with_the_way_out(model_dir, tmp_path):
+    """EAGLE-3's features are written in place inside the target's forward, which a compiled
+    (functional) program does not keep: a start-up error naming --execution eager, never a
+    silent wrong draft (the conformance engine tier runs EAGLE-3 on tpu eagerly)."""
+    from anyware.plugin import CapabilityError
+
+    from tests.engine.eagle3_heads import random_head
+
+    head = random_head(tmp_path / "head")
+    with pytest.raises(CapabilityError, match="--execution eager"):
+        Engine(str(model_dir("llama")), **TPU, execution="compiled",
+               speculative_algorithm="eagle3", speculative_draft_model=str(head))
