@@ -113,6 +113,8 @@ def eagle3_head_dir(m) -> Path:
 
 
 def git_commit() -> str:
+    if os.environ.get("ANYWARE_COMMIT"):  # the device copy: its .git is absent or stale
+        return os.environ["ANYWARE_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=False).stdout.strip()
