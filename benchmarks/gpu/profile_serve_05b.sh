@@ -8,7 +8,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -2 $OUT/setup.log
 export PYTHONPATH=/tmp/site:$PWD
-timeout 400 /tmp/site/bin/py-spy record --subprocesses --idle --nonblocking --rate 100 --format raw -o $OUT/serve05b.pyspy.txt -- python3 benchmarks/gpu/serve_bench.py --only 0.5b --out $OUT > $OUT/profile.log 2>&1; tail -8 $OUT/profile.log
-python3 benchmarks/gpu/pyspy_summary.py $OUT/serve05b.pyspy.txt --top 40 --json $OUT/serve05b-pyspy-summary.json > $OUT/serve05b-pyspy-summary.txt; head -c 6000 $OUT/serve05b-pyspy-summary.txt
+timeout 400 /tmp/site/bin/py-spy record --subprocesses --threads --nonblocking --rate 50 --format raw -o $OUT/serve05b.pyspy.txt -- python3 benchmarks/gpu/serve_bench.py --only 0.5b --out $OUT > $OUT/profile.log 2>&1; tail -8 $OUT/profile.log
+python3 benchmarks/gpu/pyspy_summary.py $OUT/serve05b.pyspy.txt --top 30 --json $OUT/serve05b-pyspy-summary.json > $OUT/serve05b-pyspy-summary.txt; grep '^==' $OUT/serve05b-pyspy-summary.txt | sort -t: -k3 -n -r | head -20
 rm -f $OUT/serve05b.pyspy.txt
 ls -la $OUT

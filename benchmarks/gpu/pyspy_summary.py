@@ -1,5 +1,8 @@
-"""Summarise py-spy's raw (collapsed) output: per process, the share of samples whose stack
-contains each function (inclusive) and the top leaf frames (exclusive).
+"""Summarise py-spy's raw (collapsed) output: per process and thread (``--subprocesses
+--threads``: the innermost ``process ...`` frame, then the ``thread ...`` frame), the samples,
+the share of them whose stack contains each function (inclusive) and the top leaf frames.
+Without ``--idle`` a sample means the thread was on the CPU: samples / (rate x seconds) is how
+busy it was.
 
     python benchmarks/gpu/pyspy_summary.py serve05b.pyspy.txt [--top 25] [--json out.json]
 """
@@ -36,10 +39,15 @@ def main() -> None:
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
-        proc = frames[0]
+        start = max((i for i, f in enumerate(frames) if f.startswith("process ")), default=0)
+        key = frames[start][:100]
+        rest = frames[start + 1:]
+        if rest and rest[0].startswith("thread "):
+            key, rest = f"{key} / {rest[0]}", rest[1:]
+        proc = key
         n = int(count)
         total[proc] += n
-        names = [frame_name(f) for f in frames[1:]]
+        names = [frame_name(f) for f in rest]
         for name in set(names):
             incl[proc][name] += n
         if names:
