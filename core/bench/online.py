@@ -78,6 +78,7 @@ class RequestResult:
     ttft_s: float | None = None
     e2e_s: float = 0.0
     itl_s: list[float] = field(default_factory=list)
+    start_s: float = 0.0  # perf_counter when the request was sent
 
     @property
     def tpot_s(self) -> float | None:
@@ -160,7 +161,7 @@ async def send_one(c: httpx.AsyncClient, wl: ServeWorkload, req: BenchRequest,
                    model: str) -> RequestResult:
     res = RequestResult(len(req.prompt))
     path, body = _body(wl, req, model)
-    start = time.perf_counter()
+    start = res.start_s = time.perf_counter()
     last = None
     try:
         async with c.stream("POST", path, json=body) as r:
@@ -242,8 +243,10 @@ def summarize(wl: ServeWorkload, results: list[RequestResult], duration: float) 
 
 async def run_serve_bench(base_url: str, wl: ServeWorkload, *, api_key: str | None = None,
                           model: str | None = None, warmup: bool = True,
-                          progress: bool = False) -> dict[str, Any]:
-    """Run ``wl`` against the server at ``base_url``; the summary dict (see :func:`summarize`)."""
+                          progress: bool = False, per_request: bool = False) -> dict[str, Any]:
+    """Run ``wl`` against the server at ``base_url``; the summary dict (see :func:`summarize`).
+    ``per_request``: also ``requests``, one ``[sent_s, ttft_ms, e2e_ms, ok]`` per request in
+    sending order (``sent_s`` from the first send), to see where a latency tail comes from."""
     wl.check()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -289,6 +292,10 @@ async def run_serve_bench(base_url: str, wl: ServeWorkload, *, api_key: str | No
             bar.close()
     summary = summarize(wl, list(results), duration)
     summary.update(base_url=base_url, model=model)
+    if per_request:
+        summary["requests"] = [
+            [round(r.start_s - start, 4), None if r.ttft_s is None else round(r.ttft_s * 1e3, 2),
+             round(r.e2e_s * 1e3, 1), r.ok] for r in results]
     return summary
 
 

@@ -42,6 +42,20 @@ def test_poisson_rate_concurrency_and_ranges(server):
     assert s["concurrency_mean"] <= 2.0 + 1e-6
 
 
+def test_per_request_records_in_sending_order(server):
+    from anyware.bench.online import ServeWorkload, run_serve_bench
+
+    s = asyncio.run(run_serve_bench(server.base_url, ServeWorkload(
+        num_prompts=5, input_len=12, output_len=4, request_rate=50.0, seed=4), warmup=False,
+        per_request=True))
+    rows = s["requests"]
+    assert len(rows) == 5 and all(ok for *_, ok in rows)
+    sent = [r[0] for r in rows]
+    assert sent == sorted(sent) and sent[0] >= 0
+    assert all(0 < ttft <= e2e for _, ttft, e2e, _ in rows)
+    assert abs(s["ttft_ms_p99"] - max(r[1] for r in rows)) < 0.01  # 5 requests: p99 = worst
+
+
 def test_sharegpt_file(server, tmp_path):
     convs = [{"conversations": [{"from": "human", "value": f"def f{i}(x):\n    return x"},
                                 {"from": "gpt", "value": "import os\nimport sys\n" * (i + 1)}]}
