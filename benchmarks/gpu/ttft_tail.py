@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=300)
     ap.add_argument("--rate1-prompts", type=int, default=30)
     ap.add_argument("--lens", default="1024,1024")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the 70%% load this many times on the same server (rate70, "
+                         "rate70_2, ...): a tail that only the first run has is warm-up")
     args = ap.parse_args()
     from anyware.bench.online import ServeWorkload, run_serve_bench
 
@@ -56,8 +59,12 @@ def main() -> None:
     res: dict = {"commit": os.environ.get("ANYWARE_COMMIT", ""), "preset": args.preset,
                  "input_len": i, "output_len": o}
     try:
-        for name, rate, n, seed in (("rate1", 1.0, args.rate1_prompts, 1),
-                                    ("rate70", args.rate, args.prompts, 2)):
+        phases = [("rate1", 1.0, args.rate1_prompts, 1)] + [
+            ("rate70" + ("" if j == 0 else f"_{j + 1}"), args.rate, args.prompts, 2 + j)
+            for j in range(args.repeat)]
+        for name, rate, n, seed in phases:
+            if n <= 0:
+                continue
             t = time.time()
             s = asyncio.run(run_serve_bench(url, ServeWorkload(
                 num_prompts=n, input_len=i, output_len=o, request_rate=rate, seed=seed),
