@@ -24,7 +24,7 @@ from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
-from anyware.spec import NgramDrafter, SpecConfig, SpecSwitch, Speculator
+from anyware.spec import NgramDrafter, NgramTreeDrafter, SpecConfig, SpecSwitch, Speculator
 
 log = logging.getLogger("anyware")
 
@@ -75,7 +75,8 @@ def _check_draft_architecture(algorithm: str, path: str, cfg: ModelConfig) -> No
 def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
                        world_size: int) -> PlatformConfig:
     """The platform configured for ``cfg`` (the same on every rank)."""
-    features = AttentionFeatures(verify=spec is not None, tree_mask=False)
+    tree = spec is not None and spec.tree
+    features = AttentionFeatures(verify=spec is not None, tree_mask=tree)
     try:
         return platform.configure(PlatformConfig(
             dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
@@ -86,6 +87,12 @@ def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
             extra=dict(cfg.platform_options),
         ))
     except CapabilityError as e:
+        if tree and "tree_mask" in str(e):
+            raise CapabilityError(
+                f"{e} Tree drafts (--speculative-ngram-tree) need the attention capability "
+                "'tree_mask' (a per-request mask over the draft tokens); run without "
+                "--speculative-ngram-tree (chain drafts) or pick an attention backend that "
+                "declares tree_mask.") from None
         if spec is None or "verify" not in str(e):
             raise
         raise CapabilityError(
@@ -147,6 +154,14 @@ class EngineCore:
                 "as state, and EAGLE-3 needs the target's in-place writes of the head's "
                 "features: run with --execution eager (or graphs where the platform has them), "
                 "or use --speculative-algorithm ngram / draft")
+        if spec is not None and spec.tree and pcfg.execution == "compiled":
+            # an accepted tree path's KV is copied in place between steps; a compiled
+            # (functional) program keeps the KV cache as state of its own
+            raise CapabilityError(
+                f"platform {platform.name!r} runs compiled programs that keep the KV cache as "
+                "their own state, and tree drafts move the accepted path's KV in place: run "
+                "with --execution eager (or graphs where the platform has them), or without "
+                "--speculative-ngram-tree")
         device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
         if placement is not None:
@@ -222,7 +237,8 @@ class EngineCore:
 
     def _speculator(self, spec: SpecConfig) -> Speculator:
         if spec.algorithm == "ngram":
-            drafter = NgramDrafter(spec.ngram_min, spec.ngram_max)
+            drafter = (NgramTreeDrafter(spec.ngram_min, spec.ngram_max) if spec.ngram_tree
+                       else NgramDrafter(spec.ngram_min, spec.ngram_max))
         elif spec.algorithm == "eagle3":
             from anyware.spec.eagle3 import Eagle3Drafter
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from anyware.executor.future import FutureTokens
 from anyware.executor.plan import StepPlan
-from anyware.memory import KVPool, PageTable
+from anyware.executor.tree import tree_inputs
+from anyware.memory import KVPool, PageTable, move_kv
 from anyware.plugin import (
     AttentionBackend,
     Bucket,
@@ -71,13 +72,21 @@ class ModelRunner:
             extend_lens=list(sb.extend_lens), logit_counts=sb.logit_counts(),
             out_slots=out_slots, rows=rows, width=width,
             page_updates=self.page_table.take_pending(),
-            num_draft_tokens=len(sb.drafts[0]) if sb.mode is ForwardMode.VERIFY else 0,
+            num_draft_tokens=(max(len(d) for d in sb.drafts)
+                              if sb.mode is ForwardMode.VERIFY else 0),
             publish_rows=[row for row, s in zip(rows, sb.sampling_rows()) if s],
+            tree_parents=([list(t.parents) if t is not None else [] for t in sb.trees]
+                          if sb.has_tree else None),
+            kv_moves=list(sb.kv_moves) or None,
         )
 
     def batch_from_plan(self, plan: StepPlan) -> ForwardBatch:
         """The :class:`ForwardBatch` of ``plan`` on this rank's device."""
         self.page_table.apply(plan.page_updates)
+        if plan.kv_moves:  # accepted tree paths of earlier steps, before anything reads them
+            moves = torch.tensor(plan.kv_moves, dtype=torch.int64).to(self.device,
+                                                                      non_blocking=True)
+            move_kv(self.pool.cache, moves[:, 0], moves[:, 1])
         table = self.page_table.rows(plan.rows, plan.width)
         mode = ForwardMode(plan.mode)
         batch = ForwardBatch.build(
@@ -92,6 +101,10 @@ class ModelRunner:
             logit_counts=plan.logit_counts,
             spec=SpecInfo(plan.num_draft_tokens) if mode is ForwardMode.VERIFY else None,
         )
+        if plan.tree_parents is not None:
+            batch.positions, batch.spec.tree_mask = tree_inputs(
+                plan.tree_parents, plan.prefix_lens, plan.extend_lens,
+                plan.num_draft_tokens + 1, self.device)
         if plan.input_ids and min(plan.input_ids) < 0:  # tokens sampled by a step in flight
             batch.input_ids = self.future.resolve(batch.input_ids)
         return batch
