@@ -1,10 +1,11 @@
 """Merging draft continuations into a token trie: a :class:`DraftTree` of at most ``k`` nodes.
 
 Continuations that share a prefix share its nodes; each node weighs the summed weight of the
-continuations through it. Nodes are taken best first (heaviest, ties to the continuation
-given first) from the frontier of nodes whose parent is already taken, so the tree keeps the
-most frequent branches, every parent precedes its children, and a node's first child is its
-heaviest: ``DraftTree.chain`` is the heaviest path.
+continuations through it. Nodes are taken best first — heaviest, then shallowest (a node
+near the root is reached by more verifies), then the continuation given first — from the
+frontier of nodes whose parent is already taken, so the tree keeps the most frequent
+branches, every parent precedes its children, and a node's first child is its heaviest:
+``DraftTree.chain`` follows the heaviest child at each level.
 """
 
 from __future__ import annotations
@@ -43,16 +44,16 @@ def build_trie(continuations: Sequence[Sequence[int]], max_nodes: int,
             node = child
     tokens: list[int] = []
     parents: list[int] = []
-    frontier: list[tuple[float, int, int, int, _Node]] = []
+    frontier: list[tuple[float, int, int, int, int, _Node]] = []
 
-    def push(parent: int, node: _Node) -> None:
+    def push(parent: int, depth: int, node: _Node) -> None:
         for tok, child in node.children.items():
-            heapq.heappush(frontier, (-child.weight, child.order, parent, tok, child))
+            heapq.heappush(frontier, (-child.weight, depth, child.order, parent, tok, child))
 
-    push(-1, root)
+    push(-1, 1, root)
     while frontier and len(tokens) < max_nodes:
-        _, _, parent, tok, node = heapq.heappop(frontier)
+        _, depth, _, parent, tok, node = heapq.heappop(frontier)
         tokens.append(tok)
         parents.append(parent)
-        push(len(tokens) - 1, node)
+        push(len(tokens) - 1, depth + 1, node)
     return DraftTree(tuple(tokens), tuple(parents))
