@@ -15,6 +15,7 @@ from anyware.request import DraftTree, InvalidRequestError
 from anyware.spec import Drafter
 
 from tests.engine.conftest import ENGINE_DEFAULTS
+from tests.engine.test_spec_graphs import fake_graphs  # noqa: F401 (a fixture)
 from tests.engine.test_speculative import PARAMS, prompts_with_repeats
 from tests.engine.tiny_models import random_prompts
 
@@ -189,3 +190,17 @@ def test_backend_without_tree_mask_refuses_tree_drafts(model_dir, monkeypatch):
     # chains need no tree mask
     with Engine(str(model_dir("llama")), **ENGINE_DEFAULTS, speculative_algorithm="ngram"):
         pass
+
+
+def test_tree_drafts_under_graphs(model_dir, fake_graphs):  # noqa: F811 (the fixture)
+    """With the graph strategy (the fake device module of test_spec_graphs): tree verifies
+    run eagerly, chain verifies and decodes replay; greedy output equals the eager run
+    without speculation."""
+    model, prompts = model_dir("llama"), branchy_prompts()[:4]
+    params = [SamplingParams(max_new_tokens=20, temperature=0, ignore_eos=True)] * 4
+    base, _ = run(model, prompts, params, page_size=4)
+    census = Census()
+    got, _ = run(model, prompts, params, page_size=4, census=census, execution="graphs",
+                 **TREE)
+    assert got == base and census.tree_batches > 0
+    assert fake_graphs[0].verify_tokens == TREE["speculative_num_draft_tokens"] + 1
