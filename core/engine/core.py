@@ -135,6 +135,13 @@ class EngineCore:
                     f"draft model {spec.draft_model} has a vocabulary of "
                     f"{draft_cfg.vocab_size} tokens, the target {model_cfg.vocab_size}: a draft "
                     "model must share the target's tokenizer")
+        if spec is not None and spec.tree and model_cfg.sliding_window is not None:
+            # attention backends place a verify row's query at prefix + row for the window
+            # bound; a tree node sits at prefix + depth, so windowed layers would see too little
+            raise ValueError(
+                f"tree drafts (--speculative-ngram-tree) are not supported for models with "
+                f"sliding-window attention ({cfg.model}: window {model_cfg.sliding_window}); "
+                "run without --speculative-ngram-tree (chain drafts)")
         platform = self.platform = load_platform(cfg.platform)
         placement = self.group = None
         if cfg.tensor_parallel_size > 1:

@@ -204,3 +204,14 @@ def test_tree_drafts_under_graphs(model_dir, fake_graphs):  # noqa: F811 (the fi
                  **TREE)
     assert got == base and census.tree_batches > 0
     assert fake_graphs[0].verify_tokens == TREE["speculative_num_draft_tokens"] + 1
+
+
+def test_sliding_window_model_refuses_tree_drafts(tmp_path):
+    """A verify row's window bound is placed at prefix + row, a tree node at prefix + depth:
+    tree drafts on a sliding-window model are refused at start-up, chains run."""
+    from tests.engine.tiny_models import build_model
+
+    model = build_model("qwen2", tmp_path / "swa", use_sliding_window=True, sliding_window=16,
+                        max_window_layers=0)
+    with pytest.raises(ValueError, match="sliding-window"):
+        Engine(str(model), **ENGINE_DEFAULTS, **TREE)
