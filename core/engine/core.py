@@ -190,7 +190,8 @@ class EngineCore:
             # the head is built while the target's worker is (before its graphs are captured)
             from anyware.spec.eagle3 import Eagle3Attachment
 
-            eagle = Eagle3Attachment(draft_wcfg, platform, pcfg, device, budget)
+            eagle = Eagle3Attachment(draft_wcfg, platform, pcfg, device, budget,
+                                     spec.eagle_topk)
         # graph strategies capture VERIFY graphs this wide: the target verifies k drafts plus
         # its last token
         verify_tokens = spec.num_draft_tokens + 1 if spec is not None else 0
@@ -214,6 +215,8 @@ class EngineCore:
         self._eagle = eagle
         if eagle is not None:
             self.draft_worker = eagle.worker
+            # the target's features of an accepted tree path move with its KV
+            self.worker.runner.slot_tensors.append(eagle.features)
         elif draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
             self.draft_worker = ModelWorker(draft_wcfg, platform, pcfg, device, budget,
                                             share_pages_with=self.worker)
@@ -249,8 +252,15 @@ class EngineCore:
         elif spec.algorithm == "eagle3":
             from anyware.spec.eagle3 import Eagle3Drafter
 
-            drafter = Eagle3Drafter(self.draft_worker, self.kv, self.cfg.chunked_prefill_size,
-                                    self._eagle.features)
+            if spec.eagle_topk > 1:
+                from anyware.spec.eagle3_tree import Eagle3TreeDrafter
+
+                drafter = Eagle3TreeDrafter(self.draft_worker, self.kv,
+                                            self.cfg.chunked_prefill_size,
+                                            self._eagle.features, spec.eagle_topk)
+            else:
+                drafter = Eagle3Drafter(self.draft_worker, self.kv,
+                                        self.cfg.chunked_prefill_size, self._eagle.features)
         else:
             from anyware.spec.draft_model import DraftModelDrafter
 
@@ -316,6 +326,9 @@ class EngineCore:
         step.event.synchronize()
         tokens, logprobs = step.output.lists()
         self.scheduler.process(step.batch, tokens, logprobs, step.output.prompt_lists())
+        moves = self.scheduler.take_kv_moves()
+        if moves:  # accepted tree paths to consecutive positions, before any later launch
+            self.worker.move_kv(moves)
         if self.speculator is not None:
             self.speculator.after_process(step.batch, tokens)
 

@@ -37,6 +37,9 @@ class ModelRunner:
         self.device = device
         self.verify_tokens = verify_tokens
         self.future = FutureTokens(page_table.table.shape[0], device)
+        # slot-addressed tensors ([slots, ...]) whose entries move with the KV of accepted
+        # tree paths (an EAGLE-3 head's features)
+        self.slot_tensors: list[torch.Tensor] = []
 
     @property
     def kv_cache(self) -> KVCache:
@@ -77,16 +80,18 @@ class ModelRunner:
             publish_rows=[row for row, s in zip(rows, sb.sampling_rows()) if s],
             tree_parents=([list(t.parents) if t is not None else [] for t in sb.trees]
                           if sb.has_tree else None),
-            kv_moves=list(sb.kv_moves) or None,
         )
+
+    def move_kv(self, moves: list[tuple[int, int]]) -> None:
+        """Copy the KV (and the ``slot_tensors`` rows) of each ``(source, destination)`` slot
+        pair, queued on the device after everything launched before (no host sync)."""
+        if moves:
+            idx = torch.tensor(moves, dtype=torch.int64).to(self.device, non_blocking=True)
+            move_kv(self.pool.cache, idx[:, 0], idx[:, 1], self.slot_tensors)
 
     def batch_from_plan(self, plan: StepPlan) -> ForwardBatch:
         """The :class:`ForwardBatch` of ``plan`` on this rank's device."""
         self.page_table.apply(plan.page_updates)
-        if plan.kv_moves:  # accepted tree paths of earlier steps, before anything reads them
-            moves = torch.tensor(plan.kv_moves, dtype=torch.int64).to(self.device,
-                                                                      non_blocking=True)
-            move_kv(self.pool.cache, moves[:, 0], moves[:, 1])
         table = self.page_table.rows(plan.rows, plan.width)
         mode = ForwardMode(plan.mode)
         batch = ForwardBatch.build(

@@ -20,8 +20,7 @@ class StepPlan:
     mode, else 0. publish_rows: the rows whose sampled token rank 0 broadcasts after the step
     (each rank keeps them for placeholders). tree_parents: in a VERIFY step with tree drafts,
     per request its nodes' parents (``DraftTree.parents``; empty for a chain row), else
-    ``None``. kv_moves: ``(source, destination)`` slots whose KV the step copies before its
-    forward (accepted tree paths, ``ScheduledBatch.kv_moves``)."""
+    ``None``."""
 
     mode: str
     input_ids: list[int]
@@ -35,4 +34,3 @@ class StepPlan:
     num_draft_tokens: int = 0
     publish_rows: list[int] | None = None
     tree_parents: list[list[int]] | None = None
-    kv_moves: list[tuple[int, int]] | None = None

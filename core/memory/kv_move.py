@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from anyware.plugin import KVCache
 
 
-def move_kv(cache: KVCache, src: torch.Tensor, dst: torch.Tensor) -> None:
+def move_kv(cache: KVCache, src: torch.Tensor, dst: torch.Tensor,
+            extra: Sequence[torch.Tensor] = ()) -> None:
     """Copy the K and V of slots ``src`` to slots ``dst`` (1-D int64 device tensors of equal
-    length) in every layer of ``cache``. Each layer is one gather then one scatter, so a
+    length) in every layer of ``cache``, and the rows ``src`` to ``dst`` of each slot-major
+    tensor in ``extra`` (``[slots, ...]``, e.g. an EAGLE-3 head's features). Each layer is one gather then one scatter, so a
     destination that is also a source reads the value before the copy. Layout-generic
     through ``KVLayout.slot_index`` (token-major, head-major and the interleaved layout's
     views alike). Device ops only: no host synchronisation."""
@@ -19,3 +23,5 @@ def move_kv(cache: KVCache, src: torch.Tensor, dst: torch.Tensor) -> None:
     for tensors in (cache.k, cache.v):
         for t in tensors:
             t[d_idx] = t[s_idx]
+    for t in extra:
+        t[dst] = t[src]

@@ -30,9 +30,6 @@ class ScheduledBatch:
         tree's node tokens in node order), or ``None`` for a chain. Only a VERIFY batch
         carries trees; its forward feeds each node at ``prefix + depth`` under
         ``SpecInfo.tree_mask``.
-    kv_moves: ``(source slot, destination slot)`` KV copies the step applies before its
-        forward (in every layer of the target's pool): the accepted path of an earlier tree
-        verify, moved to consecutive positions.
     out_index / rows: filled by ``commit``: where the request's first new token goes in its
         ``output_ids`` (-1: no token) and its page-table row at launch.
     """
@@ -45,7 +42,6 @@ class ScheduledBatch:
     drafts: list[list[int]] = field(default_factory=list)
     prompt_lp: list[tuple[int, int] | None] = field(default_factory=list)
     trees: list[DraftTree | None] = field(default_factory=list)
-    kv_moves: list[tuple[int, int]] = field(default_factory=list)
     out_index: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
 

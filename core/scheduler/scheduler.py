@@ -74,7 +74,7 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.counters = SchedulerCounters()
-        # KV copies of accepted tree paths, applied before the next launched forward
+        # KV copies of accepted tree paths, for the engine to apply (take_kv_moves)
         self._kv_moves: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------ queue management
@@ -143,12 +143,11 @@ class Scheduler:
         if any(r.prompt_lp_pending for r, _, _ in prefills):
             prompt_lp = ([self._prompt_span(r, p, n) for r, p, n in prefills]
                          + [None] * len(decodes))
-        moves, self._kv_moves = self._kv_moves, []
         return ScheduledBatch(mode, [r for r, *_ in items],
                               [n for _, _, n in prefills] + [1 + len(d) for d in
                                                               drafts[len(prefills):]],
                               [p for _, p, _ in items], drafts=drafts, prompt_lp=prompt_lp,
-                              trees=trees, kv_moves=moves)
+                              trees=trees)
 
     @staticmethod
     def _prompt_span(req: Request, pre: int, n: int) -> tuple[int, int] | None:
@@ -339,6 +338,14 @@ class Scheduler:
             if req.finished:  # aborted, or stopped one step earlier (its extra decode)
                 continue
             self._deliver(req, idx, toks, lps)
+
+    def take_kv_moves(self) -> list[tuple[int, int]]:
+        """The ``(source slot, destination slot)`` KV copies of the tree paths accepted by
+        the batches processed since the last call (``tree_moves.path_moves``); the caller
+        queues them on the device before anything launched later reads the KV (the
+        request's next step, a drafter's, a prefix-cache hit, a new owner of a freed page)."""
+        moves, self._kv_moves = self._kv_moves, []
+        return moves
 
     def _deliver(self, req: Request, idx: int, toks: list[int], lps: list | None) -> None:
         """Stop checks for the tokens now at ``output_ids[idx:idx + len(toks)]``; send them."""

@@ -28,7 +28,8 @@ class SpecConfig:
     ``draft_model``) or ``"eagle3"`` (an EAGLE-3 head at ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
     ``ngram_min`` / ``ngram_max``: the n-gram sizes prompt lookup tries (longest first).
     ``ngram_tree``: prompt lookup drafts token trees (several matches merged into a trie;
-    greedy requests verify the tree, sampling ones its best chain)."""
+    greedy requests verify the tree, sampling ones its best chain). ``eagle_topk``: with
+    ``eagle3``, the children each tree node offers (1: chains; more: token trees)."""
 
     algorithm: str
     num_draft_tokens: int = 4
@@ -36,12 +37,13 @@ class SpecConfig:
     ngram_min: int = 1
     ngram_max: int = 4
     ngram_tree: bool = False
+    eagle_topk: int = 1
 
     @property
     def tree(self) -> bool:
         """Whether the drafter proposes trees (the engine then needs
         ``AttentionFeatures.tree_mask``)."""
-        return self.ngram_tree
+        return self.ngram_tree or self.eagle_topk > 1
 
     def check(self) -> None:
         """Raise ``ValueError`` (what to change) for an inconsistent configuration."""
@@ -63,6 +65,11 @@ class SpecConfig:
             raise ValueError("speculative_ngram_tree drafts token trees by prompt lookup: it "
                              "needs speculative_algorithm 'ngram' (draft and eagle3 draft "
                              "chains)")
+        if self.eagle_topk < 1:
+            raise ValueError("speculative_eagle_topk must be >= 1 (1: chain drafts)")
+        if self.eagle_topk > 1 and self.algorithm != "eagle3":
+            raise ValueError("speculative_eagle_topk > 1 drafts token trees with an EAGLE-3 "
+                             "head: it needs speculative_algorithm 'eagle3'")
         if not 1 <= self.ngram_min <= self.ngram_max:
             raise ValueError("speculative n-gram sizes need 1 <= min <= max, got "
                              f"{self.ngram_min}..{self.ngram_max}")

@@ -30,21 +30,25 @@ def branchy_prompts():
 
 
 class Census:
-    """Counts the scheduled batches that verify trees and the KV moves they carry."""
+    """Counts the scheduled batches that verify trees and the KV moves of accepted paths."""
 
     def __init__(self):
         self.tree_batches = self.moves = 0
 
     def install(self, core):
-        schedule = core.scheduler.schedule
+        schedule, take = core.scheduler.schedule, core.scheduler.take_kv_moves
 
         def counted():
             batch = schedule()
             if batch is not None:
                 self.tree_batches += batch.has_tree
-                self.moves += len(batch.kv_moves)
             return batch
-        core.scheduler.schedule = counted
+
+        def taken():
+            moves = take()
+            self.moves += len(moves)
+            return moves
+        core.scheduler.schedule, core.scheduler.take_kv_moves = counted, taken
 
 
 def run(model, prompts, params, drafter=None, waves=1, census=None, **kw):

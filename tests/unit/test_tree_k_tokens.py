@@ -1,7 +1,7 @@
 """Tree drafts through the scheduler, the KV manager and the radix cache, driven by the fake
 device of ``test_k_tokens`` extended to trees: random draft trees whose right continuation
-sits on a random branch; the device applies each batch's ``kv_moves`` before its forward and
-checks, every step, that every position a request attends to holds that request's real
+sits on a random branch; after each processed step the device applies the scheduler's KV
+copies (``take_kv_moves``, as the engine does) and it checks, every step, that every position a request attends to holds that request's real
 token — so an accepted path's KV must have been moved to consecutive positions, rejected
 nodes' KV never read, cached or shared. Outputs equal a one-token-per-step run."""
 
@@ -30,11 +30,14 @@ class TreeDevice(kt.FakeDevice):
             paths.append([*path, tok])
         return DraftTree(tuple(tokens), tuple(parents)) if tokens else []
 
+    def move(self, moves):
+        """The engine's KV copies after a processed step: one gather, then one scatter."""
+        values = [self.kv.get(src) for src, _ in moves]
+        for (_, dst), v in zip(moves, values):
+            self.kv[dst] = v
+        self.moved += len(moves)
+
     def launch(self, batch):
-        if batch.kv_moves:  # one gather, then one scatter
-            values = [self.kv.get(src) for src, _ in batch.kv_moves]
-            for (_, dst), v in zip(batch.kv_moves, values):
-                self.kv[dst] = v
         chains = [i for i, t in enumerate(batch.trees) if t is None]
         results = iter(super().launch(_only(batch, chains)) if chains else [])
         out = []
@@ -64,6 +67,29 @@ class TreeDevice(kt.FakeDevice):
         return out
 
 
+class _Devices:
+    """The tree device of a run, and the scheduler's ``process`` followed by the device's
+    KV copies (what ``EngineCore`` does after each processed step)."""
+
+    def __init__(self, monkeypatch):
+        self.last = None
+        outer = self
+
+        class Device(TreeDevice):
+            def __init__(self, *a):
+                super().__init__(*a)
+                self.moved = 0
+                outer.last = self
+
+        monkeypatch.setattr(kt, "FakeDevice", Device)
+        process = kt.Scheduler.process
+
+        def process_and_move(sched, *a, **kw):
+            process(sched, *a, **kw)
+            outer.last.move(sched.take_kv_moves())
+        monkeypatch.setattr(kt.Scheduler, "process", process_and_move)
+
+
 def _only(batch, keep):
     """The rows ``keep`` of ``batch`` (the chain and decode rows the base device runs)."""
     import dataclasses
@@ -72,14 +98,16 @@ def _only(batch, keep):
     return dataclasses.replace(
         batch, reqs=pick(batch.reqs), extend_lens=pick(batch.extend_lens),
         prefix_lens=pick(batch.prefix_lens), samples=pick(batch.samples),
-        drafts=pick(batch.drafts), prompt_lp=[], trees=[None] * len(keep), kv_moves=[],
-        out_index=[], rows=[])
+        drafts=pick(batch.drafts), prompt_lp=[], trees=[None] * len(keep), out_index=[],
+        rows=[])
 
 
 def run(k, num_pages, cache, overlap, chunk, seed, accept, prompts, monkeypatch):
-    monkeypatch.setattr(kt, "FakeDevice", TreeDevice)
+    """``test_k_tokens.run`` with tree drafts; returns its result and the KV copies made."""
+    devices = _Devices(monkeypatch)
     try:
-        return kt.run(k, num_pages, cache, overlap, chunk, seed, accept, prompts)
+        return (*kt.run(k, num_pages, cache, overlap, chunk, seed, accept, prompts),
+                devices.last.moved)
     finally:
         monkeypatch.undo()
 
@@ -92,21 +120,15 @@ def run(k, num_pages, cache, overlap, chunk, seed, accept, prompts, monkeypatch)
 def test_tree_drafts_match_one_token_per_step(monkeypatch, k, num_pages, cache, overlap, chunk,
                                               seed, accept, prompts):
     want, _ = kt.run(0, num_pages, cache, False, chunk, seed, accept, prompts)
-    got, counters = run(k, num_pages, cache, overlap, chunk, seed, accept, prompts, monkeypatch)
+    got, counters, _ = run(k, num_pages, cache, overlap, chunk, seed, accept, prompts,
+                           monkeypatch)
     assert got == want
     assert counters.accepted_tokens <= counters.drafted_tokens
 
 
 def test_trees_verify_and_move(monkeypatch):
     """A fixed case where trees are verified and accepted paths move (not vacuous)."""
-    moves = []
-    launch = TreeDevice.launch
-
-    def spy(self, batch):
-        moves.extend(batch.kv_moves)
-        return launch(self, batch)
-    monkeypatch.setattr(TreeDevice, "launch", spy)
     prompts = [([5, 6, 7], 30), ([9, 9, 4], 25)]
     want, _ = kt.run(0, 64, True, False, 64, 3, 0.7, prompts)
-    got, c = run(5, 64, True, True, 64, 3, 0.7, prompts, monkeypatch)
-    assert got == want and c.verify_steps > 0 and c.accepted_tokens > 0 and moves
+    got, c, moved = run(5, 64, True, True, 64, 3, 0.7, prompts, monkeypatch)
+    assert got == want and c.verify_steps > 0 and c.accepted_tokens > 0 and moved > 0
