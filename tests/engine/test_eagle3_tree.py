@@ -13,6 +13,7 @@ from anyware.request import InvalidRequestError
 from tests.engine.conftest import ENGINE_DEFAULTS
 from tests.engine.eagle3_heads import cycle_pair, random_head
 from tests.engine.test_eagle3 import reference_head
+from tests.engine.test_spec_graphs import fake_graphs  # noqa: F401 (a fixture)
 from tests.engine.test_speculative import PARAMS, prompts_with_repeats, run
 from tests.engine.tiny_models import random_prompts
 
@@ -160,3 +161,16 @@ def test_accepted_paths_move_the_heads_features(model_dir, heads):
     assert census.moves > 0 and len(seen) >= 3
     for tokens, tree in seen[:4]:
         assert (tree.tokens, tree.parents) == _reference_tree(model, head, tokens, k, topk)
+
+
+def test_eagle3_trees_under_graphs(model_dir, heads, fake_graphs):  # noqa: F811 (the fixture)
+    """With the graph strategy (the fake device module of test_spec_graphs): the head's tree
+    levels and the target's tree verifies run eagerly, the rest replays; greedy output equals
+    the eager run without speculation."""
+    model = model_dir("llama")
+    prompts = random_prompts((9, 23, 5), seed=4)
+    params = SamplingParams(max_new_tokens=16, temperature=0, ignore_eos=True)
+    base, _ = run(model, prompts, params, page_size=4)
+    got, c = run(model, prompts, params, page_size=4, execution="graphs",
+                 **tree_spec(heads["random"]))
+    assert got == base and c.verify_steps > 0 and len(fake_graphs) == 2
