@@ -20,6 +20,11 @@ before that result is processed (``Request.awaiting``); the draft KV is marked u
 cached) and ``KVManager.truncate`` releases the slots of rejected drafts. Under overlap
 scheduling a speculating request therefore runs every other step (its verify overlaps with
 the other requests' steps, not with its own next one).
+
+Tree drafts: a draft source may return a ``DraftTree``; a greedy request verifies it whole in
+a VERIFY batch (one without prefill chunks), otherwise its chain of first children.
+``process`` records the slot copies that bring an accepted path's KV to consecutive
+positions (``take_kv_moves``) before ``truncate`` releases the rest.
 """
 
 from __future__ import annotations
@@ -136,7 +141,8 @@ class Scheduler:
         ks = {len(d) for d in drafts[len(prefills):]}
         if not prefills:
             mode = ForwardMode.DECODE if ks == {0} else (
-                ForwardMode.VERIFY if len(ks) == 1 or any(trees) else ForwardMode.MIXED)
+                ForwardMode.VERIFY if len(ks) == 1 or any(t is not None for t in trees)
+                else ForwardMode.MIXED)
         else:
             mode = ForwardMode.EXTEND if not decodes else ForwardMode.MIXED
         prompt_lp = []
