@@ -219,3 +219,27 @@ def test_sliding_window_model_refuses_tree_drafts(tmp_path):
                         max_window_layers=0)
     with pytest.raises(ValueError, match="sliding-window"):
         Engine(str(model), **ENGINE_DEFAULTS, **TREE)
+
+
+def test_logprobs_follow_the_accepted_path(model_dir):
+    """Logprobs of tokens kept from a tree verify (rows reordered on the device) are those of
+    the tokens at the accepted nodes: equal to the run without speculation."""
+    model = model_dir("llama")
+    prompts = random_prompts((6, 11), seed=9)
+    params = SamplingParams(max_new_tokens=14, temperature=0, ignore_eos=True, logprobs=2)
+
+    def generate(drafter=None, **kw):
+        with Engine(str(model), **ENGINE_DEFAULTS, page_size=4, **kw) as engine:
+            if drafter is not None:
+                engine._loop.call(lambda core: setattr(core.speculator, "drafter", drafter))
+            return [r.outputs[0] for r in engine.generate(prompts, params)]
+
+    base = generate()
+    known = {tuple(p): o.token_ids for p, o in zip(prompts, base)}
+    got = generate(SecondBranch(known), **TREE)
+    for b, g in zip(base, got):
+        assert g.token_ids == b.token_ids
+        for lb, lg in zip(b.logprobs, g.logprobs, strict=True):
+            assert lg.token_id == lb.token_id
+            assert lg.logprob == pytest.approx(lb.logprob, abs=1e-4)
+            assert [t for t, _ in lg.top] == [t for t, _ in lb.top]
