@@ -243,3 +243,18 @@ def test_logprobs_follow_the_accepted_path(model_dir):
             assert lg.token_id == lb.token_id
             assert lg.logprob == pytest.approx(lb.logprob, abs=1e-4)
             assert [t for t, _ in lg.top] == [t for t, _ in lb.top]
+
+
+def test_penalties_count_each_nodes_own_path(model_dir):
+    """A greedy request with penalties: each tree node's logits are penalised over the output
+    plus the drafts on its own root path (not its cousins'), as a plain decode would be."""
+    model = model_dir("llama")
+    prompts = [[7, 8, 9, 7, 8, 3] * 3, *random_prompts((10,), seed=12)]
+    params = SamplingParams(max_new_tokens=20, temperature=0, ignore_eos=True,
+                            repetition_penalty=1.5, frequency_penalty=0.5)
+    base, _ = run(model, prompts, [params] * 2, page_size=4)
+    known = {tuple(p): out[0][0] for p, out in zip(prompts, base)}
+    census = Census()
+    got, c = run(model, prompts, [params] * 2, SecondBranch(known), census=census,
+                 page_size=4, **TREE)
+    assert got == base and census.moves > 0 and c.accepted_tokens > 0
