@@ -57,7 +57,7 @@ def build(platform, backend, gen, *, dtype, page_size, num_heads, num_kv_heads, 
     spec = None
     if mode is ForwardMode.VERIFY:
         tm = tree_mask.to(dev) if tree_mask is not None else None
-        spec = SpecInfo(num_draft_tokens=extend_lens[0] - 1, tree_mask=tm)
+        spec = SpecInfo(num_draft_tokens=max(extend_lens) - 1, tree_mask=tm)
     batch = ForwardBatch.build(
         mode=mode, input_ids=[0] * t, prefix_lens=prefix_lens, extend_lens=extend_lens,
         page_table=table, out_slots=out_slots, page_size=page_size, device=dev,

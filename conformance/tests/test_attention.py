@@ -1,6 +1,6 @@
 """Tier attention: the platform's attention backend over a paged KV cache, against the fp32
 reference, for every mode it claims (extend with/without prefix, decode, multi-token verify,
-tree verify, sliding window, logit soft-cap), page sizes from its capabilities, GQA ratios 1
+tree verify, ragged tree verify, sliding window, logit soft-cap), page sizes from its capabilities, GQA ratios 1
 and 4, head dims 64 and 128, ragged batches. Also checks the new K/V landed exactly at
 ``out_slots`` and nothing else in the cache changed."""
 
@@ -35,6 +35,10 @@ CASES = {
     "verify": (("attention.verify",), ForwardMode.VERIFY, [5, 23], [4, 4], {}),
     "tree_verify": (("attention.verify", "attention.tree_mask"), ForwardMode.VERIFY,
                     [11, 3], [5, 5], {"tree": True}),
+    # tree drafts of different sizes in one batch (and a plain decode row): each request
+    # carries 1 to n new tokens under a [B, n, n] mask
+    "tree_verify_ragged": (("attention.verify", "attention.tree_mask"), ForwardMode.VERIFY,
+                           [11, 3, 40], [5, 2, 1], {"tree": True}),
     "sliding_window": (("attention.sliding_window",), ForwardMode.EXTEND, [30, 2], [6, 9],
                        {"sliding_window": 8}),
     "logit_softcap": (("attention.logit_softcap",), ForwardMode.EXTEND, [12, 0], [5, 7],
@@ -66,7 +70,7 @@ def test_attention(platform, conf, gen, case, shape, dtype, page_size):
     scale = 0.8 * hd**-0.5  # not the default, so a backend that ignores layer.scale fails
     spec = paged.spec_for(hq, hkv, hd, dtype, len(prefix_lens), 128)
     backend = platform.attention_backend(spec)
-    tree = _tree(gen, len(prefix_lens), extend_lens[0]) if extra.get("tree") else None
+    tree = _tree(gen, len(prefix_lens), max(extend_lens)) if extra.get("tree") else None
     sc = paged.build(
         platform, backend, gen, dtype=dtype, page_size=page_size, num_heads=hq,
         num_kv_heads=hkv, head_dim=hd, prefix_lens=prefix_lens, extend_lens=extend_lens,

@@ -124,6 +124,43 @@ def test_speculative_loop_greedy_matches_reference(harness, caps, conf, tiny_mod
     assert stats.verify_steps > 0 and stats.drafted_tokens > 0, stats
 
 
+@pytest.mark.anyware(tier="engine", capability="engine.speculative_tree",
+                     needs=("attention.verify", "attention.tree_mask"), provisional=True)
+def test_tree_speculation_greedy_matches_reference(harness, caps, conf, tiny_models):
+    """Tree drafts on the platform (n-gram tries: VERIFY forwards with a tree mask and
+    per-node positions, tree acceptance on the device, the accepted path's KV copied to
+    consecutive slots in the backend's layout): greedy tokens equal the CPU fp32 reference
+    without speculation (near-tie rule as above), and drafts were verified."""
+    try:
+        from anyware import Engine, SamplingParams
+    except ImportError as exc:
+        pytest.skip(f"provisional: the engine is not available in this install: {exc}")
+    model, dtype = "llama-gqa", "float32" if torch.float32 in caps.dtypes else "bfloat16"
+    # repeated n-grams with different continuations, so the tries branch
+    prompts = [[5, 6, 7, 5, 6, 8, 5, 6, 7] * 3, [40, 41, 42, 40, 41, 43] * 3 + [40], [9, 200, 31]]
+    page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
+    engine = Engine(model=tiny_models[model], platform=harness.name, dtype=dtype,
+                    page_size=page_size, kv_cache_bytes=64 << 20,
+                    max_running_requests=4, chunked_prefill_size=32,
+                    speculative_algorithm="ngram", speculative_ngram_tree=True,
+                    speculative_num_draft_tokens=6, speculative_auto_off=False,
+                    attention_backend=harness.attention_backend,
+                    # the accepted path's KV is copied in place between steps, which compiled
+                    # (functional) programs do not keep: checked eagerly there
+                    execution="eager" if caps.compiled_execution else "auto")
+    try:
+        outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
+                                                       ignore_eos=True))
+        stats = engine.stats()
+    finally:
+        engine.shutdown()
+    want = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
+    for i, (o, (ref_toks, _, ref_top)) in enumerate(zip(outs, want)):
+        conf.greedy_tokens(f"request {i} tokens", list(o.outputs[0].token_ids), ref_toks,
+                           ref_top, dtype=dtype)
+    assert stats.verify_steps > 0 and stats.drafted_tokens > 0, stats
+
+
 def _random_eagle3_head(out, target: str) -> str:
     """A random EAGLE-3 head for ``target`` in the published layout (config.json with
     architecture LlamaForCausalLMEagle3 + safetensors: fc, midlayer.*, norm, lm_head over a

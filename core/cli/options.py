@@ -183,6 +183,15 @@ def add_speculative_options(parser: argparse.ArgumentParser) -> None:
                    help="shortest n-gram prompt lookup matches")
     g.add_argument("--speculative-ngram-max", type=int, default=4, metavar="N",
                    help="longest n-gram prompt lookup matches (tried first)")
+    g.add_argument("--speculative-ngram-tree", action="store_true",
+                   help="with --speculative-algorithm ngram: draft a token tree (several "
+                        "matches merged into a trie of at most K nodes) that greedy requests "
+                        "verify in one step; sampling requests verify its best chain")
+    g.add_argument("--speculative-eagle-topk", type=int, default=1, metavar="K",
+                   help="with --speculative-algorithm eagle3: children per draft-tree node; 1 "
+                        "drafts chains, more draft token trees of at most "
+                        "--speculative-num-draft-tokens nodes that greedy requests verify in "
+                        "one step")
     g.add_argument("--speculative-acceptance", default="exact", choices=("exact", "rejection"),
                    help="temperature > 0: 'exact' (a draft is kept when it equals the target's "
                         "seeded sample: output identical to no speculation, seed for seed) or "
@@ -217,6 +226,8 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
             speculative_draft_model=args.speculative_draft_model,
             speculative_ngram_min=args.speculative_ngram_min,
             speculative_ngram_max=args.speculative_ngram_max,
+            speculative_ngram_tree=args.speculative_ngram_tree,
+            speculative_eagle_topk=args.speculative_eagle_topk,
             speculative_acceptance=args.speculative_acceptance,
             speculative_auto_off=not args.speculative_disable_auto_off,
         )

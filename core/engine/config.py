@@ -74,6 +74,12 @@ class EngineConfig:
     speculative_draft_model: str | None = None
     speculative_ngram_min: int = 1
     speculative_ngram_max: int = 4
+    # ngram: draft token trees (several matches merged into a trie, at most k nodes) that
+    # greedy requests verify in one step (needs the attention feature tree_mask)
+    speculative_ngram_tree: bool = False
+    # eagle3: children per tree node (SGLang's --speculative-eagle-topk); 1 drafts chains,
+    # more draft token trees of at most k nodes (needs the attention feature tree_mask)
+    speculative_eagle_topk: int = 1
     # temperature > 0: "exact" keeps a draft only when it equals the target's own seeded
     # sample (output identical to no speculation, seed for seed); "rejection" accepts draft d
     # with probability min(1, p(d) / q(d)) and resamples a rejection from the residual. Both
@@ -102,7 +108,8 @@ class EngineConfig:
             return None
         return SpecConfig(self.speculative_algorithm, self.speculative_num_draft_tokens,
                           self.speculative_draft_model, self.speculative_ngram_min,
-                          self.speculative_ngram_max)
+                          self.speculative_ngram_max, self.speculative_ngram_tree,
+                          self.speculative_eagle_topk)
 
     @classmethod
     def from_kwargs(cls, model: str | None, **kwargs) -> EngineConfig:
@@ -113,6 +120,12 @@ class EngineConfig:
         cfg = cls(model=resolve_model(model), **kwargs)
         if not 0 < cfg.mem_fraction <= 1:
             raise InvalidRequestError("mem_fraction must be in (0, 1]", "mem_fraction")
+        if cfg.speculative_ngram_tree and cfg.speculative_algorithm is None:
+            raise InvalidRequestError("speculative_ngram_tree needs speculative_algorithm "
+                                      "'ngram'", "speculative_ngram_tree")
+        if cfg.speculative_eagle_topk != 1 and cfg.speculative_algorithm is None:
+            raise InvalidRequestError("speculative_eagle_topk needs speculative_algorithm "
+                                      "'eagle3'", "speculative_eagle_topk")
         if cfg.speculative_algorithm is not None:
             try:
                 cfg.spec_config().check()

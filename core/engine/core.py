@@ -24,7 +24,7 @@ from anyware.sampling import Sampler
 from anyware.sampling.output import SampleOutput
 from anyware.scheduler import Scheduler, SchedulerConfig, make_policy
 from anyware.scheduler.kv_manager import KVManager
-from anyware.spec import NgramDrafter, SpecConfig, SpecSwitch, Speculator
+from anyware.spec import NgramDrafter, NgramTreeDrafter, SpecConfig, SpecSwitch, Speculator
 
 log = logging.getLogger("anyware")
 
@@ -75,7 +75,8 @@ def _check_draft_architecture(algorithm: str, path: str, cfg: ModelConfig) -> No
 def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
                        world_size: int) -> PlatformConfig:
     """The platform configured for ``cfg`` (the same on every rank)."""
-    features = AttentionFeatures(verify=spec is not None, tree_mask=False)
+    tree = spec is not None and spec.tree
+    features = AttentionFeatures(verify=spec is not None, tree_mask=tree)
     try:
         return platform.configure(PlatformConfig(
             dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
@@ -86,6 +87,12 @@ def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
             extra=dict(cfg.platform_options),
         ))
     except CapabilityError as e:
+        if tree and "tree_mask" in str(e):
+            raise CapabilityError(
+                f"{e} Tree drafts (--speculative-ngram-tree) need the attention capability "
+                "'tree_mask' (a per-request mask over the draft tokens); run without "
+                "--speculative-ngram-tree (chain drafts) or pick an attention backend that "
+                "declares tree_mask.") from None
         if spec is None or "verify" not in str(e):
             raise
         raise CapabilityError(
@@ -128,6 +135,13 @@ class EngineCore:
                     f"draft model {spec.draft_model} has a vocabulary of "
                     f"{draft_cfg.vocab_size} tokens, the target {model_cfg.vocab_size}: a draft "
                     "model must share the target's tokenizer")
+        if spec is not None and spec.tree and model_cfg.sliding_window is not None:
+            # attention backends place a verify row's query at prefix + row for the window
+            # bound; a tree node sits at prefix + depth, so windowed layers would see too little
+            raise ValueError(
+                f"tree drafts (--speculative-ngram-tree) are not supported for models with "
+                f"sliding-window attention ({cfg.model}: window {model_cfg.sliding_window}); "
+                "run without --speculative-ngram-tree (chain drafts)")
         platform = self.platform = load_platform(cfg.platform)
         placement = self.group = None
         if cfg.tensor_parallel_size > 1:
@@ -147,6 +161,14 @@ class EngineCore:
                 "as state, and EAGLE-3 needs the target's in-place writes of the head's "
                 "features: run with --execution eager (or graphs where the platform has them), "
                 "or use --speculative-algorithm ngram / draft")
+        if spec is not None and spec.tree and pcfg.execution == "compiled":
+            # an accepted tree path's KV is copied in place between steps; a compiled
+            # (functional) program keeps the KV cache as state of its own
+            raise CapabilityError(
+                f"platform {platform.name!r} runs compiled programs that keep the KV cache as "
+                "their own state, and tree drafts move the accepted path's KV in place: run "
+                "with --execution eager (or graphs where the platform has them), or without "
+                "--speculative-ngram-tree")
         device = platform.init_device(rank, local_rank)
         platform.manual_seed(cfg.seed)
         if placement is not None:
@@ -168,7 +190,8 @@ class EngineCore:
             # the head is built while the target's worker is (before its graphs are captured)
             from anyware.spec.eagle3 import Eagle3Attachment
 
-            eagle = Eagle3Attachment(draft_wcfg, platform, pcfg, device, budget)
+            eagle = Eagle3Attachment(draft_wcfg, platform, pcfg, device, budget,
+                                     spec.eagle_topk)
         # graph strategies capture VERIFY graphs this wide: the target verifies k drafts plus
         # its last token
         verify_tokens = spec.num_draft_tokens + 1 if spec is not None else 0
@@ -192,6 +215,8 @@ class EngineCore:
         self._eagle = eagle
         if eagle is not None:
             self.draft_worker = eagle.worker
+            # the target's features of an accepted tree path move with its KV
+            self.worker.runner.slot_tensors.append(eagle.features)
         elif draft_cfg is not None:  # its own KV pool, addressed by the target's page ids
             self.draft_worker = ModelWorker(draft_wcfg, platform, pcfg, device, budget,
                                             share_pages_with=self.worker)
@@ -222,12 +247,20 @@ class EngineCore:
 
     def _speculator(self, spec: SpecConfig) -> Speculator:
         if spec.algorithm == "ngram":
-            drafter = NgramDrafter(spec.ngram_min, spec.ngram_max)
+            drafter = (NgramTreeDrafter(spec.ngram_min, spec.ngram_max) if spec.ngram_tree
+                       else NgramDrafter(spec.ngram_min, spec.ngram_max))
         elif spec.algorithm == "eagle3":
             from anyware.spec.eagle3 import Eagle3Drafter
 
-            drafter = Eagle3Drafter(self.draft_worker, self.kv, self.cfg.chunked_prefill_size,
-                                    self._eagle.features)
+            if spec.eagle_topk > 1:
+                from anyware.spec.eagle3_tree import Eagle3TreeDrafter
+
+                drafter = Eagle3TreeDrafter(self.draft_worker, self.kv,
+                                            self.cfg.chunked_prefill_size,
+                                            self._eagle.features, spec.eagle_topk)
+            else:
+                drafter = Eagle3Drafter(self.draft_worker, self.kv,
+                                        self.cfg.chunked_prefill_size, self._eagle.features)
         else:
             from anyware.spec.draft_model import DraftModelDrafter
 
@@ -293,6 +326,9 @@ class EngineCore:
         step.event.synchronize()
         tokens, logprobs = step.output.lists()
         self.scheduler.process(step.batch, tokens, logprobs, step.output.prompt_lists())
+        moves = self.scheduler.take_kv_moves()
+        if moves:  # accepted tree paths to consecutive positions, before any later launch
+            self.worker.move_kv(moves)
         if self.speculator is not None:
             self.speculator.after_process(step.batch, tokens)
 

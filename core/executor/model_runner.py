@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from anyware.executor.future import FutureTokens
 from anyware.executor.plan import StepPlan
-from anyware.memory import KVPool, PageTable
+from anyware.executor.tree import tree_inputs
+from anyware.memory import KVPool, PageTable, move_kv
 from anyware.plugin import (
     AttentionBackend,
     Bucket,
@@ -36,6 +37,9 @@ class ModelRunner:
         self.device = device
         self.verify_tokens = verify_tokens
         self.future = FutureTokens(page_table.table.shape[0], device)
+        # slot-addressed tensors ([slots, ...]) whose entries move with the KV of accepted
+        # tree paths (an EAGLE-3 head's features)
+        self.slot_tensors: list[torch.Tensor] = []
 
     @property
     def kv_cache(self) -> KVCache:
@@ -71,9 +75,19 @@ class ModelRunner:
             extend_lens=list(sb.extend_lens), logit_counts=sb.logit_counts(),
             out_slots=out_slots, rows=rows, width=width,
             page_updates=self.page_table.take_pending(),
-            num_draft_tokens=len(sb.drafts[0]) if sb.mode is ForwardMode.VERIFY else 0,
+            num_draft_tokens=(max(len(d) for d in sb.drafts)
+                              if sb.mode is ForwardMode.VERIFY else 0),
             publish_rows=[row for row, s in zip(rows, sb.sampling_rows()) if s],
+            tree_parents=([list(t.parents) if t is not None else [] for t in sb.trees]
+                          if sb.has_tree else None),
         )
+
+    def move_kv(self, moves: list[tuple[int, int]]) -> None:
+        """Copy the KV (and the ``slot_tensors`` rows) of each ``(source, destination)`` slot
+        pair, queued on the device after everything launched before (no host sync)."""
+        if moves:
+            idx = torch.tensor(moves, dtype=torch.int64).to(self.device, non_blocking=True)
+            move_kv(self.pool.cache, idx[:, 0], idx[:, 1], self.slot_tensors)
 
     def batch_from_plan(self, plan: StepPlan) -> ForwardBatch:
         """The :class:`ForwardBatch` of ``plan`` on this rank's device."""
@@ -92,6 +106,10 @@ class ModelRunner:
             logit_counts=plan.logit_counts,
             spec=SpecInfo(plan.num_draft_tokens) if mode is ForwardMode.VERIFY else None,
         )
+        if plan.tree_parents is not None:
+            batch.positions, batch.spec.tree_mask = tree_inputs(
+                plan.tree_parents, plan.prefix_lens, plan.extend_lens,
+                plan.num_draft_tokens + 1, self.device)
         if plan.input_ids and min(plan.input_ids) < 0:  # tokens sampled by a step in flight
             batch.input_ids = self.future.resolve(batch.input_ids)
         return batch

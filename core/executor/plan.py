@@ -18,7 +18,9 @@ class StepPlan:
     and the columns it reads. page_updates: ``(row, column, page)`` entries set since the last
     plan (every rank mirrors rank 0's page table). num_draft_tokens: per request in VERIFY
     mode, else 0. publish_rows: the rows whose sampled token rank 0 broadcasts after the step
-    (each rank keeps them for placeholders)."""
+    (each rank keeps them for placeholders). tree_parents: in a VERIFY step with tree drafts,
+    per request its nodes' parents (``DraftTree.parents``; empty for a chain row), else
+    ``None``."""
 
     mode: str
     input_ids: list[int]
@@ -31,3 +33,4 @@ class StepPlan:
     page_updates: list[tuple[int, int, int]]
     num_draft_tokens: int = 0
     publish_rows: list[int] | None = None
+    tree_parents: list[list[int]] | None = None

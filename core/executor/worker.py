@@ -163,6 +163,12 @@ class ModelWorker:
             tokens = torch.empty(len(plan.publish_rows), dtype=torch.int64, device=self.device)
             self.runner.future.publish(plan.publish_rows, self.comm.broadcast(tokens, src=0))
 
+    def move_kv(self, moves: list[tuple[int, int]]) -> None:
+        """Copy the KV of each ``(source, destination)`` slot pair in this worker's pool
+        (accepted tree paths; ``ModelRunner.move_kv``). On this rank only: speculative
+        decoding runs without tensor parallelism."""
+        self.runner.move_kv(moves)
+
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         return self.strategy.run(batch)
 

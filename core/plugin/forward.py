@@ -13,8 +13,9 @@ request ``i`` (entries past the request's pages are unspecified). ``out_slots[t]
 slot where the KV of new token ``t`` is written.
 
 Modes. DECODE: every ``extend_len`` is 1. EXTEND: prefill (any prefix). VERIFY: each request
-carries ``spec.num_draft_tokens + 1`` tokens and needs logits for all of them. MIXED: prefill
-and decode (or verify) requests in one batch.
+carries ``spec.num_draft_tokens + 1`` tokens and needs logits for all of them (with a
+``spec.tree_mask``, 1 to ``num_draft_tokens + 1`` tokens: tree drafts of different sizes
+in one batch). MIXED: prefill and decode (or verify) requests in one batch.
 
 Device tensors are on the platform's device; the ``*_cpu`` lists are host copies for the
 host-side ``prepare`` step of attention backends (dynamic shapes allowed there, never in the
@@ -43,7 +44,10 @@ class SpecInfo:
     num_draft_tokens: draft tokens per request (each request verifies that many + 1).
     tree_mask: optional bool ``[B, n, n]`` with ``n = num_draft_tokens + 1``: ``tree_mask[i, a, b]``
         says whether new token ``a`` of request ``i`` may attend to new token ``b``. The
-        prefix is always visible. ``None`` means a chain (causal) draft.
+        prefix is always visible. ``None`` means a chain (causal) draft. With a tree mask a
+        request may carry fewer than ``n`` new tokens (its ``extend_len``; the mask's rows
+        and columns past them are unused), and the positions are the batch's ``positions``
+        (the engine gives a tree node ``prefix + depth``), not ``prefix + row``.
     """
 
     num_draft_tokens: int

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from anyware.plugin import ForwardMode
+from anyware.request.draft_tree import DraftTree
 from anyware.request.request import Request
 
 
@@ -25,6 +26,10 @@ class ScheduledBatch:
         token after each) this step computes, or ``None`` (empty list: nobody asks). Such a
         request gets a logit row for every new position from ``start`` on: rows ``start ..
         end - 1`` are its prompt logprobs, its last row is its sampling row when it samples.
+    trees: per request, the :class:`DraftTree` its drafts form (``drafts[i]`` is then the
+        tree's node tokens in node order), or ``None`` for a chain. Only a VERIFY batch
+        carries trees; its forward feeds each node at ``prefix + depth`` under
+        ``SpecInfo.tree_mask``.
     out_index / rows: filled by ``commit``: where the request's first new token goes in its
         ``output_ids`` (-1: no token) and its page-table row at launch.
     """
@@ -36,12 +41,15 @@ class ScheduledBatch:
     samples: list[bool] = field(default_factory=list)
     drafts: list[list[int]] = field(default_factory=list)
     prompt_lp: list[tuple[int, int] | None] = field(default_factory=list)
+    trees: list[DraftTree | None] = field(default_factory=list)
     out_index: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.drafts:
             self.drafts = [[] for _ in self.reqs]
+        if not self.trees:
+            self.trees = [None] * len(self.reqs)
         if not self.samples:
             self.samples = [p + e == r.seq_len + len(d) and r.params.max_new_tokens > 0
                             for r, p, e, d in
@@ -58,6 +66,10 @@ class ScheduledBatch:
     @property
     def has_verify(self) -> bool:
         return any(self.drafts)
+
+    @property
+    def has_tree(self) -> bool:
+        return any(t is not None for t in self.trees)
 
     def sampling_rows(self) -> list[bool]:
         """Which requests produce tokens this step."""

@@ -15,6 +15,7 @@ from anyware.request import Request, ScheduledBatch
 from anyware.sampling.output import SampleOutput
 from anyware.sampling.prompt_logprobs import prompt_logprobs
 from anyware.sampling.rejection import rejection_chain, target_probs
+from anyware.sampling.tree_verify import accept_tree
 from anyware.sampling.verify import accept_chain
 
 Resolver = Callable[[torch.Tensor], torch.Tensor]
@@ -143,23 +144,52 @@ class Sampler:
             return self.sample(logits, [batch.reqs[i] for i in rows],
                                [batch.out_index[i] for i in rows], resolve)
         reqs, steps, before, spans = [], [], [], []
-        for req, samples, idx, drafts in zip(batch.reqs, batch.sampling_rows(), batch.out_index,
-                                             batch.drafts):
+        for req, samples, idx, drafts, tree in zip(batch.reqs, batch.sampling_rows(),
+                                                   batch.out_index, batch.drafts, batch.trees):
             if not samples:
                 continue
             spans.append(1 + len(drafts))
-            for j in range(1 + len(drafts)):
-                reqs.append(req)
-                steps.append(idx + j)
-                before.append(drafts[:j])
-        drafts = [d for d, s in zip(batch.drafts, batch.samples) if s]
+            reqs += [req] * (1 + len(drafts))
+            if tree is None:
+                steps += range(idx, idx + 1 + len(drafts))
+                before += [drafts[:j] for j in range(1 + len(drafts))]
+                continue
+            # node i: the step at its depth, after the tokens of its root path
+            paths: list[list[int]] = []
+            for tok, par in zip(tree.tokens, tree.parents):
+                paths.append((paths[par] if par >= 0 else []) + [tok])
+            steps += [idx] + [idx + len(p) for p in paths]
+            before += [[], *paths]
+        rows = [(d, t) for d, t, s in zip(batch.drafts, batch.trees, batch.samples) if s]
+        drafts = [d for d, _ in rows]
         processed = self._apply_penalties(logits, reqs, steps, resolve, before)
         out = self._draw(logits, processed, reqs, steps)
         out.spans = spans
-        out.counts = accept_chain(out.tokens, spans, drafts)
-        if self.rejection:
+        out.counts = accept_chain(out.tokens, spans,
+                                  [d if t is None else [] for d, t in rows])
+        if batch.has_tree:
+            self._accept_trees(out, spans, [t for _, t in rows])
+        if self.rejection:  # trees are greedy (the scheduler verifies chains otherwise)
             self._reject(out, logits, processed, reqs, steps, spans, drafts)
         return out
+
+    def _accept_trees(self, out: SampleOutput, spans: list[int],
+                      trees: list) -> None:
+        """Greedy acceptance of the tree rows (``tree_verify.accept_tree``): their counts,
+        and every per-row tensor reordered so each tree's kept tokens come first."""
+        starts, s = [], 0
+        for span in spans:
+            starts.append(s)
+            s += span
+        which = [r for r, t in enumerate(trees) if t is not None]
+        counts, order = accept_tree(out.tokens, [starts[r] for r in which],
+                                    [trees[r] for r in which])
+        out.counts = out.counts.index_copy(0, self._tensor(which, torch.int64), counts)
+        out.tokens = out.tokens[order]
+        for name in ("chosen", "top_values", "top_ids"):
+            t = getattr(out, name)
+            if t is not None:
+                setattr(out, name, t[order])
 
     def _reject(self, out: SampleOutput, raw: torch.Tensor, processed: torch.Tensor,
                 reqs: list[Request], steps: list[int], spans: list[int],

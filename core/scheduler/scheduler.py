@@ -20,6 +20,11 @@ before that result is processed (``Request.awaiting``); the draft KV is marked u
 cached) and ``KVManager.truncate`` releases the slots of rejected drafts. Under overlap
 scheduling a speculating request therefore runs every other step (its verify overlaps with
 the other requests' steps, not with its own next one).
+
+Tree drafts: a draft source may return a ``DraftTree``; a greedy request verifies it whole in
+a VERIFY batch (one without prefill chunks), otherwise its chain of first children.
+``process`` records the slot copies that bring an accepted path's KV to consecutive
+positions (``take_kv_moves``) before ``truncate`` releases the rest.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from anyware.plugin import ForwardMode
-from anyware.request import ScheduledBatch, TokenDelta
+from anyware.request import DraftTree, ScheduledBatch, TokenDelta
 from anyware.request.request import Request, placeholder
 from anyware.scheduler.kv_manager import KVManager
 from anyware.scheduler.policy import FCFSPolicy, SchedulePolicy
+from anyware.scheduler.tree_moves import path_moves
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,10 @@ class SchedulerConfig:
     num_draft_tokens: int = 0  # k: draft tokens a decoding request may verify per step
 
 
-DraftSource = Callable[[Request, int], Sequence[int]]
+DraftSource = Callable[[Request, int], "Sequence[int] | DraftTree"]
 """``propose(request, max_tokens)`` -> up to ``max_tokens`` draft tokens that would follow the
-request's tokens (all known when called); an empty result means a plain decode."""
+request's tokens (all known when called), or a :class:`DraftTree` of up to ``max_tokens``
+nodes; an empty result means a plain decode."""
 
 
 @dataclass
@@ -72,6 +79,8 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.counters = SchedulerCounters()
+        # KV copies of accepted tree paths, for the engine to apply (take_kv_moves)
+        self._kv_moves: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------ queue management
     def add(self, req: Request) -> None:
@@ -122,11 +131,18 @@ class Scheduler:
         items = prefills + decodes
         if not items:
             return None
-        drafts = [[] for _ in prefills] + [d for _, _, d in decodes]
+        # a tree verifies only in a VERIFY batch (SpecInfo.tree_mask); beside prefill chunks
+        # it verifies its chain of first children instead
+        trees = [None] * len(prefills) + [
+            d if isinstance(d, DraftTree) and not prefills else None for _, _, d in decodes]
+        drafts = [[] for _ in prefills] + [
+            (list(d.tokens) if t is not None else d.chain()) if isinstance(d, DraftTree) else d
+            for (_, _, d), t in zip(decodes, trees[len(prefills):])]
         ks = {len(d) for d in drafts[len(prefills):]}
         if not prefills:
             mode = ForwardMode.DECODE if ks == {0} else (
-                ForwardMode.VERIFY if len(ks) == 1 else ForwardMode.MIXED)
+                ForwardMode.VERIFY if len(ks) == 1 or any(t is not None for t in trees)
+                else ForwardMode.MIXED)
         else:
             mode = ForwardMode.EXTEND if not decodes else ForwardMode.MIXED
         prompt_lp = []
@@ -134,8 +150,10 @@ class Scheduler:
             prompt_lp = ([self._prompt_span(r, p, n) for r, p, n in prefills]
                          + [None] * len(decodes))
         return ScheduledBatch(mode, [r for r, *_ in items],
-                              [n for _, _, n in prefills] + [1 + len(d) for _, _, d in decodes],
-                              [p for _, p, _ in items], drafts=drafts, prompt_lp=prompt_lp)
+                              [n for _, _, n in prefills] + [1 + len(d) for d in
+                                                              drafts[len(prefills):]],
+                              [p for _, p, _ in items], drafts=drafts, prompt_lp=prompt_lp,
+                              trees=trees)
 
     @staticmethod
     def _prompt_span(req: Request, pre: int, n: int) -> tuple[int, int] | None:
@@ -163,12 +181,12 @@ class Scheduler:
         return (n_out >= req.params.max_new_tokens
                 or len(req.prompt_ids) + n_out >= self.cfg.context_len)
 
-    def _schedule_decodes(self) -> list[tuple[Request, int, list[int]]]:
+    def _schedule_decodes(self) -> list[tuple[Request, int, list[int] | DraftTree]]:
         """A step for each decoding request, oldest first: one token, or a verify of its
         drafts when there are some and their KV fits. When pages run out, retract the newest
         running request (possibly the one asking) until the rest fit."""
         spec = self._speculating
-        drafts: dict[int, list[int]] = {}
+        drafts: dict[int, list[int] | DraftTree] = {}
         for req in [r for r in self.running if self._wants_decode(r, spec)]:
             if not req.is_running:  # retracted to make room for an older one
                 continue
@@ -183,15 +201,24 @@ class Scheduler:
         return [(r, r.num_computed, drafts.get(id(r), [])) for r in self.running
                 if self._wants_decode(r, spec)]
 
-    def _propose(self, req: Request) -> list[int]:
+    def _propose(self, req: Request) -> list[int] | DraftTree:
         """Draft tokens for ``req`` (at most k, and never more than its length limits leave
-        room for: a verify produces up to ``len(drafts) + 1`` tokens)."""
+        room for: a verify produces up to ``len(drafts) + 1`` tokens). A tree (at most k
+        nodes) stays a tree only for a greedy request: a sampling one verifies its chain."""
         k = self.cfg.num_draft_tokens
         if not self._speculating or (req.output_ids and req.output_ids[-1] < 0):
             return []
         room = min(k, req.params.max_new_tokens - len(req.output_ids) - 1,
                    self.cfg.context_len - req.seq_len - 1)
-        return list(self.drafts(req, room))[:room] if room > 0 else []
+        if room <= 0:
+            return []
+        d = self.drafts(req, room)
+        if isinstance(d, DraftTree):
+            d = d.truncated(room)
+            if d.is_chain or not req.params.greedy:
+                return d.chain()
+            return d
+        return list(d)[:room]
 
     def _retract(self, req: Request) -> None:
         """Preempt: release KV (kept in the prefix cache when enabled) and requeue first."""
@@ -287,9 +314,9 @@ class Scheduler:
                 req.sink(TokenDelta(req.rid, [], None, False, cached_tokens=req.cached_tokens,
                                     prompt_logprobs=lps))
         j = 0
-        for req, samples, idx, pre, ext, drafts in zip(
+        for req, samples, idx, pre, ext, drafts, tree in zip(
                 batch.reqs, batch.sampling_rows(), batch.out_index, batch.prefix_lens,
-                batch.extend_lens, batch.drafts):
+                batch.extend_lens, batch.drafts, batch.trees):
             if not samples:
                 if (req.params.max_new_tokens == 0 and pre + ext >= len(req.prompt_ids) - 1
                         and not req.finished):
@@ -307,6 +334,9 @@ class Scheduler:
                     del req.output_ids[idx:]  # nothing past a verify's tokens
                     req.output_ids.extend(toks)
                     if req.is_running:  # release the rejected drafts' KV slots
+                        if tree is not None:  # the accepted path to consecutive positions
+                            self._kv_moves += path_moves(req, pre, tree, toks[:-1],
+                                                         self.kv.page_size)
                         self.kv.truncate(req, pre + len(toks))
             elif not req.finished:
                 # a request retracted after this batch launched still takes its token
@@ -314,6 +344,14 @@ class Scheduler:
             if req.finished:  # aborted, or stopped one step earlier (its extra decode)
                 continue
             self._deliver(req, idx, toks, lps)
+
+    def take_kv_moves(self) -> list[tuple[int, int]]:
+        """The ``(source slot, destination slot)`` KV copies of the tree paths accepted by
+        the batches processed since the last call (``tree_moves.path_moves``); the caller
+        queues them on the device before anything launched later reads the KV (the
+        request's next step, a drafter's, a prefix-cache hit, a new owner of a freed page)."""
+        moves, self._kv_moves = self._kv_moves, []
+        return moves
 
     def _deliver(self, req: Request, idx: int, toks: list[int], lps: list | None) -> None:
         """Stop checks for the tokens now at ``output_ids[idx:idx + len(toks)]``; send them."""

@@ -4,8 +4,10 @@ source (docs/speculative.md)."""
 
 from anyware.spec.drafter import Drafter, DraftItem
 from anyware.spec.ngram import NgramDrafter
+from anyware.spec.ngram_tree import NgramTreeDrafter
 from anyware.spec.speculator import ALGORITHMS, SpecConfig, Speculator, draft_room
 from anyware.spec.switch import SpecSwitch
+from anyware.spec.trie import build_trie
 
-__all__ = ["ALGORITHMS", "DraftItem", "Drafter", "NgramDrafter", "SpecConfig", "SpecSwitch",
-           "Speculator", "draft_room"]
+__all__ = ["ALGORITHMS", "DraftItem", "Drafter", "NgramDrafter", "NgramTreeDrafter", "SpecConfig", "SpecSwitch",
+           "Speculator", "build_trie", "draft_room"]

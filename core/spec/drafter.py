@@ -13,6 +13,12 @@ The engine calls a drafter from its loop thread only, in this order each step:
    to follow ``request``'s tokens (``prompt_ids + output_ids``, all known: no placeholders);
    an empty list means a plain one-token decode. Proposals never change the output: the
    target verifies them (``anyware.sampling``), so a wrong draft costs only time.
+   A drafter may instead return a :class:`~anyware.request.DraftTree` of at most
+   ``max_tokens`` nodes (tree drafts): a greedy request verifies the whole tree in one step
+   (the engine asked for ``AttentionFeatures.tree_mask``), a sampling request — or any
+   request in a step with prefill chunks — verifies its chain of first children
+   (``DraftTree.chain``). ``num_drafted`` below counts the drafts verified (nodes of a
+   tree), ``num_accepted`` the accepted path's length.
 3. ``on_accept(request, num_drafted, num_accepted)`` after a verify step of ``request`` has
    been processed: of the ``num_drafted`` drafts it verified, the first ``num_accepted``
    were kept (plus one token of the target's own). The request's tokens then already include
@@ -34,7 +40,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from anyware.request import Request
+from anyware.request import DraftTree, Request
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,9 @@ class Drafter(ABC):
         """Batched work for this step's proposals (default: none)."""
 
     @abstractmethod
-    def propose(self, request: Request, max_tokens: int) -> list[int]:
-        """Up to ``max_tokens`` draft tokens to follow ``request``'s tokens."""
+    def propose(self, request: Request, max_tokens: int) -> list[int] | DraftTree:
+        """Up to ``max_tokens`` draft tokens (or tree nodes) to follow ``request``'s
+        tokens."""
 
     def on_accept(self, request: Request, num_drafted: int,  # noqa: B027 (optional hook)
                   num_accepted: int) -> None:

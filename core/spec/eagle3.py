@@ -29,7 +29,7 @@ target verifies every draft.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
@@ -47,8 +47,9 @@ class Eagle3Attachment:
     ``ModelWorker``'s ``before_setup``; then ``worker`` (the head's) and ``features`` exist."""
 
     def __init__(self, head: WorkerConfig, platform: PlatformDriver, pcfg: PlatformConfig,
-                 device: torch.device, budget: KVBudget) -> None:
+                 device: torch.device, budget: KVBudget, topk: int = 1) -> None:
         self.head_cfg, self.platform, self.pcfg = head, platform, pcfg
+        self.topk = topk  # logit rows per request of a tree level (Eagle3TreeDrafter)
         self.device, self.budget = device, budget
         self.worker: ModelWorker | None = None
         self.features: torch.Tensor | None = None
@@ -64,7 +65,7 @@ class Eagle3Attachment:
         features, embed = self.features, target.model.embed_tokens.weight
 
         def bind(worker: ModelWorker) -> None:
-            worker.model.bind(features, embed, self.head_cfg.max_running_requests)
+            worker.model.bind(features, embed, self.head_cfg.max_running_requests * self.topk)
 
         self.worker = ModelWorker(self.head_cfg, self.platform, self.pcfg, self.device,
                                   self.budget, share_pages_with=target, before_setup=bind)
@@ -97,23 +98,22 @@ class Eagle3Drafter(DraftModelDrafter):
         idx = torch.tensor(slots, dtype=torch.int64).to(self.worker.device, non_blocking=True)
         self.features.index_copy_(0, idx, self.head.hidden_out[: len(slots)])
 
-    @torch.inference_mode()
-    def prepare(self, items: Sequence[DraftItem]) -> None:
-        self._ready.clear()
-        work: list[tuple[Request, int, int]] = []  # (request, first position to feed, drafts)
+    def _work(self, items: Sequence[DraftItem]) -> list[tuple[Request, int, int]]:
+        """``(request, first position to feed, drafts)`` of the requests to draft for."""
+        work: list[tuple[Request, int, int]] = []
         for it in items:
             req, m = it.request, it.max_tokens
             if m <= 0 or req.seq_len < 2 or not self.kv.reserve(req, req.seq_len - 1 + m):
                 continue
             work.append((req, self._start(req), m))
-        if not work:
-            return
-        device, hot = self.worker.device, self.head.hot_ids
-        m_max = max(m for *_, m in work)
-        drafts = torch.zeros((len(work), m_max), dtype=torch.int64, device=device)
+        return work
 
-        # catch up: positions [start, L - 1) fed tokens [start + 1, L), in chunks of the
-        # prefill budget; each request's last chunk yields its first draft
+    def _catch_up(self, work: list[tuple[Request, int, int]],
+                  on_last: Callable[[list[int], list[Request], torch.Tensor], None]) -> None:
+        """Positions ``[start, L - 1)`` fed tokens ``[start + 1, L)``, in chunks of the
+        prefill budget; ``on_last(indices into work, requests, logits)`` for the requests
+        whose last chunk ran (their logits at position ``L - 2``; ``head.hidden_out`` holds
+        those rows' hidden states)."""
         todo = [(i, req, start) for i, (req, start, _) in enumerate(work)]
         while todo:
             budget, rows, rest = self.max_prefill_tokens, [], []
@@ -137,12 +137,26 @@ class Eagle3Drafter(DraftModelDrafter):
             logits = self.worker.run(batch)
             done = [(i, r) for (i, r, *_), f in zip(rows, last) if f]
             if done:
-                idx = torch.tensor([i for i, _ in done], dtype=torch.int64).to(
-                    device, non_blocking=True)
-                drafts[idx, 0] = hot[logits.argmax(dim=-1)]
-                if m_max > 1:
-                    self._scatter_hidden([r for _, r in done], [r.seq_len - 1 for _, r in done])
+                on_last([i for i, _ in done], [r for _, r in done], logits)
             todo = rest
+
+    @torch.inference_mode()
+    def prepare(self, items: Sequence[DraftItem]) -> None:
+        self._ready.clear()
+        work = self._work(items)
+        if not work:
+            return
+        device, hot = self.worker.device, self.head.hot_ids
+        m_max = max(m for *_, m in work)
+        drafts = torch.zeros((len(work), m_max), dtype=torch.int64, device=device)
+
+        def first_draft(done: list[int], reqs: list[Request], logits: torch.Tensor) -> None:
+            idx = torch.tensor(done, dtype=torch.int64).to(device, non_blocking=True)
+            drafts[idx, 0] = hot[logits.argmax(dim=-1)]
+            if m_max > 1:
+                self._scatter_hidden(reqs, [r.seq_len - 1 for r in reqs])
+
+        self._catch_up(work, first_draft)
 
         # draft j is fed at position L - 2 + j (its feature: the head's hidden state of the
         # position before) and gives draft j + 1

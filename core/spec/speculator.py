@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from anyware.plugin import ForwardMode
-from anyware.request import Request, ScheduledBatch
+from anyware.request import DraftTree, Request, ScheduledBatch
 from anyware.spec.drafter import Drafter, DraftItem
 from anyware.spec.switch import SpecSwitch
 
@@ -26,13 +26,24 @@ ALGORITHMS = ("ngram", "draft", "eagle3")
 class SpecConfig:
     """``algorithm``: ``"ngram"`` (prompt lookup), ``"draft"`` (a draft model at
     ``draft_model``) or ``"eagle3"`` (an EAGLE-3 head at ``draft_model``). ``num_draft_tokens``: ``k``, drafts verified per request per step.
-    ``ngram_min`` / ``ngram_max``: the n-gram sizes prompt lookup tries (longest first)."""
+    ``ngram_min`` / ``ngram_max``: the n-gram sizes prompt lookup tries (longest first).
+    ``ngram_tree``: prompt lookup drafts token trees (several matches merged into a trie;
+    greedy requests verify the tree, sampling ones its best chain). ``eagle_topk``: with
+    ``eagle3``, the children each tree node offers (1: chains; more: token trees)."""
 
     algorithm: str
     num_draft_tokens: int = 4
     draft_model: str | None = None
     ngram_min: int = 1
     ngram_max: int = 4
+    ngram_tree: bool = False
+    eagle_topk: int = 1
+
+    @property
+    def tree(self) -> bool:
+        """Whether the drafter proposes trees (the engine then needs
+        ``AttentionFeatures.tree_mask``)."""
+        return self.ngram_tree or self.eagle_topk > 1
 
     def check(self) -> None:
         """Raise ``ValueError`` (what to change) for an inconsistent configuration."""
@@ -50,6 +61,15 @@ class SpecConfig:
         if self.algorithm == "ngram" and self.draft_model:
             raise ValueError("speculative_draft_model is only used with "
                              "speculative_algorithm 'draft' or 'eagle3'")
+        if self.ngram_tree and self.algorithm != "ngram":
+            raise ValueError("speculative_ngram_tree drafts token trees by prompt lookup: it "
+                             "needs speculative_algorithm 'ngram' (draft and eagle3 draft "
+                             "chains)")
+        if self.eagle_topk < 1:
+            raise ValueError("speculative_eagle_topk must be >= 1 (1: chain drafts)")
+        if self.eagle_topk > 1 and self.algorithm != "eagle3":
+            raise ValueError("speculative_eagle_topk > 1 drafts token trees with an EAGLE-3 "
+                             "head: it needs speculative_algorithm 'eagle3'")
         if not 1 <= self.ngram_min <= self.ngram_max:
             raise ValueError("speculative n-gram sizes need 1 <= min <= max, got "
                              f"{self.ngram_min}..{self.ngram_max}")
@@ -83,7 +103,7 @@ class Speculator:
         self._t0: float | None = None
         self._steps: dict[int, _StepRecord] = {}  # id(batch) -> what the switch measures
 
-    def propose(self, request: Request, max_tokens: int) -> list[int]:
+    def propose(self, request: Request, max_tokens: int) -> list[int] | DraftTree:
         return self.drafter.propose(request, max_tokens) if self.active else []
 
     def before_schedule(self, running: Iterable[Request]) -> bool:

@@ -110,9 +110,12 @@ def test_bad_heads_are_start_up_errors(model_dir, heads, tmp_path):
     assert cfg["architectures"] == ["LlamaForCausalLMEagle3"]
 
 
-def _reference_drafts(target, head_dir, tokens, k):
-    """The head's ``k`` greedy drafts after ``tokens``, computed in plain torch from the
-    checkpoint's tensors and transformers' hidden states of the target (no KV cache)."""
+def reference_head(target, head_dir, tokens):
+    """The head in plain torch from the checkpoint's tensors and transformers' hidden states
+    of the target (no KV cache): returns ``(logits_after, hot)``, where ``logits_after(path)``
+    are the head's draft-vocabulary logits for the token after ``tokens + path`` (each path
+    token fed with the head's own hidden state of the position before, as EAGLE-3 drafts) and
+    ``hot`` maps draft to target tokens."""
     import json
 
     import torch
@@ -160,13 +163,24 @@ def _reference_drafts(target, head_dir, tokens, k):
              ) @ w[p + "mlp.down_proj.weight"].T + r
         return rms(r, "norm.weight") @ w["lm_head.weight"].T, r
 
-    toks, hidden, drafts = list(tokens[1:]), feats[: len(tokens) - 1], []
-    with torch.no_grad():
-        for _ in range(k):
-            logits, out = forward(toks, hidden)
-            drafts.append(int(hot[logits[-1].argmax()]))
-            toks.append(drafts[-1])
-            hidden = torch.cat([hidden, out[-1:]])
+    def logits_after(path):
+        toks, hidden = list(tokens[1:]), feats[: len(tokens) - 1]
+        with torch.no_grad():
+            for tok in path:
+                _, out = forward(toks, hidden)
+                toks.append(tok)
+                hidden = torch.cat([hidden, out[-1:]])
+            return forward(toks, hidden)[0][-1]
+
+    return logits_after, hot
+
+
+def _reference_drafts(target, head_dir, tokens, k):
+    """The head's ``k`` greedy drafts after ``tokens`` (``reference_head``)."""
+    logits_after, hot = reference_head(target, head_dir, tokens)
+    drafts = []
+    for _ in range(k):
+        drafts.append(int(hot[logits_after(drafts).argmax()]))
     return drafts
 
 

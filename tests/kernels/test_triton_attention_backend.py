@@ -248,3 +248,15 @@ def test_chain_verify_rows_equal_decode_steps(device):
             one = decode_attention(q[row:row + 1], kc, vc, batch.page_table[i:i + 1], seq, PAGE,
                                    D**-0.5, splits)
             assert torch.equal(one[0], out[row]), (i, j)
+
+
+def test_verify_tree_mask_ragged(device):
+    """Tree drafts of different sizes in one VERIFY batch (and a one-token row): each request
+    carries 1 to n new tokens under the [B, n, n] mask; equals the reference backend."""
+    tree = _random_tree(torch.Generator().manual_seed(4), 3, 5).to(device)
+    batch, caches, qkv = _setup(device, [11, 40, 7], [5, 2, 1], ForwardMode.VERIFY,
+                                dtype=torch.float32,
+                                spec_info=SpecInfo(num_draft_tokens=4, tree_mask=tree))
+    tri = _backend(TritonAttentionBackend, device)
+    _compare(device, batch, caches, qkv, triton_backend=tri)
+    assert tri._plan.tree

@@ -86,5 +86,12 @@ def test_cli_speculative_flags_reach_the_engine():
     assert kw["speculative_auto_off"] is True
     off = engine_kwargs(build_parser().parse_args(
         ["serve", "--speculative-algorithm", "ngram", "--speculative-disable-auto-off"]))
-    assert off["speculative_auto_off"] is False
+    assert off["speculative_auto_off"] is False and off["speculative_ngram_tree"] is False
+    tree = engine_kwargs(build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "ngram", "--speculative-ngram-tree"]))
+    assert tree["speculative_ngram_tree"] is True and tree["speculative_eagle_topk"] == 1
+    eagle = engine_kwargs(build_parser().parse_args(
+        ["serve", "--speculative-algorithm", "eagle3", "--speculative-draft-model-path", "h",
+         "--speculative-eagle-topk", "4"]))
+    assert eagle["speculative_eagle_topk"] == 4
     assert "speculative_algorithm" not in engine_kwargs(build_parser().parse_args(["serve"]))
