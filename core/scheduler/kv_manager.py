@@ -71,9 +71,9 @@ class KVManager:
     def reserve(self, req: Request, upto_tokens: int) -> bool:
         """Make sure pages exist for positions ``< upto_tokens``; evict cache pages if needed.
         Returns False (taking nothing) when memory is short."""
-        need = self.pages_needed(req, upto_tokens)
-        if need == 0:
+        if upto_tokens <= len(req.pages) * self.page_size:  # the common case: pages cover it
             return True
+        need = _cdiv(upto_tokens, self.page_size) - len(req.pages)
         if need > self.available_pages:
             return False
         short = need - self.allocator.num_free
