@@ -74,6 +74,12 @@ def run(path: Path, args, profile: bool) -> dict:
         fwd, trace = {"s": 0.0}, []
         if not args.real_forward:
             core.worker.strategy.run = lambda batch: _stub_forward(batch, trace)
+        phases = {}  # host seconds in each part of a step (the forward's own time excluded)
+        for obj, name in ((core.scheduler, "schedule"), (core.scheduler, "commit"),
+                          (core.scheduler, "process"), (core.worker, "forward"),
+                          (core.sampler, "sample_step")):
+            phases[name] = {"s": 0.0}
+            _timed(obj, name, phases[name])
         _timed(core.worker.strategy, "run", fwd)
         g = torch.Generator().manual_seed(0)
         params = SamplingParams(max_new_tokens=args.output, temperature=0, ignore_eos=True)
@@ -99,6 +105,9 @@ def run(path: Path, args, profile: bool) -> dict:
     res = {
         "steps": steps, "wall_s": round(wall, 2), "forward_s": round(fwd["s"], 2),
         "host_ms_per_step": round((wall - fwd["s"]) / steps * 1e3, 3),
+        "phases_ms_per_step": {
+            k: round((v["s"] - (fwd["s"] if k == "forward" else 0)) / steps * 1e3, 3)
+            for k, v in phases.items()},
         "kv_capacity_tokens": kv_tokens, "evicted_pages": st.evicted_pages,
         "retractions": st.retractions, "generated": st.generated_tokens,
         "outputs_digest": hash(tuple(tuple(outs[f"r{i}"]) for i in range(args.requests))),
