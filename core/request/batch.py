@@ -43,7 +43,8 @@ class ScheduledBatch:
         if not self.drafts:
             self.drafts = [[] for _ in self.reqs]
         if not self.samples:
-            self.samples = [p + e == r.seq_len + len(d) and r.params.max_new_tokens > 0
+            self.samples = [p + e == len(r.prompt_ids) + len(r.output_ids) + len(d)
+                            and r.params.max_new_tokens > 0
                             for r, p, e, d in
                             zip(self.reqs, self.prefix_lens, self.extend_lens, self.drafts)]
 

@@ -34,6 +34,12 @@ class KVManager:
         """Pages obtainable now: free plus evictable cache pages."""
         return self.allocator.num_free + (self.cache.evictable_pages if self.cache else 0)
 
+    def uncovered(self, reqs: list[Request], ahead: int = 1) -> list[Request]:
+        """Those of ``reqs`` whose pages do not cover position ``num_computed + ahead - 1``:
+        the only ones for which ``reserve(req, req.num_computed + ahead)`` does anything."""
+        ps = self.page_size
+        return [r for r in reqs if r.num_computed + ahead > len(r.pages) * ps]
+
     def pages_needed(self, req: Request, upto_tokens: int) -> int:
         return max(0, _cdiv(upto_tokens, self.page_size) - len(req.pages))
 

@@ -170,7 +170,8 @@ class Scheduler:
         spec = self._speculating
         drafts: dict[int, list[int]] = {}
         wanted = [r for r in self.running if self._wants_decode(r, spec)]
-        for req in wanted:
+        # without drafts, only requests whose pages end at their next position need a reserve
+        for req in wanted if spec else self.kv.uncovered(wanted):
             if not req.is_running:  # retracted to make room for an older one
                 continue
             d = self._propose(req) if spec else None
