@@ -217,20 +217,18 @@ class RadixCache:
         if num_pages <= 0 or not self._leaves:
             return 0
         prio = self._policy.priority
-        heap = [(prio(leaf), leaf.node_id, leaf) for leaf in self._leaves]
-        heapq.heapify(heap)
         freed: list[int] = []
-        while heap and len(freed) < num_pages:
-            leaf = heapq.heappop(heap)[2]
+        while self._heap and len(freed) < num_pages:
+            key, _, leaf = heapq.heappop(self._heap)
+            if leaf not in self._leaves or key != prio(leaf):
+                continue  # a stale entry: the leaf is gone, or has a newer one
             need = num_pages - len(freed)
             if len(leaf.pages) > need:
                 freed.extend(leaf.pages[-need:])
                 self._trim(leaf, need)
                 break
             freed.extend(leaf.pages)
-            parent = self._remove_leaf(leaf)
-            if parent in self._leaves:
-                heapq.heappush(heap, (prio(parent), parent.node_id, parent))
+            self._remove_leaf(leaf)  # a parent left an evictable leaf gets its entry
         self._cached.difference_update(freed)
         self._evictable_pages -= len(freed)
         self._evicted_total += len(freed)
@@ -301,6 +299,9 @@ class RadixCache:
                  f", tree says {(evictable, locked)}")
         if leaves != self._leaves:
             fail("evictable leaf index out of date")
+        prio = self._policy.priority
+        if {n for key, _, n in self._heap if n in leaves and key == prio(n)} != leaves:
+            fail("eviction heap lacks an evictable leaf at its current priority")
 
     def __repr__(self) -> str:
         return (f"RadixCache(page_size={self._page_size}, policy={self._policy.name}, "
@@ -311,6 +312,9 @@ class RadixCache:
     def _clear(self) -> None:
         self._roots: dict[str | None, RadixNode] = {}
         self._leaves: set[RadixNode] = set()  # unlocked non-root nodes without children
+        # (priority, node_id, node) of every leaf at its current priority, and stale entries
+        # (nodes no longer leaves, or since touched) that ``evict`` skips: a lazy heap
+        self._heap: list[tuple[tuple[int, ...], int, RadixNode]] = []
         self._cached: set[int] = set()  # every cached page id
         self._evictable_pages = 0
         self._locked_pages = 0
@@ -356,6 +360,8 @@ class RadixCache:
             if pages_out is not None:
                 child.last_access, child.access_count = now, child.access_count + 1
                 pages_out.extend(child.pages)
+                if child in self._leaves:  # its priority changed: a new heap entry
+                    self._push(child)
             node, pos = child, pos + n
         return node, pos
 
@@ -384,6 +390,7 @@ class RadixCache:
         leaf.parent = None
         self._leaves.discard(leaf)
         self._leaves.add(short)
+        self._push(short)
 
     def _remove_leaf(self, leaf: RadixNode) -> RadixNode:
         """Unlink unlocked ``leaf``; return its former parent."""
@@ -403,9 +410,21 @@ class RadixCache:
     def _refresh(self, node: RadixNode) -> None:
         """Recompute whether ``node`` is an evictable leaf."""
         if node.parent is not None and not node.children and node.lock_ref == 0:
-            self._leaves.add(node)
+            if node not in self._leaves:
+                self._leaves.add(node)
+                self._push(node)
         else:
             self._leaves.discard(node)
+
+    def _push(self, leaf: RadixNode) -> None:
+        """Add ``leaf``'s entry at its current priority; rebuild the heap from the leaves when
+        stale entries outnumber them (amortised O(1) per push)."""
+        heap = self._heap
+        if len(heap) > 2 * len(self._leaves) + 64:
+            prio = self._policy.priority
+            heap[:] = [(prio(n), n.node_id, n) for n in self._leaves if n is not leaf]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (self._policy.priority(leaf), leaf.node_id, leaf))
 
     def _check_handle(self, node: RadixNode) -> None:
         if not isinstance(node, RadixNode):

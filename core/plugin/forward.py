@@ -25,9 +25,18 @@ graph-safe ``update``).
 from __future__ import annotations
 
 import enum
+from array import array
 from dataclasses import dataclass, field
 
 import torch
+
+
+def _int64_tensor(values: list[int]) -> torch.Tensor:
+    """A host int64 tensor of ``values``: through an ``array`` (C-speed conversion, ~4x
+    faster than ``torch.tensor`` of a list); the tensor keeps the array alive."""
+    if not values:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.frombuffer(array("q", values), dtype=torch.int64)
 
 
 class ForwardMode(enum.Enum):
@@ -145,44 +154,61 @@ class ForwardBatch:
             raise ValueError("prefix_lens, extend_lens and page_table rows must agree")
         if sum(extend_lens) != len(input_ids) or len(out_slots) != len(input_ids):
             raise ValueError("input_ids / out_slots length must equal sum(extend_lens)")
-        seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
-        starts, positions, logit_rows, row = [], [], [], 0
-        if logit_counts is None:
-            wants = logit_requests or [True] * len(extend_lens)
-            logit_counts = [int(w) for w in wants]
-        for p, e, c in zip(prefix_lens, extend_lens, logit_counts):
-            starts.append(row)
-            positions.extend(range(p, p + e))
-            if logits_all:
-                logit_rows.extend(range(row, row + e))
-            elif c == 1:
-                logit_rows.append(row + e - 1)
-            elif c:
-                logit_rows.extend(range(row + e - c, row + e))
-            row += e
+        b, n = len(extend_lens), len(input_ids)
+        prefix_lens, extend_lens = list(prefix_lens), list(extend_lens)
+        if n == b and (not b or min(extend_lens) == 1) and (
+                logits_all or (logit_counts or logit_requests or [1] * b).count(1) == b):
+            # one new token per request (decode), each with a logit row: no per-request loop
+            seq_lens = [p + 1 for p in prefix_lens]
+            positions, starts = prefix_lens, list(range(b))
+            logit_rows = starts
+        else:
+            seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
+            positions, starts, logit_rows = _token_layout(
+                prefix_lens, extend_lens, logits_all, logit_requests, logit_counts)
 
-        # one host->device copy for all index vectors, then views (int32 ones converted there)
-        b, n = len(seq_lens), len(input_ids)
-        packed = torch.tensor(input_ids + positions + out_slots + logit_rows + seq_lens
-                              + list(prefix_lens) + list(extend_lens) + starts, dtype=torch.int64)
+        # one host->device copy for all index vectors, then views (the int32 ones converted
+        # there, together)
+        packed = _int64_tensor(input_ids + positions + out_slots + logit_rows + seq_lens
+                               + prefix_lens + extend_lens + starts)
         packed = packed.to(device, non_blocking=True)
-        sizes = [n, n, n, len(logit_rows), b, b, b, b]
-        ids_t, pos_t, slots_t, logit_t, seq_t, pre_t, ext_t, start_t = packed.split(sizes)
-        i32 = torch.int32
+        ids_t, pos_t, slots_t, logit_t, lens_t = packed.split([n, n, n, len(logit_rows), 4 * b])
+        seq_t, pre_t, ext_t, start_t = lens_t.to(torch.int32).split([b] * 4)
         return cls(
             mode=mode,
             input_ids=ids_t,
             positions=pos_t,
-            seq_lens=seq_t.to(i32),
-            prefix_lens=pre_t.to(i32),
-            extend_lens=ext_t.to(i32),
-            extend_start=start_t.to(i32),
+            seq_lens=seq_t,
+            prefix_lens=pre_t,
+            extend_lens=ext_t,
+            extend_start=start_t,
             page_table=page_table.to(device=device, dtype=torch.int32),
             out_slots=slots_t,
             logits_indices=logit_t,
             page_size=page_size,
             seq_lens_cpu=seq_lens,
-            prefix_lens_cpu=list(prefix_lens),
-            extend_lens_cpu=list(extend_lens),
+            prefix_lens_cpu=prefix_lens,
+            extend_lens_cpu=extend_lens,
             spec=spec,
         )
+
+
+def _token_layout(prefix_lens: list[int], extend_lens: list[int], logits_all: bool,
+                  logit_requests: list[bool] | None, logit_counts: list[int] | None,
+                  ) -> tuple[list[int], list[int], list[int]]:
+    """``positions``, ``extend_start`` and logit rows of a batch (see :meth:`ForwardBatch.build`)."""
+    starts, positions, logit_rows, row = [], [], [], 0
+    if logit_counts is None:
+        wants = logit_requests or [True] * len(extend_lens)
+        logit_counts = [int(w) for w in wants]
+    for p, e, c in zip(prefix_lens, extend_lens, logit_counts):
+        starts.append(row)
+        positions.extend(range(p, p + e))
+        if logits_all:
+            logit_rows.extend(range(row, row + e))
+        elif c == 1:
+            logit_rows.append(row + e - 1)
+        elif c:
+            logit_rows.extend(range(row + e - c, row + e))
+        row += e
+    return positions, starts, logit_rows

@@ -51,7 +51,8 @@ class ScheduledBatch:
         if not self.trees:
             self.trees = [None] * len(self.reqs)
         if not self.samples:
-            self.samples = [p + e == r.seq_len + len(d) and r.params.max_new_tokens > 0
+            self.samples = [p + e == len(r.prompt_ids) + len(r.output_ids) + len(d)
+                            and r.params.max_new_tokens > 0
                             for r, p, e, d in
                             zip(self.reqs, self.prefix_lens, self.extend_lens, self.drafts)]
 

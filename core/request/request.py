@@ -90,7 +90,7 @@ class Request:
     @property
     def in_prefill(self) -> bool:
         """True while more than the last token still needs its KV computed."""
-        return self.num_computed < self.seq_len - 1
+        return self.num_computed < len(self.prompt_ids) + len(self.output_ids) - 1
 
     @property
     def finished(self) -> bool:

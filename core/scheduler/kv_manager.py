@@ -34,6 +34,12 @@ class KVManager:
         """Pages obtainable now: free plus evictable cache pages."""
         return self.allocator.num_free + (self.cache.evictable_pages if self.cache else 0)
 
+    def uncovered(self, reqs: list[Request], ahead: int = 1) -> list[Request]:
+        """Those of ``reqs`` whose pages do not cover position ``num_computed + ahead - 1``:
+        the only ones for which ``reserve(req, req.num_computed + ahead)`` does anything."""
+        ps = self.page_size
+        return [r for r in reqs if r.num_computed + ahead > len(r.pages) * ps]
+
     def pages_needed(self, req: Request, upto_tokens: int) -> int:
         return max(0, _cdiv(upto_tokens, self.page_size) - len(req.pages))
 
@@ -71,9 +77,9 @@ class KVManager:
     def reserve(self, req: Request, upto_tokens: int) -> bool:
         """Make sure pages exist for positions ``< upto_tokens``; evict cache pages if needed.
         Returns False (taking nothing) when memory is short."""
-        need = self.pages_needed(req, upto_tokens)
-        if need == 0:
+        if upto_tokens <= len(req.pages) * self.page_size:  # the common case: pages cover it
             return True
+        need = _cdiv(upto_tokens, self.page_size) - len(req.pages)
         if need > self.available_pages:
             return False
         short = need - self.allocator.num_free

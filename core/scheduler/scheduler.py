@@ -187,7 +187,9 @@ class Scheduler:
         running request (possibly the one asking) until the rest fit."""
         spec = self._speculating
         drafts: dict[int, list[int] | DraftTree] = {}
-        for req in [r for r in self.running if self._wants_decode(r, spec)]:
+        wanted = [r for r in self.running if self._wants_decode(r, spec)]
+        # without drafts, only requests whose pages end at their next position need a reserve
+        for req in wanted if spec else self.kv.uncovered(wanted):
             if not req.is_running:  # retracted to make room for an older one
                 continue
             d = self._propose(req) if spec else None
@@ -196,10 +198,10 @@ class Scheduler:
                 continue
             while req.is_running and not self.kv.reserve(req, req.num_computed + 1):
                 self._retract(self.running[-1])
+        # retracting takes requests off ``running`` and changes no one else's wish to decode
         if not drafts:
-            return [(r, r.num_computed, []) for r in self.running if self._wants_decode(r, spec)]
-        return [(r, r.num_computed, drafts.get(id(r), [])) for r in self.running
-                if self._wants_decode(r, spec)]
+            return [(r, r.num_computed, []) for r in wanted if r.is_running]
+        return [(r, r.num_computed, drafts.get(id(r), [])) for r in wanted if r.is_running]
 
     def _propose(self, req: Request) -> list[int] | DraftTree:
         """Draft tokens for ``req`` (at most k, and never more than its length limits leave
@@ -239,6 +241,9 @@ class Scheduler:
 
     def _admit(self, prefills: list, budget: int, num_decodes: int) -> int:
         if budget <= 0 or not self.waiting:
+            return budget
+        if (len(self.running) >= self.cfg.max_running_requests
+                or self.kv.page_table.num_free_rows == 0):  # no room: skip the policy's ranking
             return budget
         ordered = self.policy.order(list(self.waiting), self.kv.cached_prefix_len)
         for req in ordered:

@@ -304,3 +304,51 @@ def test_policy_factory():
         make_policy("random")
     with pytest.raises(ValueError, match="page_size"):
         RadixCache(0, lambda pages: None)
+
+
+@pytest.mark.parametrize("policy", [LRUPolicy(), LFUPolicy(), FIFOPolicy()],
+                         ids=["lru", "lfu", "fifo"])
+def test_each_eviction_takes_the_least_leaf_after_touches_and_locks(policy):
+    """The cache keeps its evictable leaves in a lazy heap: touches (match_prefix, insert),
+    lock/unlock and trims leave stale entries behind. Every single-page eviction must still
+    take the leaf a full scan would pick: the smallest policy priority, oldest node first."""
+    import random
+
+    rng = random.Random(0)
+    c, freed = make(2, policy)
+    seqs = [[1000 * i + t for t in range(6)] for i in range(12)]
+    for i, s in enumerate(seqs):
+        c.insert(s, [3 * i + 1, 3 * i + 2, 3 * i + 3])
+    held = []
+    for step in range(60):
+        op = rng.randrange(4)
+        s = rng.choice(seqs)
+        if op == 0:  # touch a leaf (or part of it, splitting the edge)
+            c.match_prefix(s[: rng.choice([2, 4, 6])])
+        elif op == 1:
+            m = c.match_prefix(s)
+            if m.num_tokens:
+                c.lock(m.node)
+                held.append(m.node)
+        elif op == 2 and held:
+            c.unlock(held.pop(rng.randrange(len(held))))
+        elif c.evictable_pages:
+            prio = c.policy.priority
+            best = min(c._leaves, key=lambda n: (prio(n), n.node_id))
+            assert c.evict(1) == 1
+            assert freed.all[-1] == best.pages[-1], step
+        c.check_invariants()
+
+
+def test_lazy_heap_stays_bounded_under_lock_cycles():
+    c, freed = make(2)
+    nodes = [c.insert([i, i], [i + 1]).node for i in range(10)]
+    for _ in range(500):
+        for n in nodes:
+            c.lock(n)
+            c.unlock(n)
+    assert len(c._heap) <= 2 * len(c._leaves) + 65
+    c.check_invariants()
+    assert c.evict(3) == 3
+    assert freed.all == [1, 2, 3]  # the oldest three leaves, oldest first
+    c.check_invariants()

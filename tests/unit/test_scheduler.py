@@ -155,3 +155,40 @@ def test_prefix_is_shared_as_soon_as_its_prefill_completes():
     assert b.cached_tokens == 8 and batch.prefix_lens[batch.reqs.index(b)] == 8
     assert b.pages[:2] == a.pages[:2]  # the same physical pages
     s.kv.check()
+
+
+def test_uncovered_lists_only_requests_whose_pages_end_at_their_next_position():
+    s = make(page_size=4)
+    a, b = req("a", 4), req("b", 6)
+    for r in (a, b):
+        s.add(r)
+    step(s)  # both prefilled: a has 1 page for 4 tokens, b 2 pages for 6
+    assert (len(a.pages), a.num_computed, len(b.pages), b.num_computed) == (1, 4, 2, 6)
+    assert s.kv.uncovered([a, b]) == [a]  # a's 5th position needs a page, b's 7th does not
+    assert s.kv.uncovered([a, b], ahead=3) == [a, b]
+    pages = list(b.pages)
+    assert s.kv.reserve(b, 8) and b.pages == pages  # covered: nothing taken
+    s.kv.check()
+
+
+def test_admission_skips_the_policy_when_no_request_can_be_admitted():
+    from anyware.scheduler.policy import FCFSPolicy
+
+    class Counting(FCFSPolicy):
+        calls = 0
+
+        def order(self, waiting, prefix_len):
+            Counting.calls += 1
+            return super().order(waiting, prefix_len)
+
+    s = make(max_running=2)
+    s.policy = Counting()
+    for i in range(3):
+        s.add(req(f"r{i}", 4, max_new=3))
+    step(s)  # admits two: the running list is full
+    assert Counting.calls == 1 and len(s.running) == 2
+    step(s)
+    assert Counting.calls == 1  # full: not ranked
+    while s.has_work():
+        step(s)
+    assert Counting.calls > 1 and s.counters.finished == 3
