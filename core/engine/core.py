@@ -183,9 +183,12 @@ class EngineCore:
             budget = _split_budget(budget, model_cfg, draft_cfg, pcfg.dtype, features)
             # the draft model catches up over at most 2 tokens per request (DraftModelDrafter:
             # the bonus token, plus the last draft when all were accepted); the EAGLE-3 head's
-            # catch-ups are EXTEND/MIXED steps (eager) and its drafts DECODE steps
+            # catch-ups cover the accepted tokens plus one (at most k + 1) and its drafts are
+            # DECODE steps: both replay graphs (a wider catch-up, e.g. after steps without
+            # drafts, runs eagerly)
             draft_wcfg = replace(worker_config(cfg, draft_cfg, draft_path, rank, world_size),
-                                 verify_tokens=2 if spec.algorithm != "eagle3" else 0)
+                                 verify_tokens=2 if spec.algorithm != "eagle3"
+                                 else spec.num_draft_tokens + 1)
         if spec is not None and spec.algorithm == "eagle3":
             # the head is built while the target's worker is (before its graphs are captured)
             from anyware.spec.eagle3 import Eagle3Attachment

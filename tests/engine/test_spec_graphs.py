@@ -88,3 +88,27 @@ def test_speculation_in_graphs_is_greedy_identical(model_dir, fake_graphs, algor
     assert one == base[1:2]
     assert all(s.eager_runs == 0 for s in fake_graphs), [s.eager_runs for s in fake_graphs]
     assert fake_graphs[0].verify_replays > 0
+
+
+def test_eagle3_catch_ups_replay_verify_graphs(model_dir, fake_graphs, tmp_path):
+    """An EAGLE-3 head that predicts its target (acceptance > 1): the head's catch-ups (the
+    accepted tokens plus one: EXTEND/MIXED steps of up to k + 1 tokens) replay its verify
+    graphs, its drafts its decode graphs; with overlap, nothing in either model runs eagerly
+    after the prompt, and greedy output equals the eager run without speculation."""
+    from tests.engine.eagle3_heads import cycle_pair
+
+    target, head = cycle_pair(tmp_path / "pair", model_dir("llama"))
+    prompts = [[7, 8, 9, 10] * 6]
+    base = _generate(target, prompts, page_size=4)
+    fake_graphs.clear()
+    spec = dict(speculative_algorithm="eagle3", speculative_draft_model=str(head),
+                speculative_num_draft_tokens=3, speculative_auto_off=False)
+    with Engine(str(target), **{**ENGINE_DEFAULTS, "overlap_schedule": True}, page_size=4,
+                execution="graphs", **spec) as engine:
+        got = [r.outputs[0].token_ids for r in engine.generate(prompts, [PARAMS])]
+        engine.check_invariants()
+    assert got == base
+    head_graphs, target_graphs = fake_graphs  # the head is built inside the target's worker
+    assert head_graphs.verify_tokens == target_graphs.verify_tokens == 4
+    assert head_graphs.verify_replays > 0 and target_graphs.verify_replays > 0
+    assert head_graphs.eager_runs == 0 and target_graphs.eager_runs == 0
