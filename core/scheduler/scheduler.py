@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from anyware.plugin import ForwardMode
 from anyware.request import DraftTree, ScheduledBatch, TokenDelta
 from anyware.request.request import Request, placeholder
+from anyware.scheduler.delivery import Delivery
 from anyware.scheduler.kv_manager import KVManager
 from anyware.scheduler.policy import FCFSPolicy, SchedulePolicy
 from anyware.scheduler.tree_moves import path_moves
@@ -68,7 +69,7 @@ class SchedulerCounters:
     verify_steps: int = 0
 
 
-class Scheduler:
+class Scheduler(Delivery):
     def __init__(self, cfg: SchedulerConfig, kv: KVManager, policy: SchedulePolicy | None = None,
                  eos_token_ids: tuple[int, ...] = (), drafts: DraftSource | None = None) -> None:
         self.cfg = cfg
@@ -318,6 +319,9 @@ class Scheduler:
             if not req.finished:
                 req.sink(TokenDelta(req.rid, [], None, False, cached_tokens=req.cached_tokens,
                                     prompt_logprobs=lps))
+        if logprobs is None and not batch.has_verify:  # one token per sampling request
+            self._deliver_one_token_rows(batch, tokens)
+            return
         j = 0
         for req, samples, idx, pre, ext, drafts, tree in zip(
                 batch.reqs, batch.sampling_rows(), batch.out_index, batch.prefix_lens,
@@ -358,39 +362,6 @@ class Scheduler:
         moves, self._kv_moves = self._kv_moves, []
         return moves
 
-    def _deliver(self, req: Request, idx: int, toks: list[int], lps: list | None) -> None:
-        """Stop checks for the tokens now at ``output_ids[idx:idx + len(toks)]``; send them."""
-        if len(toks) == 1:  # the common case
-            reason = self._stop_reason(req, toks[0], idx + 1)
-        else:
-            for n, tok in enumerate(toks):
-                reason = self._stop_reason(req, tok, idx + n + 1)
-                if reason is not None:
-                    toks = toks[: n + 1]
-                    break
-        self.counters.generated_tokens += len(toks)
-        # a request asks for logprobs at every position or at none
-        lp = None if lps is None or lps[0] is None else lps[: len(toks)]
-        if reason is None:
-            req.sink(TokenDelta(req.rid, toks, lp, False, cached_tokens=req.cached_tokens,
-                                spec_verify_ct=req.spec_verify_ct,
-                                spec_accepted_tokens=req.spec_accepted_tokens))
-            return
-        self._stop(req, idx + len(toks))
-        req.finish_reason, req.stop_reason = reason
-        self.counters.finished += 1
-        req.sink(TokenDelta(req.rid, toks, lp, True, req.finish_reason, req.stop_reason,
-                            cached_tokens=req.cached_tokens, spec_verify_ct=req.spec_verify_ct,
-                            spec_accepted_tokens=req.spec_accepted_tokens))
-
-    def _finish_prefill_only(self, req: Request) -> None:
-        """A request that generates no tokens (``max_new_tokens == 0``: prompt logprobs only)
-        is done once its whole prompt has been through the model."""
-        self._stop(req, 0)
-        req.finish_reason, req.stop_reason = "length", None
-        self.counters.finished += 1
-        req.sink(TokenDelta(req.rid, [], None, True, "length", cached_tokens=req.cached_tokens))
-
     def _stop(self, req: Request, n_out: int) -> None:
         """Drop tokens past the last kept one (an in-flight decode's placeholder, or the rest
         of an accepted run) and give the request's KV to the cache, or take it off the queue
@@ -403,17 +374,6 @@ class Scheduler:
             self.kv.release(req, cache_it=True)
         elif req in self.waiting:
             self.waiting.remove(req)
-
-    def _stop_reason(self, req: Request, tok: int, n_out: int) -> tuple[str, int | None] | None:
-        p = req.params
-        if n_out >= p.min_new_tokens:
-            if tok in p.stop_token_ids:
-                return "stop", tok
-            if not p.ignore_eos and tok in self.eos:
-                return "stop", None
-        if self._at_length_limit(req, n_out):
-            return "length", None
-        return None
 
     def _finish(self, req: Request, reason: str) -> None:
         req.finish_reason = reason
