@@ -118,20 +118,24 @@ class Scheduler(Delivery):
         if decodes and not self.cfg.mixed:
             budget = 0
         prefills: list[tuple[Request, int, int]] = []
-        # requests mid-prefill (chunked) continue first
-        for req in self.running:
+        # requests mid-prefill (chunked) continue first (``Request.in_prefill``, inlined)
+        for req in [r for r in self.running if r.num_computed < len(r.prompt_ids)
+                    + len(r.output_ids) - 1] if budget > 0 else []:
             if budget <= 0:
                 break
-            if req.in_prefill:
-                n = self._reserve_chunk(req, budget)
-                if n:
-                    prefills.append((req, req.num_computed, n))
-                    budget -= n
+            n = self._reserve_chunk(req, budget)
+            if n:
+                prefills.append((req, req.num_computed, n))
+                budget -= n
         if self.counters.retractions == retracted_before:  # no admission while memory is short
             budget = self._admit(prefills, budget, len(decodes))
         items = prefills + decodes
         if not items:
             return None
+        if not prefills and not any(d for _, _, d in decodes):  # a plain decode step
+            return ScheduledBatch(ForwardMode.DECODE, [r for r, _, _ in decodes],
+                                  [1] * len(decodes), [p for _, p, _ in decodes],
+                                  drafts=[d for _, _, d in decodes], trees=[None] * len(decodes))
         # a tree verifies only in a VERIFY batch (SpecInfo.tree_mask); beside prefill chunks
         # it verifies its chain of first children instead
         trees = [None] * len(prefills) + [
@@ -188,7 +192,11 @@ class Scheduler(Delivery):
         running request (possibly the one asking) until the rest fit."""
         spec = self._speculating
         drafts: dict[int, list[int] | DraftTree] = {}
-        wanted = [r for r in self.running if self._wants_decode(r, spec)]
+        ctx = self.cfg.context_len  # without speculation, _wants_decode inlined
+        wanted = [r for r in self.running if self._wants_decode(r, True)] if spec else [
+            r for r in self.running if not r.awaiting and (n := len(r.output_ids))
+            < r.params.max_new_tokens and (m := len(r.prompt_ids) + n) < ctx
+            and r.num_computed >= m - 1]
         # without drafts, only requests whose pages end at their next position need a reserve
         for req in wanted if spec else self.kv.uncovered(wanted):
             if not req.is_running:  # retracted to make room for an older one
