@@ -289,8 +289,16 @@ class Scheduler(Delivery):
         later reads it. Advance each request, share completed prefill chunks through the
         prefix cache, and append a placeholder for each token a non-verify row samples (a
         verify row's tokens are appended by ``process``; the request awaits them)."""
-        batch.out_index = [-1] * len(batch.reqs)
         batch.rows = [r.row for r in batch.reqs]
+        if batch.mode is ForwardMode.DECODE and not batch.prompt_lp:  # one token each
+            self.kv.advance_decodes(batch.reqs, batch.prefix_lens)
+            batch.out_index = out = []
+            for req, samples in zip(batch.reqs, batch.samples):
+                out.append(len(req.output_ids) if samples else -1)
+                if samples:
+                    req.output_ids.append(-(req.row + 1))  # placeholder(req.row)
+            return
+        batch.out_index = [-1] * len(batch.reqs)
         for req, span in zip(batch.reqs, batch.prompt_lp):
             if span is not None:
                 req.prompt_lp_next = span[1]
