@@ -55,6 +55,8 @@ class ModelRunner:
     def plan(self, sb: ScheduledBatch) -> StepPlan:
         """The host-side description of ``sb``'s forward (takes the pending page-table
         updates: the next :meth:`batch_from_plan` applies them)."""
+        if sb.mode is ForwardMode.DECODE and not sb.prompt_lp:
+            return self._plan_decode(sb)
         ps = self.page_size
         input_ids, out_slots = [], []
         for req, pre, ext, drafts in zip(sb.reqs, sb.prefix_lens, sb.extend_lens, sb.drafts):
@@ -81,6 +83,24 @@ class ModelRunner:
             tree_parents=([list(t.parents) if t is not None else [] for t in sb.trees]
                           if sb.has_tree else None),
         )
+
+    def _plan_decode(self, sb: ScheduledBatch) -> StepPlan:
+        """:meth:`plan` of a DECODE batch (one new token per request, no drafts): flat list
+        comprehensions instead of the per-request loop (the many-request host path)."""
+        ps = self.page_size
+        reqs, pres = sb.reqs, sb.prefix_lens
+        # the token at position ``pre`` (``Request.tokens(pre, pre + 1)``)
+        input_ids = [r.output_ids[p - n] if p >= n else r.prompt_ids[p]
+                     for r, p, n in zip(reqs, pres, [len(r.prompt_ids) for r in reqs])]
+        out_slots = [r.pages[p // ps] * ps + p % ps for r, p in zip(reqs, pres)]
+        rows = [r.row for r in reqs]
+        samples = sb.samples
+        return StepPlan(
+            mode=sb.mode.value, input_ids=input_ids, prefix_lens=list(pres),
+            extend_lens=list(sb.extend_lens), logit_counts=[1 if s else 0 for s in samples],
+            out_slots=out_slots, rows=rows, width=max(pres) // ps + 1,
+            page_updates=self.page_table.take_pending(),
+            publish_rows=[row for row, s in zip(rows, samples) if s])
 
     def move_kv(self, moves: list[tuple[int, int]]) -> None:
         """Copy the KV (and the ``slot_tensors`` rows) of each ``(source, destination)`` slot

@@ -71,12 +71,16 @@ class SamplingParams:
             bad("seed", f"must be an integer, got {self.seed!r}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             bad("min_new_tokens", "must be in [0, max_new_tokens]")
+        # computed once (the sampler asks every step); set here so that every instance's
+        # attributes stay in the same order (a shared-key dict: fast attribute reads)
+        object.__setattr__(self, "_greedy", self.temperature == 0 or self.top_k == 1)
+        object.__setattr__(self, "_uses_penalties", self.repetition_penalty != 1.0
+                           or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0)
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_k == 1
+        return self._greedy
 
     @property
     def uses_penalties(self) -> bool:
-        return (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
-                or self.presence_penalty != 0.0)
+        return self._uses_penalties

@@ -140,6 +140,8 @@ class Sampler:
     def _sample_step(self, logits: torch.Tensor, batch: ScheduledBatch,
                      resolve: Resolver | None) -> SampleOutput:
         if not batch.has_verify:  # one row per sampling request
+            if all(batch.samples):
+                return self.sample(logits, batch.reqs, batch.out_index, resolve)
             rows = [i for i, s in enumerate(batch.sampling_rows()) if s]
             return self.sample(logits, [batch.reqs[i] for i in rows],
                                [batch.out_index[i] for i in rows], resolve)
@@ -237,23 +239,23 @@ class Sampler:
         placeholder token ids to their values on the device."""
         if steps is None:
             steps = [len(r.output_ids) for r in reqs]
-        want = [r.params.logprobs for r in reqs]
         if logits.shape[0] == 0:
-            return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device), want)
+            return SampleOutput(torch.zeros(0, dtype=torch.int64, device=logits.device),
+                                [r.params.logprobs for r in reqs])
         return self._draw(logits, self._apply_penalties(logits, reqs, steps, resolve, before),
                           reqs, steps)
 
     def _draw(self, raw: torch.Tensor, logits: torch.Tensor, reqs: list[Request],
               steps: list[int]) -> SampleOutput:
         """A token per row from penalised ``logits``; logprobs from ``raw``."""
-        want = [r.params.logprobs for r in reqs]
         params = [r.params for r in reqs]
-        if all(p.greedy for p in params):
+        want = [p.logprobs for p in params]
+        if all([p.greedy for p in params]):
             tokens = logits.argmax(dim=-1)
         else:
             tokens = self.ops.sample(logits, self._params(reqs, steps, logits.shape[-1]))
         out = SampleOutput(tokens.to(torch.int64), want)
-        if any(w is not None for w in want):
+        if want.count(None) != len(want):
             lp = torch.log_softmax(raw.float(), dim=-1)
             out.chosen = lp.gather(1, out.tokens[:, None]).squeeze(1)
             k = max(w or 0 for w in want)

@@ -101,6 +101,11 @@ class KVManager:
         reserved for them (``reserve``)."""
         req.num_computed, req.num_unverified = num_computed, unverified
 
+    def advance_decodes(self, reqs: list[Request], prefix_lens: list[int]) -> None:
+        """:meth:`advance` of each of ``reqs`` by one final token past ``prefix_lens[i]``."""
+        for req, pre in zip(reqs, prefix_lens):
+            req.num_computed, req.num_unverified = pre + 1, 0
+
     def truncate(self, req: Request, num_computed: int) -> None:
         """Keep the KV of the first ``num_computed`` positions (all final) and release the
         slots past them: whole pages beyond the last one needed go back to the allocator

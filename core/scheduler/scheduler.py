@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from anyware.plugin import ForwardMode
 from anyware.request import DraftTree, ScheduledBatch, TokenDelta
 from anyware.request.request import Request, placeholder
+from anyware.scheduler.delivery import Delivery
 from anyware.scheduler.kv_manager import KVManager
 from anyware.scheduler.policy import FCFSPolicy, SchedulePolicy
 from anyware.scheduler.tree_moves import path_moves
@@ -68,7 +69,7 @@ class SchedulerCounters:
     verify_steps: int = 0
 
 
-class Scheduler:
+class Scheduler(Delivery):
     def __init__(self, cfg: SchedulerConfig, kv: KVManager, policy: SchedulePolicy | None = None,
                  eos_token_ids: tuple[int, ...] = (), drafts: DraftSource | None = None) -> None:
         self.cfg = cfg
@@ -117,20 +118,24 @@ class Scheduler:
         if decodes and not self.cfg.mixed:
             budget = 0
         prefills: list[tuple[Request, int, int]] = []
-        # requests mid-prefill (chunked) continue first
-        for req in self.running:
+        # requests mid-prefill (chunked) continue first (``Request.in_prefill``, inlined)
+        for req in [r for r in self.running if r.num_computed < len(r.prompt_ids)
+                    + len(r.output_ids) - 1] if budget > 0 else []:
             if budget <= 0:
                 break
-            if req.in_prefill:
-                n = self._reserve_chunk(req, budget)
-                if n:
-                    prefills.append((req, req.num_computed, n))
-                    budget -= n
+            n = self._reserve_chunk(req, budget)
+            if n:
+                prefills.append((req, req.num_computed, n))
+                budget -= n
         if self.counters.retractions == retracted_before:  # no admission while memory is short
             budget = self._admit(prefills, budget, len(decodes))
         items = prefills + decodes
         if not items:
             return None
+        if not prefills and not any(d for _, _, d in decodes):  # a plain decode step
+            return ScheduledBatch(ForwardMode.DECODE, [r for r, _, _ in decodes],
+                                  [1] * len(decodes), [p for _, p, _ in decodes],
+                                  drafts=[d for _, _, d in decodes], trees=[None] * len(decodes))
         # a tree verifies only in a VERIFY batch (SpecInfo.tree_mask); beside prefill chunks
         # it verifies its chain of first children instead
         trees = [None] * len(prefills) + [
@@ -187,7 +192,11 @@ class Scheduler:
         running request (possibly the one asking) until the rest fit."""
         spec = self._speculating
         drafts: dict[int, list[int] | DraftTree] = {}
-        wanted = [r for r in self.running if self._wants_decode(r, spec)]
+        ctx = self.cfg.context_len  # without speculation, _wants_decode inlined
+        wanted = [r for r in self.running if self._wants_decode(r, True)] if spec else [
+            r for r in self.running if not r.awaiting and (n := len(r.output_ids))
+            < r.params.max_new_tokens and (m := len(r.prompt_ids) + n) < ctx
+            and r.num_computed >= m - 1]
         # without drafts, only requests whose pages end at their next position need a reserve
         for req in wanted if spec else self.kv.uncovered(wanted):
             if not req.is_running:  # retracted to make room for an older one
@@ -280,8 +289,16 @@ class Scheduler:
         later reads it. Advance each request, share completed prefill chunks through the
         prefix cache, and append a placeholder for each token a non-verify row samples (a
         verify row's tokens are appended by ``process``; the request awaits them)."""
-        batch.out_index = [-1] * len(batch.reqs)
         batch.rows = [r.row for r in batch.reqs]
+        if batch.mode is ForwardMode.DECODE and not batch.prompt_lp:  # one token each
+            self.kv.advance_decodes(batch.reqs, batch.prefix_lens)
+            batch.out_index = out = []
+            for req, samples in zip(batch.reqs, batch.samples):
+                out.append(len(req.output_ids) if samples else -1)
+                if samples:
+                    req.output_ids.append(-(req.row + 1))  # placeholder(req.row)
+            return
+        batch.out_index = [-1] * len(batch.reqs)
         for req, span in zip(batch.reqs, batch.prompt_lp):
             if span is not None:
                 req.prompt_lp_next = span[1]
@@ -318,6 +335,9 @@ class Scheduler:
             if not req.finished:
                 req.sink(TokenDelta(req.rid, [], None, False, cached_tokens=req.cached_tokens,
                                     prompt_logprobs=lps))
+        if logprobs is None and not batch.has_verify:  # one token per sampling request
+            self._deliver_one_token_rows(batch, tokens)
+            return
         j = 0
         for req, samples, idx, pre, ext, drafts, tree in zip(
                 batch.reqs, batch.sampling_rows(), batch.out_index, batch.prefix_lens,
@@ -358,39 +378,6 @@ class Scheduler:
         moves, self._kv_moves = self._kv_moves, []
         return moves
 
-    def _deliver(self, req: Request, idx: int, toks: list[int], lps: list | None) -> None:
-        """Stop checks for the tokens now at ``output_ids[idx:idx + len(toks)]``; send them."""
-        if len(toks) == 1:  # the common case
-            reason = self._stop_reason(req, toks[0], idx + 1)
-        else:
-            for n, tok in enumerate(toks):
-                reason = self._stop_reason(req, tok, idx + n + 1)
-                if reason is not None:
-                    toks = toks[: n + 1]
-                    break
-        self.counters.generated_tokens += len(toks)
-        # a request asks for logprobs at every position or at none
-        lp = None if lps is None or lps[0] is None else lps[: len(toks)]
-        if reason is None:
-            req.sink(TokenDelta(req.rid, toks, lp, False, cached_tokens=req.cached_tokens,
-                                spec_verify_ct=req.spec_verify_ct,
-                                spec_accepted_tokens=req.spec_accepted_tokens))
-            return
-        self._stop(req, idx + len(toks))
-        req.finish_reason, req.stop_reason = reason
-        self.counters.finished += 1
-        req.sink(TokenDelta(req.rid, toks, lp, True, req.finish_reason, req.stop_reason,
-                            cached_tokens=req.cached_tokens, spec_verify_ct=req.spec_verify_ct,
-                            spec_accepted_tokens=req.spec_accepted_tokens))
-
-    def _finish_prefill_only(self, req: Request) -> None:
-        """A request that generates no tokens (``max_new_tokens == 0``: prompt logprobs only)
-        is done once its whole prompt has been through the model."""
-        self._stop(req, 0)
-        req.finish_reason, req.stop_reason = "length", None
-        self.counters.finished += 1
-        req.sink(TokenDelta(req.rid, [], None, True, "length", cached_tokens=req.cached_tokens))
-
     def _stop(self, req: Request, n_out: int) -> None:
         """Drop tokens past the last kept one (an in-flight decode's placeholder, or the rest
         of an accepted run) and give the request's KV to the cache, or take it off the queue
@@ -403,17 +390,6 @@ class Scheduler:
             self.kv.release(req, cache_it=True)
         elif req in self.waiting:
             self.waiting.remove(req)
-
-    def _stop_reason(self, req: Request, tok: int, n_out: int) -> tuple[str, int | None] | None:
-        p = req.params
-        if n_out >= p.min_new_tokens:
-            if tok in p.stop_token_ids:
-                return "stop", tok
-            if not p.ignore_eos and tok in self.eos:
-                return "stop", None
-        if self._at_length_limit(req, n_out):
-            return "length", None
-        return None
 
     def _finish(self, req: Request, reason: str) -> None:
         req.finish_reason = reason
