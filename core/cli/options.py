@@ -86,6 +86,10 @@ def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests:
 def _add_engine_arguments(parser, max_running_requests: int) -> None:
     parser.add_argument("--page-size", type=int, default=None,
                         help="KV-cache page size in tokens (default: the platform's)")
+    parser.add_argument("--kv-cache-dtype", default=None, metavar="DTYPE",
+                        help="KV-cache dtype: auto (the model's), float32, bfloat16, float16, "
+                             "or fp8 (e4m3, scale 1.0; also fp8_e4m3, float8_e4m3fn) where the "
+                             "attention backend declares it (docs/quantization.md)")
     parser.add_argument("--max-running-requests", type=int, default=max_running_requests,
                         help="most requests in the running batch")
     parser.add_argument("--chunked-prefill-size", type=int, default=2048,
@@ -208,7 +212,8 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
                   load_format=args.load_format, seed=args.seed)
     if hasattr(args, "page_size"):
         kwargs.update(
-            page_size=args.page_size, max_running_requests=args.max_running_requests,
+            page_size=args.page_size, kv_cache_dtype=args.kv_cache_dtype,
+            max_running_requests=args.max_running_requests,
             chunked_prefill_size=args.chunked_prefill_size, context_len=args.context_len,
             mem_fraction=args.mem_fraction, disable_radix_cache=args.disable_radix_cache,
             attention_backend=args.attention_backend, execution=args.execution,
