@@ -14,6 +14,7 @@ def _store_kv_kernel(
     stride_kcs, stride_kch, stride_vcs, stride_vch,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    SATURATE: tl.constexpr,
 ):
     t = tl.program_id(0)
     slot = tl.load(slots_ptr + t).to(tl.int64)
@@ -23,8 +24,12 @@ def _store_kv_kernel(
     mk = (h < H) & (dk < DK)
     mv = (h < H) & (dv < DV)
     k = tl.load(k_ptr + t * stride_kt + h * stride_kh + dk, mask=mk)
+    if SATURATE:  # fp8 e4m3, scale 1.0: clamp to +-448 rather than overflow
+        k = tl.minimum(tl.maximum(k.to(tl.float32), -448.0), 448.0)
     tl.store(kc_ptr + slot * stride_kcs + h * stride_kch + dk, k.to(kc_ptr.dtype.element_ty), mask=mk)
     v = tl.load(v_ptr + t * stride_vt + h * stride_vh + dv, mask=mv)
+    if SATURATE:
+        v = tl.minimum(tl.maximum(v.to(tl.float32), -448.0), 448.0)
     tl.store(vc_ptr + slot * stride_vcs + h * stride_vch + dv, v.to(vc_ptr.dtype.element_ty), mask=mv)
 
 
@@ -35,7 +40,8 @@ def store_kv(
     v: torch.Tensor,
     slots: torch.Tensor,
 ) -> None:
-    """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype).
+    """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype; an fp8 e4m3
+    cache stores values saturated to +-448, scale 1.0).
 
     k ``[T, H, Dk]``, v ``[T, H, Dv]`` (last dim contiguous; any token/head strides);
     caches ``[S, H, D]`` with a contiguous last dim; slots int ``[T]``.
@@ -54,4 +60,5 @@ def store_kv(
         BLOCK_H=triton.next_power_of_2(h),
         BLOCK_DK=triton.next_power_of_2(dk),
         BLOCK_DV=triton.next_power_of_2(dv),
+        SATURATE=k_cache.dtype == torch.float8_e4m3fn,
     )
