@@ -8,6 +8,21 @@ import triton.language as tl
 
 
 @triton.jit
+def _saturate_e4m3(x):
+    """``x`` clamped to +-448 and rounded to the nearest e4m3 value (ties to even) in fp32
+    arithmetic, so the conversion that follows is exact on every target (the interpreter's
+    own fp32 -> fp8 conversion does not round to nearest). The quantum is 2^(e - 3) for the
+    exponent e of x (at least -6: e4m3's subnormals), built from bits; adding and taking away
+    1.5 * 2^23 rounds |x / quantum| < 2^22 to an integer, ties to even."""
+    x = tl.minimum(tl.maximum(x.to(tl.float32), -448.0), 448.0)
+    e = ((x.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    e = tl.maximum(e, -6)
+    quantum = ((e - 3 + 127) << 23).to(tl.float32, bitcast=True)
+    r = tl.abs(((x / quantum + 12582912.0) - 12582912.0) * quantum)
+    return tl.where(x.to(tl.int32, bitcast=True) < 0, -r, r)  # the sign of a rounded-off zero
+
+
+@triton.jit
 def _store_kv_kernel(
     k_ptr, v_ptr, kc_ptr, vc_ptr, slots_ptr,
     stride_kt, stride_kh, stride_vt, stride_vh,
@@ -24,12 +39,12 @@ def _store_kv_kernel(
     mk = (h < H) & (dk < DK)
     mv = (h < H) & (dv < DV)
     k = tl.load(k_ptr + t * stride_kt + h * stride_kh + dk, mask=mk)
-    if SATURATE:  # fp8 e4m3, scale 1.0: clamp to +-448 rather than overflow
-        k = tl.minimum(tl.maximum(k.to(tl.float32), -448.0), 448.0)
+    if SATURATE:  # fp8 e4m3, scale 1.0: saturate rather than overflow
+        k = _saturate_e4m3(k)
     tl.store(kc_ptr + slot * stride_kcs + h * stride_kch + dk, k.to(kc_ptr.dtype.element_ty), mask=mk)
     v = tl.load(v_ptr + t * stride_vt + h * stride_vh + dv, mask=mv)
     if SATURATE:
-        v = tl.minimum(tl.maximum(v.to(tl.float32), -448.0), 448.0)
+        v = _saturate_e4m3(v)
     tl.store(vc_ptr + slot * stride_vcs + h * stride_vch + dv, v.to(vc_ptr.dtype.element_ty), mask=mv)
 
 
