@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from anyware import InvalidRequestError
-from anyware.cli.options import add_engine_options, engine_kwargs
+from anyware.cli.options import add_engine_options, add_model_options, engine_kwargs
 from anyware.engine.config import parse_dtype, parse_kv_dtype
 from anyware.kernels.reference import ReferenceAttentionBackend, store_kv
 from anyware.plugin import CapabilityError, PlatformConfig
@@ -34,9 +34,7 @@ def test_cli_option():
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="m")
-    for name in ("platform", "dtype", "load_format", "seed"):
-        parser.add_argument(f"--{name.replace('_', '-')}", default=None)
+    add_model_options(parser)
     add_engine_options(parser)
     assert engine_kwargs(parser.parse_args(["--kv-cache-dtype", "fp8"]))["kv_cache_dtype"] == "fp8"
     assert engine_kwargs(parser.parse_args([]))["kv_cache_dtype"] is None
