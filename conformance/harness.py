@@ -161,8 +161,9 @@ class Harness:
         for need in needs:
             if need == "dtype" and dt(params["dtype"]) not in caps.dtypes:
                 return f"dtype {params['dtype']} not declared"
-            if need == "kv_dtype" and dt(params["dtype"]) not in caps.kv_cache_dtypes:
-                return f"KV-cache dtype {params['dtype']} not declared"
+            kv = params.get("kv_dtype") or params.get("dtype")
+            if need == "kv_dtype" and dt(kv) not in caps.kv_cache_dtypes:
+                return f"KV-cache dtype {kv} not declared"
             if need == "page_size" and params["page_size"] not in caps.page_sizes:
                 return f"page size {params['page_size']} not declared"
             if need.startswith("attention.") and not getattr(caps.attention, need[10:]):

@@ -29,18 +29,22 @@ class Scenario:
 
 def build(platform, backend, gen, *, dtype, page_size, num_heads, num_kv_heads, head_dim,
           prefix_lens, extend_lens, mode, scale, tree_mask=None, sliding_window=None,
-          logit_softcap=None) -> Scenario:
+          logit_softcap=None, kv_dtype=None) -> Scenario:
+    """``dtype``: the model (q, new k/v) dtype; ``kv_dtype``: the cache's (default: ``dtype``).
+    The expected cache holds the new K/V cast to ``kv_dtype`` (fp8 e4m3: saturated to +-448,
+    then torch's round to nearest even), and the reference attends over that cache, upcast."""
     dev = platform.device
     dt = getattr(torch, dtype)
+    kdt = getattr(torch, kv_dtype or dtype)
     seq_lens = [p + e for p, e in zip(prefix_lens, extend_lens)]
     pages_per = [-(-s // page_size) for s in seq_lens]
     num_pages = 1 + sum(pages_per) + 3  # page 0 is the pool's scratch page
-    layout = backend.kv_layout(page_size, dt)
+    layout = backend.kv_layout(page_size, kdt)
     num_pages = -(-num_pages // layout.alignment) * layout.alignment
     cache = layout.allocate(platform, 1, num_pages)
     # every slot holds random data: the prefix KV and stale garbage alike
-    cache.k[0].copy_(randn(gen, layout.k_shape(num_pages), dt, dev))
-    cache.v[0].copy_(randn(gen, layout.v_shape(num_pages), dt, dev))
+    cache.k[0].copy_(randn(gen, layout.k_shape(num_pages), kdt, dev))
+    cache.v[0].copy_(randn(gen, layout.v_shape(num_pages), kdt, dev))
     perm = (torch.randperm(num_pages - 1, generator=gen) + 1).tolist()
     width = max(pages_per) + 1
     table = torch.zeros((len(seq_lens), width), dtype=torch.int32)
@@ -69,7 +73,7 @@ def build(platform, backend, gen, *, dtype, page_size, num_heads, num_kv_heads, 
     # the expected cache in the layout's own shape (slot-ordered or head-major) ...
     kc, vc = cache.k[0].cpu().clone(), cache.v[0].cpu().clone()
     new = layout.slot_index(torch.tensor(out_slots, dtype=torch.int64))
-    kc[new], vc[new] = k.cpu(), v.cpu()
+    kc[new], vc[new] = _cast(k.cpu(), kdt), _cast(v.cpu(), kdt)
     # ... and slot-ordered for the reference
     every = layout.slot_index(torch.arange(num_pages * page_size))
     expected = ref.paged_attention(
@@ -78,6 +82,12 @@ def build(platform, backend, gen, *, dtype, page_size, num_heads, num_kv_heads, 
         tree_mask=tree_mask,
     ).float()
     return Scenario(batch, cache, q, k, v, expected, kc, vc, max(seq_lens))
+
+
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if dtype == torch.float8_e4m3fn:  # the KV contract: saturate (scale 1.0), never NaN
+        x = x.float().clamp(-448.0, 448.0)
+    return x.to(dtype)
 
 
 def spec_for(num_heads, num_kv_heads, head_dim, dtype, batch_size, max_len, layers=1):

@@ -2,7 +2,9 @@
 reference, for every mode it claims (extend with/without prefix, decode, multi-token verify,
 tree verify, ragged tree verify, sliding window, logit soft-cap), page sizes from its capabilities, GQA ratios 1
 and 4, head dims 64 and 128, ragged batches. Also checks the new K/V landed exactly at
-``out_slots`` and nothing else in the cache changed."""
+``out_slots`` and nothing else in the cache changed. A backend that declares an fp8 e4m3 KV
+cache (``kv_dtypes``) runs every mode again over an fp8 cache, for each model dtype (core
+shapes; tolerance: one e4m3 rounding, ``tolerances.py``)."""
 
 from __future__ import annotations
 
@@ -62,9 +64,28 @@ for case, (needs, *_rest) in CASES.items():
                 **({} if shape in CORE_SHAPES else {"profile": "full"}))]
             PARAMS.append(pytest.param(case, shape, dtype, marks=marks, id=f"{case}-{shape}-{dtype}"))
 
+FP8 = "float8_e4m3fn"
+FP8_PARAMS = [
+    pytest.param(case, shape, dtype, FP8, id=f"{case}-{shape}-{dtype}-kv_fp8", marks=[
+        pytest.mark.anyware(tier="attention", capability=f"attention.{case}.kv_fp8",
+                            needs=("dtype", "kv_dtype", "page_size", *needs))])
+    for case, (needs, *_rest) in CASES.items() for shape in CORE_SHAPES for dtype in DTYPES
+]
+
 
 @pytest.mark.parametrize("case,shape,dtype", PARAMS)
 def test_attention(platform, conf, gen, case, shape, dtype, page_size):
+    _check(platform, conf, gen, case, shape, dtype, page_size, None)
+
+
+@pytest.mark.parametrize("case,shape,dtype,kv_dtype", FP8_PARAMS)
+def test_attention_fp8_kv(platform, conf, gen, case, shape, dtype, kv_dtype, page_size):
+    """The same modes over an fp8 e4m3 cache: the new K/V stored exactly as the reference
+    casts them (saturated, nearest even), the output within one e4m3 rounding."""
+    _check(platform, conf, gen, case, shape, dtype, page_size, kv_dtype)
+
+
+def _check(platform, conf, gen, case, shape, dtype, page_size, kv_dtype):
     _needs, mode, prefix_lens, extend_lens, extra = CASES[case]
     hq, hkv, hd = SHAPES[shape]
     scale = 0.8 * hd**-0.5  # not the default, so a backend that ignores layer.scale fails
@@ -75,7 +96,7 @@ def test_attention(platform, conf, gen, case, shape, dtype, page_size):
         platform, backend, gen, dtype=dtype, page_size=page_size, num_heads=hq,
         num_kv_heads=hkv, head_dim=hd, prefix_lens=prefix_lens, extend_lens=extend_lens,
         mode=mode, scale=scale, tree_mask=tree, sliding_window=extra.get("sliding_window"),
-        logit_softcap=extra.get("logit_softcap"),
+        logit_softcap=extra.get("logit_softcap"), kv_dtype=kv_dtype,
     )
     layer = AttentionLayer(0, hq, hkv, hd, hd, scale, sliding_window=extra.get("sliding_window"),
                            logit_softcap=extra.get("logit_softcap"))
@@ -87,8 +108,8 @@ def test_attention(platform, conf, gen, case, shape, dtype, page_size):
     conf.on_device("attention output", out)
     assert out.dtype == sc.q.dtype, f"attention returned {out.dtype}, expected {sc.q.dtype}"
     conf.equal("k cache after the step", sc.cache.k[0], sc.k_cache_expected, op="kv_cache",
-               dtype=dtype)
+               dtype=kv_dtype or dtype)
     conf.equal("v cache after the step", sc.cache.v[0], sc.v_cache_expected, op="kv_cache",
-               dtype=dtype)
-    conf.close("attention output", out, sc.expected, op="attention", dtype=dtype,
+               dtype=kv_dtype or dtype)
+    conf.close("attention output", out, sc.expected, op="attention", dtype=kv_dtype or dtype,
                reduction=sc.reduction)

@@ -29,9 +29,14 @@ def test_allocate(platform, conf, dtype):
                    op="allocate", dtype=dtype)
 
 
+FP8 = "float8_e4m3fn"
+
+
 @pytest.mark.anyware(tier="memory", capability="memory.kv_pool", needs=("kv_dtype", "page_size"))
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", (*DTYPES, FP8))
 def test_kv_pool(platform, conf, gen, dtype, page_size):
+    """A pool of 3 layers in ``dtype`` (fp8 e4m3 where the backend declares it: then the
+    store casts fp32 K/V, one of them past the e4m3 range, which must saturate to 448)."""
     memory = _memory()
     from anyware_conformance.paged import spec_for
 
@@ -52,14 +57,18 @@ def test_kv_pool(platform, conf, gen, dtype, page_size):
     alloc = memory.PageAllocator(cache.num_pages)
     pages = alloc.alloc(2)
     slots = torch.tensor([p * page_size + o for p in pages for o in range(page_size)])
-    k = randn(gen, (len(slots), layout.num_kv_heads, layout.head_dim), dt, platform.device)
-    v = randn(gen, (len(slots), layout.num_kv_heads, layout.v_head_dim), dt, platform.device)
+    src = torch.float32 if dtype == FP8 else dt
+    k = randn(gen, (len(slots), layout.num_kv_heads, layout.head_dim), src, platform.device)
+    v = randn(gen, (len(slots), layout.num_kv_heads, layout.v_head_dim), src, platform.device)
+    if dtype == FP8:
+        k[0, 0, :2] = torch.tensor([1000.0, -1e6])  # saturate, never NaN
     idx = layout.slot_index(slots.to(platform.device))
     if layout.head_major:  # KernelOps.store_kv addresses slot-ordered caches only
-        cache.k[1][idx], cache.v[1][idx] = k, v
+        cache.k[1][idx], cache.v[1][idx] = k.to(dt), v.to(dt)
     else:
         platform.ops().store_kv(cache.k[1], cache.v[1], k, v, slots.to(platform.device))
-    conf.equal("k[1] at the allocated slots", cache.k[1][idx].cpu(), k.cpu(),
+    want = k.cpu().clamp(-448.0, 448.0).to(dt) if dtype == FP8 else k.cpu()
+    conf.equal("k[1] at the allocated slots", cache.k[1][idx].cpu(), want,
                op="kv_cache", dtype=dtype)
     for i in (0, 2):
         assert not bool(cache.k[i].any()) and not bool(cache.v[i].any()), f"layer {i} changed"

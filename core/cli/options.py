@@ -55,8 +55,8 @@ def add_platform_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --platform, --dtype, --load-format, --seed: what every engine-building command
-    takes."""
+    """--model, --platform, --dtype, --kv-cache-dtype, --load-format, --seed: what every
+    engine-building command takes."""
     parser.add_argument(
         "--model", default=DEMO_MODEL, metavar="PATH|PRESET",
         help="Hugging Face model directory, shape preset (random weights, no tokenizer: needs "
@@ -66,6 +66,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                              "highest-priority available one)")
     parser.add_argument("--dtype", default=None,
                         help="model dtype: float32, bfloat16, float16 (default: the platform's)")
+    parser.add_argument("--kv-cache-dtype", default=None, metavar="DTYPE",
+                        help="KV-cache dtype: auto (the model's), float32, bfloat16, float16, "
+                             "or fp8 (e4m3, scale 1.0; also fp8_e4m3, float8_e4m3fn) where the "
+                             "attention backend declares it (docs/quantization.md)")
     parser.add_argument("--load-format", default="auto", choices=LOAD_FORMATS,
                         help="'dummy': random weights of the model's shapes (required for a "
                              "preset); 'auto'/'safetensors': read the weights")
@@ -205,7 +209,8 @@ def add_speculative_options(parser: argparse.ArgumentParser) -> None:
 def engine_kwargs(args: argparse.Namespace) -> dict:
     """``Engine(**engine_kwargs(args))`` for a parser built with the two functions above."""
     kwargs = dict(model=args.model, platform=args.platform, dtype=args.dtype,
-                  load_format=args.load_format, seed=args.seed)
+                  kv_cache_dtype=args.kv_cache_dtype, load_format=args.load_format,
+                  seed=args.seed)
     if hasattr(args, "page_size"):
         kwargs.update(
             page_size=args.page_size, max_running_requests=args.max_running_requests,

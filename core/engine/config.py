@@ -24,6 +24,25 @@ def parse_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
         raise InvalidRequestError(f"dtype {value!r}; choose from {sorted(_DTYPES)}", "dtype") from None
 
 
+# FP8 e4m3 (``--kv-cache-dtype fp8``): KV only, stored saturated to +-448 with scale 1.0.
+_KV_DTYPES = {**_DTYPES, "fp8": torch.float8_e4m3fn, "fp8_e4m3": torch.float8_e4m3fn,
+              "float8_e4m3fn": torch.float8_e4m3fn}
+
+
+def parse_kv_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
+    """The KV-cache dtype named ``value``: the model dtypes plus ``fp8`` (also ``fp8_e4m3``,
+    ``float8_e4m3fn``); ``None`` or ``"auto"``: the model dtype."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    if value == "auto":
+        return None
+    try:
+        return _KV_DTYPES[value]
+    except KeyError:
+        raise InvalidRequestError(f"kv_cache_dtype {value!r}; choose from {sorted(_KV_DTYPES)}",
+                                  "kv_cache_dtype") from None
+
+
 DEMO_MODEL = "anyware-demo"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from anyware.distributed import PlacementError, RankGroup, resolve_placement
-from anyware.engine.config import EngineConfig, parse_dtype
+from anyware.engine.config import EngineConfig, parse_dtype, parse_kv_dtype
 from anyware.engine.outputs import EngineStats
 from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
 from anyware.memory import PageAllocator
@@ -79,7 +79,7 @@ def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
     features = AttentionFeatures(verify=spec is not None, tree_mask=tree)
     try:
         return platform.configure(PlatformConfig(
-            dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_dtype(cfg.kv_cache_dtype),
+            dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_kv_dtype(cfg.kv_cache_dtype),
             page_size=cfg.page_size, execution=cfg.execution,
             attention_backend=cfg.attention_backend, attention_features=features,
             max_batch_size=cfg.max_running_requests,

@@ -22,11 +22,12 @@ def pick_attention_backend(
     backends: list[type[AttentionBackend]],
     name: str | None = None,
     dtype: torch.dtype | None = None,
+    kv_dtype: torch.dtype | None = None,
 ) -> tuple[type[AttentionBackend] | None, list[str]]:
     """The backend named ``name``, else the highest-priority available one (that computes in
-    ``dtype`` when given). ``backends`` is ordered best first. Returns ``(class or None,
-    reasons the others were passed over)``; a named backend is never skipped for its dtypes
-    (the configuration check explains a mismatch)."""
+    ``dtype`` and stores KV as ``kv_dtype`` when given). ``backends`` is ordered best first.
+    Returns ``(class or None, reasons the others were passed over)``; a named backend is never
+    skipped for its dtypes (the configuration check explains a mismatch)."""
     reasons = []
     for cls in backends:
         if name is not None and cls.name != name:
@@ -34,11 +35,19 @@ def pick_attention_backend(
         if name is None and dtype is not None and dtype not in cls.kv_dtypes:
             reasons.append(f"{cls.name}: no {dtype} support")
             continue
+        if name is None and kv_dtype is not None and kv_dtype not in cls.kv_dtypes:
+            reasons.append(f"{cls.name}: no {_kv_name(kv_dtype)} KV cache")
+            continue
         ok, why = cls.is_available(platform)
         if ok:
             return cls, reasons
         reasons.append(f"{cls.name}: {why}")
     return None, reasons
+
+
+def _kv_name(dtype: torch.dtype) -> str:
+    """A KV dtype as the user named it (``--kv-cache-dtype fp8``) and as torch does."""
+    return f"fp8 ({dtype})" if dtype == torch.float8_e4m3fn else str(dtype)
 
 
 def resolve_config(
@@ -61,17 +70,24 @@ def resolve_config(
     if dtype not in declared.dtypes:
         problems.append(f"dtype {dtype} (supported: {sorted(map(str, declared.dtypes))})")
     names = [b.name for b in backends]
-    backend, reasons = pick_attention_backend(platform, backends, config.attention_backend, dtype)
+    backend, reasons = pick_attention_backend(platform, backends, config.attention_backend, dtype,
+                                              kv_dtype)
     if backend is None:
         if config.attention_backend is not None and config.attention_backend not in names:
             problems.append(f"attention backend {config.attention_backend!r} (known: {names})")
         else:
-            problems.append(f"an attention backend for {dtype} "
-                            f"({'; '.join(reasons) or 'the platform lists none'})")
+            what = dtype if kv_dtype == dtype else f"{dtype} with a {_kv_name(kv_dtype)} KV cache"
+            problems.append(f"an attention backend for {what} "
+                            f"({'; '.join(reasons) or 'the platform lists none'}); "
+                            f"--kv-cache-dtype auto keeps KV in the model dtype")
     else:
         if kv_dtype not in backend.kv_dtypes:
-            problems.append(f"KV-cache dtype {kv_dtype} (attention backend {backend.name!r} "
-                            f"supports: {sorted(map(str, backend.kv_dtypes))})")
+            able = [b.name for b in backends if kv_dtype in b.kv_dtypes]
+            hint = (f"--attention-backend {' or '.join(able)} stores it"
+                    if able else "--kv-cache-dtype auto keeps KV in the model dtype")
+            problems.append(f"KV-cache dtype {_kv_name(kv_dtype)} (attention backend "
+                            f"{backend.name!r} supports: {sorted(map(str, backend.kv_dtypes))}; "
+                            f"{hint})")
         if config.page_size is not None and config.page_size not in backend.page_sizes:
             problems.append(f"page size {config.page_size} (attention backend {backend.name!r} "
                             f"supports: {tuple(backend.page_sizes)})")

@@ -16,7 +16,8 @@ from anyware.plugin import (
 
 
 class ReferenceAttentionBackend(AttentionBackend):
-    """Readable fp32 attention over the paged cache; every feature, every page size."""
+    """Readable fp32 attention over the paged cache; every feature, every page size; KV in the
+    model dtypes or fp8 e4m3 (stored saturated, scale 1.0; read back upcast to fp32)."""
 
     name = "torch-reference"
     features = AttentionFeatures(
@@ -28,6 +29,7 @@ class ReferenceAttentionBackend(AttentionBackend):
         logit_softcap=True,
     )
     page_sizes = (1, 2, 4, 8, 16, 32, 64, 128)
+    kv_dtypes = (torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn)
 
     def forward(
         self,

@@ -115,7 +115,9 @@ class TritonAttentionBackend(AttentionBackend):
         padded_verify=True,
     )
     page_sizes = (16, 1, 8, 32, 64)
-    kv_dtypes = (torch.bfloat16, torch.float16, torch.float32)
+    # fp8 e4m3: stored saturated (scale 1.0), loaded and converted to the compute dtype in
+    # the kernels (checked under the Triton interpreter only; docs/quantization.md)
+    kv_dtypes = (torch.bfloat16, torch.float16, torch.float32, torch.float8_e4m3fn)
     priority = 10
 
     def __init__(self, platform, spec) -> None:

@@ -67,8 +67,7 @@ def _decode_split_kernel(
             kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
             mask=nmask[None, :] & (d[:, None] < D), other=0.0,
         )
-        if UPCAST:
-            k = k.to(tl.float32)
+        k = k.to(q.dtype)  # an fp8 cache (or the interpreter's fp32 upcast) computes as q
         s = tl.dot(q, k, input_precision=PRECISION)
         if HAS_SOFTCAP:
             s = s * scale / softcap
@@ -84,8 +83,7 @@ def _decode_split_kernel(
             vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
             mask=nmask[:, None] & (dv[None, :] < DV), other=0.0,
         )
-        if UPCAST:
-            v = v.to(tl.float32)
+        v = v.to(q.dtype)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     # empty split: l_i == 0 -> lse = -inf, output 0

@@ -8,12 +8,28 @@ import triton.language as tl
 
 
 @triton.jit
+def _saturate_e4m3(x):
+    """``x`` clamped to +-448 and rounded to the nearest e4m3 value (ties to even) in fp32
+    arithmetic, so the conversion that follows is exact on every target (the interpreter's
+    own fp32 -> fp8 conversion does not round to nearest). The quantum is 2^(e - 3) for the
+    exponent e of x (at least -6: e4m3's subnormals), built from bits; adding and taking away
+    1.5 * 2^23 rounds |x / quantum| < 2^22 to an integer, ties to even."""
+    x = tl.minimum(tl.maximum(x.to(tl.float32), -448.0), 448.0)
+    e = ((x.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    e = tl.maximum(e, -6)
+    quantum = ((e - 3 + 127) << 23).to(tl.float32, bitcast=True)
+    r = tl.abs(((x / quantum + 12582912.0) - 12582912.0) * quantum)
+    return tl.where(x.to(tl.int32, bitcast=True) < 0, -r, r)  # the sign of a rounded-off zero
+
+
+@triton.jit
 def _store_kv_kernel(
     k_ptr, v_ptr, kc_ptr, vc_ptr, slots_ptr,
     stride_kt, stride_kh, stride_vt, stride_vh,
     stride_kcs, stride_kch, stride_vcs, stride_vch,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    SATURATE: tl.constexpr,
 ):
     t = tl.program_id(0)
     slot = tl.load(slots_ptr + t).to(tl.int64)
@@ -23,8 +39,12 @@ def _store_kv_kernel(
     mk = (h < H) & (dk < DK)
     mv = (h < H) & (dv < DV)
     k = tl.load(k_ptr + t * stride_kt + h * stride_kh + dk, mask=mk)
+    if SATURATE:  # fp8 e4m3, scale 1.0: saturate rather than overflow
+        k = _saturate_e4m3(k)
     tl.store(kc_ptr + slot * stride_kcs + h * stride_kch + dk, k.to(kc_ptr.dtype.element_ty), mask=mk)
     v = tl.load(v_ptr + t * stride_vt + h * stride_vh + dv, mask=mv)
+    if SATURATE:
+        v = _saturate_e4m3(v)
     tl.store(vc_ptr + slot * stride_vcs + h * stride_vch + dv, v.to(vc_ptr.dtype.element_ty), mask=mv)
 
 
@@ -35,7 +55,8 @@ def store_kv(
     v: torch.Tensor,
     slots: torch.Tensor,
 ) -> None:
-    """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype).
+    """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype; an fp8 e4m3
+    cache stores values saturated to +-448, scale 1.0).
 
     k ``[T, H, Dk]``, v ``[T, H, Dv]`` (last dim contiguous; any token/head strides);
     caches ``[S, H, D]`` with a contiguous last dim; slots int ``[T]``.
@@ -54,4 +75,5 @@ def store_kv(
         BLOCK_H=triton.next_power_of_2(h),
         BLOCK_DK=triton.next_power_of_2(dk),
         BLOCK_DV=triton.next_power_of_2(dv),
+        SATURATE=k_cache.dtype == torch.float8_e4m3fn,
     )

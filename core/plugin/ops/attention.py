@@ -154,7 +154,9 @@ class AttentionBackend(ABC):
 
     Class attributes declare what the backend offers, once (rule 6): ``name`` (what
     ``--attention-backend`` takes), ``features`` (:class:`AttentionFeatures`), ``page_sizes``
-    (the first is the default), ``kv_dtypes`` (the dtypes it stores KV in and computes with),
+    (the first is the default), ``kv_dtypes`` (the dtypes it stores KV in and computes with;
+    listing ``torch.float8_e4m3fn`` — ``--kv-cache-dtype fp8`` — promises K/V stored at scale
+    1.0, saturated to +-448 and rounded to nearest even, and read back into the model dtype),
     ``priority`` (higher wins). The platform lists backends (its own and those contributed by
     extension plugins); the core selects one by name or priority, and the selected backend's
     declarations are the platform's effective KV dtypes, page sizes and attention features.
