@@ -7,7 +7,12 @@ import argparse
 
 import pytest
 import torch
-from anyware.cli.options import ExpertParallelSizeError, add_engine_options, engine_kwargs
+from anyware.cli.options import (
+    ExpertParallelSizeError,
+    add_engine_options,
+    add_model_options,
+    engine_kwargs,
+)
 from anyware.distributed import PlacementError, resolve_placement
 from anyware.model.weights import CheckpointTensor
 from safetensors import safe_open
@@ -64,13 +69,9 @@ def test_checkpoint_tensor_reads_only_slices(tmp_path):
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="m")
-    for name in ("platform", "dtype"):
-        parser.add_argument(f"--{name}", default=None)
-    parser.add_argument("--load-format", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    add_model_options(parser)
     add_engine_options(parser)
-    return parser.parse_args(argv)
+    return parser.parse_args(("--model", "m", *argv))
 
 
 def test_cli_parallel_options():
