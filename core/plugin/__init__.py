@@ -8,7 +8,12 @@ Everything listed in ``__all__`` is the public surface, snapshot-tested so that 
 deliberate (see :mod:`anyware.plugin.version`).
 """
 
-from anyware.plugin.capabilities import COLLECTIVES, AttentionFeatures, Capabilities
+from anyware.plugin.capabilities import (
+    COLLECTIVES,
+    QUANTIZATIONS,
+    AttentionFeatures,
+    Capabilities,
+)
 from anyware.plugin.conformance import ConformanceMetadata, KnownFailure, Waiver
 from anyware.plugin.errors import (
     AnywareError,
@@ -48,6 +53,7 @@ __all__ = [
     "EXTENSION_GROUP",
     "PLATFORM_GROUP",
     "PLUGIN_API_VERSION",
+    "QUANTIZATIONS",
     "ROUTER_SCORING",
     "AnywareError",
     "AttentionBackend",

@@ -16,6 +16,9 @@ from dataclasses import dataclass, fields
 import torch
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "barrier")
+# linear-layer quantization methods (``--quantization``); each names the KernelOps method that
+# implements it: "fp8" -> ``KernelOps.fp8_linear`` (W8A8, e4m3)
+QUANTIZATIONS = ("fp8",)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,13 @@ class Capabilities:
     moe: it provides MoE expert compute.
     async_execution: device work runs asynchronously to the host (calls return once the work
         is queued). The engine then overlaps the scheduling of step N+1 with step N by default.
+    quantization: linear-layer quantization methods its ops implement (names from
+        ``QUANTIZATIONS``; ``"fp8"``: :meth:`~anyware.plugin.KernelOps.fp8_linear`). A platform
+        whose support depends on the device it finds (e.g. a minimum compute capability)
+        declares the method and refuses it in ``_configure`` with the reason. (2.2)
 
     Raises ``ValueError`` for a declaration that cannot be true (no dtype, an unknown
-    collective, ``max_world_size < 1``).
+    collective or quantization method, ``max_world_size < 1``).
     """
 
     dtypes: frozenset[torch.dtype]
@@ -92,11 +99,13 @@ class Capabilities:
     max_world_size: int = 1
     moe: bool = True
     async_execution: bool = False
+    quantization: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # accept any iterables, store hashable immutable values
         object.__setattr__(self, "dtypes", frozenset(self.dtypes))
         object.__setattr__(self, "collectives", frozenset(self.collectives))
+        object.__setattr__(self, "quantization", frozenset(self.quantization))
         if self.max_world_size < 1:
             raise ValueError("max_world_size must be >= 1")
         if not self.dtypes:
@@ -104,3 +113,7 @@ class Capabilities:
         unknown = set(self.collectives) - set(COLLECTIVES)
         if unknown:
             raise ValueError(f"unknown collectives {sorted(unknown)}; known: {COLLECTIVES}")
+        unknown = set(self.quantization) - set(QUANTIZATIONS)
+        if unknown:
+            raise ValueError(f"unknown quantization methods {sorted(unknown)}; known: "
+                             f"{QUANTIZATIONS}")

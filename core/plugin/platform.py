@@ -90,6 +90,8 @@ class PlatformConfig:
         prefill graph buckets stop there).
     extra: platform-specific settings (``--platform-option KEY=VALUE``); the platform's docs
         list its keys.
+    quantization: the linear-layer quantization method the model will call (``"fp8"``: the
+        ops' ``fp8_linear``), or ``None``; checked against ``Capabilities.quantization``. (2.2)
     """
 
     dtype: torch.dtype | None = None
@@ -104,6 +106,7 @@ class PlatformConfig:
     max_batch_size: int = 256
     max_prefill_tokens: int = 2048
     extra: dict[str, Any] = field(default_factory=dict)
+    quantization: str | None = None
 
 
 class Platform(ABC):

@@ -14,9 +14,11 @@ so that every change to it is deliberate and comes with a version bump (rule 4).
 
 History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the HND KV order),
 ``KVLayout.slot_index``, ``ExecutionStrategy.run_and_sample``, ``StepSample``,
-``AttentionFeatures.padded_verify`` and ``StepProgram.verify_tokens``.
+``AttentionFeatures.padded_verify`` and ``StepProgram.verify_tokens``; 2.2 added
+``Capabilities.quantization``, ``PlatformConfig.quantization``, ``KernelOps.fp8_linear`` and
+``QUANTIZATIONS`` (W8A8 FP8 linear layers).
 """
 
 from __future__ import annotations
 
-PLUGIN_API_VERSION = "2.1.0"
+PLUGIN_API_VERSION = "2.2.0"

@@ -24,7 +24,7 @@ class EffectiveCapabilities:
     """What a platform offers with one attention backend.
 
     From the platform's declaration: dtypes, graph_capture, compiled_execution, collectives,
-    max_world_size, moe, async_execution (see :class:`~anyware.plugin.Capabilities`).
+    max_world_size, moe, async_execution, quantization (see :class:`~anyware.plugin.Capabilities`).
     From the attention backend (``attention_backend`` names it): kv_cache_dtypes (its
     ``kv_dtypes``), page_sizes (its ``page_sizes``, the first is the default) and attention
     (its ``features``).
@@ -41,6 +41,7 @@ class EffectiveCapabilities:
     max_world_size: int
     moe: bool
     async_execution: bool
+    quantization: frozenset[str] = frozenset()
 
     @classmethod
     def derive(cls, declared: Capabilities, backend: type[AttentionBackend]) -> EffectiveCapabilities:
@@ -70,6 +71,7 @@ class EffectiveCapabilities:
             max_world_size=declared.max_world_size,
             moe=declared.moe,
             async_execution=declared.async_execution,
+            quantization=declared.quantization,
         )
 
     def to_dict(self) -> dict:
@@ -86,6 +88,7 @@ class EffectiveCapabilities:
             "max_world_size": self.max_world_size,
             "moe": self.moe,
             "async_execution": self.async_execution,
+            "quantization": sorted(self.quantization),
         }
 
     def summary(self) -> str:
@@ -93,6 +96,7 @@ class EffectiveCapabilities:
         dt = ",".join(_dtype_names(self.dtypes))
         pages = ",".join(str(p) for p in self.page_sizes)
         extras = [n for n in ("graph_capture", "compiled_execution", "moe") if getattr(self, n)]
+        extras += [f"quant={q}" for q in sorted(self.quantization)]
         return (
             f"dtypes={dt} pages={pages} attn={self.attention_backend}:"
             f"{'+'.join(self.attention.names())} world<={self.max_world_size}"

@@ -95,6 +95,10 @@ def resolve_config(
         if missing:
             problems.append(f"attention features {', '.join(missing)} "
                             f"(attention backend {backend.name!r})")
+    if config.quantization is not None and config.quantization not in declared.quantization:
+        problems.append(f"quantization {config.quantization!r} (supported: "
+                        f"{sorted(declared.quantization) or 'none'}; leave --quantization unset "
+                        f"to run the linear layers in the model dtype)")
     if config.world_size > declared.max_world_size:
         problems.append(f"world size {config.world_size} (max {declared.max_world_size})")
     if execution not in EXECUTION_KINDS:

@@ -7,6 +7,7 @@ from anyware.kernels.reference.attention_backend import ReferenceAttentionBacken
 from anyware.kernels.reference.moe import ReferenceMoEBackend, moe_dense, moe_route
 from anyware.kernels.reference.norm import fused_add_rms_norm, rms_norm
 from anyware.kernels.reference.ops import ReferenceOps
+from anyware.kernels.reference.quant import fp8_linear, quantize_fp8_rows
 from anyware.kernels.reference.rotary import apply_rotary, rope_cos_sin
 from anyware.kernels.reference.sampling import sample, sampling_noise
 from anyware.kernels.reference.store import store_kv
@@ -16,10 +17,12 @@ __all__ = [
     "ReferenceMoEBackend",
     "ReferenceOps",
     "apply_rotary",
+    "fp8_linear",
     "fused_add_rms_norm",
     "moe_dense",
     "moe_route",
     "paged_attention",
+    "quantize_fp8_rows",
     "rms_norm",
     "rope_cos_sin",
     "sample",

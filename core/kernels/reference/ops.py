@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anyware.kernels.reference import activation, norm, rotary, sampling, store
+from anyware.kernels.reference import activation, norm, quant, rotary, sampling, store
 from anyware.plugin import KernelOps
 
 
@@ -32,3 +32,7 @@ class ReferenceOps(KernelOps):
     def sample(self, logits, params):
         self.calls["sample"] += 1
         return sampling.sample(logits, params)
+
+    def fp8_linear(self, x, weight, weight_scale, bias=None):
+        self.calls["fp8_linear"] += 1
+        return quant.fp8_linear(x, weight, weight_scale, bias)

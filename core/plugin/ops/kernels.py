@@ -102,3 +102,31 @@ class KernelOps(ABC):
         ``anyware.kernels.reference.sampling_noise`` (so a seeded request is reproducible on
         any platform and in any batch). Returns int64 ``[B]``.
         """
+
+    def fp8_linear(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """W8A8 FP8 linear layer (``--quantization fp8``; claimed by listing ``"fp8"`` in
+        ``Capabilities.quantization``, never called otherwise). (2.2)
+
+        x: ``[T, K]`` in the model dtype. weight: ``torch.float8_e4m3fn`` ``[N, K]`` (row
+        major), quantised per output channel; weight_scale: fp32 ``[N]``, so that
+        ``weight[n].float() * weight_scale[n]`` approximates the original row. bias: ``[N]`` in
+        ``x.dtype`` or ``None``. ``N`` and ``K`` are multiples of 16 (the model keeps other
+        layers in its dtype).
+
+        Quantises ``x`` per token (row), dynamically: ``s[t] = max(amax(|x[t]|), 1e-12) /
+        448`` computed in fp32, ``x_q[t] = e4m3(clamp(x[t] / s[t], -448, 448))`` (round to
+        nearest even, as torch's cast does). Returns ``(x_q.float() @ weight.float().T) *
+        s[:, None] * weight_scale[None, :] (+ bias)``, accumulated in fp32, in ``x.dtype``,
+        ``[T, N]``. The reference is ``anyware.kernels.reference.quant.fp8_linear``.
+
+        The base class implements nothing: a platform that declares ``"fp8"`` overrides it.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement fp8_linear; its platform must not "
+            f"declare 'fp8' in Capabilities.quantization")
