@@ -12,6 +12,7 @@ DEMO_MODEL = "anyware-demo"  # anyware.engine.config.DEMO_MODEL (a test checks t
 # to build its parser)
 LOAD_FORMATS = ("auto", "safetensors", "dummy")
 EXECUTIONS = ("auto", "eager", "graphs", "compiled")
+QUANTIZATIONS = ("fp8",)  # anyware.plugin.QUANTIZATIONS (a test checks they agree)
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -55,8 +56,8 @@ def add_platform_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --platform, --dtype, --kv-cache-dtype, --load-format, --seed: what every
-    engine-building command takes."""
+    """--model, --platform, --dtype, --kv-cache-dtype, --quantization, --load-format, --seed:
+    what every engine-building command takes."""
     parser.add_argument(
         "--model", default=DEMO_MODEL, metavar="PATH|PRESET",
         help="Hugging Face model directory, shape preset (random weights, no tokenizer: needs "
@@ -70,6 +71,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="KV-cache dtype: auto (the model's), float32, bfloat16, float16, "
                              "or fp8 (e4m3, scale 1.0; also fp8_e4m3, float8_e4m3fn) where the "
                              "attention backend declares it (docs/quantization.md)")
+    parser.add_argument("--quantization", "-q", default=None, choices=QUANTIZATIONS,
+                        help="quantize the linear layers at load: 'fp8' (W8A8 e4m3: weights per "
+                             "output channel, activations per token) where the platform "
+                             "declares it (docs/quantization.md)")
     parser.add_argument("--load-format", default="auto", choices=LOAD_FORMATS,
                         help="'dummy': random weights of the model's shapes (required for a "
                              "preset); 'auto'/'safetensors': read the weights")
@@ -210,7 +215,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
     """``Engine(**engine_kwargs(args))`` for a parser built with the two functions above."""
     kwargs = dict(model=args.model, platform=args.platform, dtype=args.dtype,
                   kv_cache_dtype=args.kv_cache_dtype, load_format=args.load_format,
-                  seed=args.seed)
+                  seed=args.seed, quantization=args.quantization)
     if hasattr(args, "page_size"):
         kwargs.update(
             page_size=args.page_size, max_running_requests=args.max_running_requests,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from anyware.plugin import QUANTIZATIONS
 from anyware.request.errors import InvalidRequestError
 from anyware.spec import SpecConfig
 
@@ -64,6 +65,9 @@ class EngineConfig:
     dtype: str | torch.dtype | None = None
     kv_cache_dtype: str | torch.dtype | None = None
     load_format: str = "auto"
+    # linear-layer quantization at load (docs/quantization.md): None, or "fp8" (W8A8 e4m3:
+    # weights per output channel, activations per token; Capabilities.quantization)
+    quantization: str | None = None
     page_size: int | None = None
     max_running_requests: int = 256
     chunked_prefill_size: int = 2048
@@ -161,6 +165,10 @@ class EngineConfig:
                 "--tp 1 or without --speculative-algorithm", "speculative_algorithm")
         if cfg.dist_timeout <= 0:
             raise InvalidRequestError("dist_timeout must be > 0 seconds", "dist_timeout")
+        if cfg.quantization is not None and cfg.quantization not in QUANTIZATIONS:
+            raise InvalidRequestError(f"quantization {cfg.quantization!r}; choose from "
+                                      f"{list(QUANTIZATIONS)} or leave it unset",
+                                      "quantization")
         if cfg.max_running_requests < 1:
             raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
         return cfg

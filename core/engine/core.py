@@ -84,7 +84,7 @@ def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
             attention_backend=cfg.attention_backend, attention_features=features,
             max_batch_size=cfg.max_running_requests,
             max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
-            extra=dict(cfg.platform_options),
+            extra=dict(cfg.platform_options), quantization=cfg.quantization,
         ))
     except CapabilityError as e:
         if tree and "tree_mask" in str(e):

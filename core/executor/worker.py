@@ -88,7 +88,8 @@ class ModelWorker:
         def moe(spec):
             return platform.moe_backend(spec, self.comm if spec.ep_size > 1 else None)
 
-        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device, moe=moe, tp=tp)
+        ctx = ModelContext(platform.ops(), self.attention, pcfg.dtype, device, moe=moe, tp=tp,
+                           quantization=pcfg.quantization)
         self.model = build_model(mcfg, ctx, cfg.model_path, cfg.load_format, cfg.seed,
                                  cfg.show_progress)
         platform.model_loaded(self.model)

@@ -75,6 +75,13 @@ class ModelConfig:
         archs = cfg.get("architectures") or []
         if not archs:
             raise ModelConfigError("config.json has no 'architectures' entry")
+        quant = cfg.get("quantization_config")
+        if quant:  # its tensors are not in the model dtype: loading them as such is garbage
+            method = quant.get("quant_method", "?") if isinstance(quant, dict) else "?"
+            raise ModelConfigError(
+                f"the checkpoint is already quantized (quantization_config: quant_method "
+                f"{method!r}), which Anyware does not load; use the unquantized (bf16/fp16) "
+                f"checkpoint, and --quantization fp8 to quantize it at load")
         heads = cfg["num_attention_heads"]
         hidden = cfg["hidden_size"]
         eos = cfg.get("eos_token_id")

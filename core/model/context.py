@@ -41,7 +41,9 @@ class TensorParallel:
 class ModelContext:
     """``moe`` builds the MoE backend for a layer spec (``PlatformDriver.moe_backend`` with the
     group's communicator); only MoE models call it, so dense models run on platforms without
-    MoE support. ``tp``: the tensor-parallel group (one rank by default)."""
+    MoE support. ``tp``: the tensor-parallel group (one rank by default). ``quantization``:
+    the linear-layer quantization the loader applies (``"fp8"``, :mod:`anyware.model.quant`),
+    or ``None``."""
 
     ops: KernelOps
     attention: AttentionBackend
@@ -49,3 +51,4 @@ class ModelContext:
     device: torch.device
     moe: Callable[[MoESpec], MoEBackend] | None = None
     tp: TensorParallel = TensorParallel()
+    quantization: str | None = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from anyware.kernels.reference.quant import quantize_fp8_rows
 from anyware.model.context import ModelContext
 from anyware.model.weights import CheckpointTensor
 from torch import nn
@@ -37,8 +38,31 @@ class Linear(nn.Module):
         self.shards = shards or {}
         self.split_dim = split_dim
 
+        # set by quantize_fp8: per-output-channel scales of an e4m3 weight, and the ops that
+        # run it (KernelOps.fp8_linear)
+        self.register_buffer("weight_scale", None, persistent=False)
+        self.quant_ops = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return self.matmul(x, self.bias)
+
+    def matmul(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x @ W^T (+ bias)``, through the platform's fp8 linear once quantised."""
+        if self.weight_scale is None:
+            return F.linear(x, self.weight, bias)
+        lead = x.shape[:-1]
+        y = self.quant_ops.fp8_linear(x.reshape(-1, x.shape[-1]), self.weight, self.weight_scale,
+                                      bias)
+        return y.reshape(*lead, y.shape[-1])
+
+    @torch.no_grad()
+    def quantize_fp8(self, ops) -> None:
+        """Replace the loaded weight by its e4m3 quantisation with per-output-channel scales
+        (``anyware.kernels.reference.quantize_fp8_rows``); ``ops.fp8_linear`` runs it."""
+        q, scale = quantize_fp8_rows(self.weight)
+        self.weight = nn.Parameter(q, requires_grad=False)
+        self.weight_scale = scale
+        self.quant_ops = ops
 
     def load(self, param_name: str, tensor, shard: str | None) -> None:
         tensor = CheckpointTensor.of(tensor)

@@ -93,6 +93,14 @@ def build_model(
             raise ModelConfigError(f"checkpoint in {path} lacks weights: {sorted(missing)[:8]}")
     if hasattr(model, "finish_loading"):  # e.g. MoE: every expert present, layout padding zeroed
         model.finish_loading(from_checkpoint)
+    if ctx.quantization is not None:
+        from anyware.model.quant import quantize_linears
+
+        report = quantize_linears(model, ctx.quantization, ctx.ops)
+        if report.quantized == 0:
+            raise ModelConfigError(
+                f"--quantization {ctx.quantization}: no layer of this model can be quantized "
+                f"(sizes must be multiples of 16); leave --quantization unset")
     model.init_rope()
     model.eval()
     return model

@@ -85,11 +85,13 @@ def test_no_prefix_abbreviations(capsys, argv):
 
 def test_one_set_of_load_formats():
     from anyware.cli.main import build_parser
-    from anyware.cli.options import DEMO_MODEL, LOAD_FORMATS
+    from anyware.cli.options import DEMO_MODEL, LOAD_FORMATS, QUANTIZATIONS
     from anyware.engine.config import DEMO_MODEL as ENGINE_DEMO
     from anyware.model.loader import LOAD_FORMATS as LOADER_FORMATS
+    from anyware.plugin import QUANTIZATIONS as PLUGIN_QUANTIZATIONS
 
     assert LOAD_FORMATS == LOADER_FORMATS and DEMO_MODEL == ENGINE_DEMO
+    assert QUANTIZATIONS == PLUGIN_QUANTIZATIONS
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name in ("serve", "generate", "bench"):
         action = next(a for a in sub.choices[name]._actions if a.dest == "load_format")

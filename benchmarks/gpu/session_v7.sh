@@ -1,0 +1,47 @@
+# Session 7 device runs (issue 21, FP8), one part per call (each < 10 minutes):
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh checks  # fp8 kernel tests + conformance ops/attention fp8 cases on the GPU
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w1      # W1 (8B shape, bs1): bf16, fp8 linear, fp8 linear + fp8 KV
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2      # W2 (1000 x 1024/1024): bf16, fp8 linear + fp8 KV at 256 and 512 running requests
+# Results: $OUT/*.json (benchmarks/run.py's format, engine_opts recorded) and logs.
+set -u
+PART="${1:?checks|w1|w2}"
+export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
+source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
+export PYTHONPATH=$PWD
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+run() {  # run TAG WORKLOAD [--engine-opt K=V ...]
+  local tag=$1 w=$2; shift 2
+  timeout 400 python3 benchmarks/run.py "$w" --out $OUT --tag "$tag" "$@" > $OUT/$w-$tag.log 2>&1
+  python3 - "$OUT/$w-$tag.json" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(sys.argv[1], "missing", e); raise SystemExit
+o = d["ours"]
+keys = ("tok_s", "ms_per_step", "output_tok_s", "device_busy_fraction", "wall_s")
+print(sys.argv[1].split("/")[-1], d.get("engine_opts"), {k: o[k] for k in keys if k in o})
+PY
+  tail -3 $OUT/$w-$tag.log | grep -i "error" || true
+}
+FP8="--engine-opt quantization=fp8"
+KV8="--engine-opt kv_cache_dtype=fp8"
+case "$PART" in
+checks)
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -k "fp8" tests/kernels > $OUT/kernels-fp8.log 2>&1; tail -3 $OUT/kernels-fp8.log
+  timeout 200 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops -- -k "fp8" > $OUT/conf-ops.log 2>&1; tail -4 $OUT/conf-ops.log
+  timeout 150 anyware conformance --platform cuda --tiers attention --report $OUT/conf-attn -- -k "fp8" > $OUT/conf-attn.log 2>&1; tail -4 $OUT/conf-attn.log
+  rm -f $OUT/conf-*/*.xml
+  ;;
+w1)
+  run bf16 W1
+  run fp8w W1 $FP8
+  run fp8wkv W1 $FP8 $KV8
+  ;;
+w2)
+  run bf16 W2
+  run fp8wkv W2 $FP8 $KV8
+  run fp8wkv512 W2 $FP8 $KV8 --engine-opt max_running_requests=512
+  ;;
+esac
+ls $OUT

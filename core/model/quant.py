@@ -1,0 +1,63 @@
+"""Load-time quantisation of a model's linear layers (``--quantization``).
+
+``fp8`` (W8A8, e4m3): after the weights are loaded (or drawn at random), every projection of
+an attention or MLP block — the :class:`~anyware.model.layers.Linear` modules named
+``qkv_proj``, ``o_proj``, ``gate_up_proj`` and ``down_proj`` — has its weight quantised per
+output channel (``anyware.kernels.reference.quantize_fp8_rows``), one layer at a time, and from
+then on runs through the platform's ``KernelOps.fp8_linear``, which quantises the activations
+per token. Embeddings, the LM head, MoE router gates and experts, EAGLE-3's ``fc`` and norms
+stay in the model dtype (as vLLM's FP8 method does for the head and the router). A layer whose
+output or input size is not a multiple of 16 (the GEMM alignment the contract guarantees)
+stays in the model dtype too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from anyware.kernels.reference.quant import FP8_ALIGN
+from anyware.model.layers import Linear
+from anyware.plugin import KernelOps
+
+log = logging.getLogger(__name__)
+
+QUANTIZED_PROJECTIONS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """What :func:`quantize_linears` did: layers quantised, layers kept (misaligned) and the
+    weight bytes before and after."""
+
+    method: str
+    quantized: int
+    kept: tuple[str, ...]
+    bytes_before: int
+    bytes_after: int
+
+
+@torch.no_grad()
+def quantize_linears(model: torch.nn.Module, method: str, ops: KernelOps) -> QuantizationReport:
+    """Quantise ``model``'s projections in place with ``method`` (``"fp8"``) and route them
+    through ``ops``. Raises ``ValueError`` for an unknown method."""
+    if method != "fp8":
+        raise ValueError(f"quantization {method!r}; known: fp8")
+    quantized, kept, before, after = 0, [], 0, 0
+    for name, module in model.named_modules():
+        if not isinstance(module, Linear) or name.rsplit(".", 1)[-1] not in QUANTIZED_PROJECTIONS:
+            continue
+        n, k = module.weight.shape
+        if n % FP8_ALIGN or k % FP8_ALIGN:
+            kept.append(name)
+            continue
+        before += module.weight.numel() * module.weight.element_size()
+        module.quantize_fp8(ops)
+        after += module.weight.numel() + module.weight_scale.numel() * 4
+        quantized += 1
+    if kept:
+        log.warning("--quantization fp8: %d layer(s) stay in the model dtype (a size not a "
+                    "multiple of %d): %s", len(kept), FP8_ALIGN, ", ".join(kept[:4]))
+    return QuantizationReport(method, quantized, tuple(kept), before, after)
+
