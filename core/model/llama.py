@@ -46,10 +46,11 @@ class Attention(nn.Module):
         q = q.reshape(t, lay.num_heads, lay.head_dim)
         k = k.reshape(t, lay.num_kv_heads, lay.head_dim)
         v = v.reshape(t, lay.num_kv_heads, lay.head_dim)
-        if self.q_norm is not None:
-            q = self.q_norm(q.reshape(-1, lay.head_dim)).view_as(q)
-            k = self.k_norm(k.reshape(-1, lay.head_dim)).view_as(k)
-        q, k = self.ctx.ops.rotary(q, k, positions, cos_sin, True)
+        if self.q_norm is not None:  # per-head q/k norm and rotary: one op (fusable)
+            q, k = self.ctx.ops.norm_rotary(q, k, positions, cos_sin, True, self.q_norm.weight,
+                                            self.k_norm.weight, self.q_norm.eps)
+        else:
+            q, k = self.ctx.ops.rotary(q, k, positions, cos_sin, True)
         out = self.ctx.attention.forward(q, k, v, lay, cache, batch)
         return self.o_proj(out.reshape(t, lay.num_heads * lay.v_head_dim))
 

@@ -16,7 +16,8 @@ History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the 
 ``KVLayout.slot_index``, ``ExecutionStrategy.run_and_sample``, ``StepSample``,
 ``AttentionFeatures.padded_verify`` and ``StepProgram.verify_tokens``; 2.2 added
 ``Capabilities.quantization``, ``PlatformConfig.quantization``, ``KernelOps.fp8_linear`` and
-``QUANTIZATIONS`` (W8A8 FP8 linear layers).
+``QUANTIZATIONS`` (W8A8 FP8 linear layers), and ``KernelOps.norm_rotary`` (q/k norm + rotary,
+with a default that composes the existing ops).
 """
 
 from __future__ import annotations

@@ -76,6 +76,33 @@ class KernelOps(ABC):
         first ``rot_dim`` dims rotate). Neox style pairs ``i`` with ``i + rot_dim/2``;
         GPT-J style pairs ``2i`` with ``2i+1``. Returns new ``(q, k)`` in their dtype."""
 
+    def norm_rotary(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        positions: torch.Tensor,
+        cos_sin: torch.Tensor,
+        is_neox: bool = True,
+        q_weight: torch.Tensor | None = None,
+        k_weight: torch.Tensor | None = None,
+        eps: float = 1e-6,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head RMSNorm of ``q`` and ``k`` over the head dim (Qwen3's q/k norm; both
+        weights ``[D]`` or neither), then :meth:`rotary`; shapes, dtypes and pairing as
+        :meth:`rotary`. ``q`` and ``k`` may be strided views (e.g. slices of a fused QKV
+        projection's output) whose last dim is contiguous. (2.2)
+
+        The default composes :meth:`rms_norm` and :meth:`rotary` (the normed values are
+        rounded to the input dtype in between). A platform may fuse the whole into one launch
+        and keep the normed values in fp32 before rotating; it then increments
+        ``self.calls["norm_rotary"]``."""
+        if (q_weight is None) != (k_weight is None):
+            raise ValueError("norm_rotary takes both q_weight and k_weight, or neither")
+        if q_weight is not None:
+            q = self.rms_norm(q.reshape(-1, q.shape[-1]), q_weight, eps).view(q.shape)
+            k = self.rms_norm(k.reshape(-1, k.shape[-1]), k_weight, eps).view(k.shape)
+        return self.rotary(q, k, positions, cos_sin, is_neox)
+
     @abstractmethod
     def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[T, 2I]`` -> ``silu(x[:, :I]) * x[:, I:]`` ``[T, I]``."""
