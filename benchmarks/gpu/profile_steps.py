@@ -6,6 +6,12 @@ number of kernel launches, and the host time spent in each phase of ``EngineCore
 (schedule / build+launch / waiting for the device / process), timed by wrapping the methods.
 
     python3 benchmarks/gpu/profile_steps.py --out $OUT/profile.json
+    python3 benchmarks/gpu/profile_steps.py --batch-decode 256 --engine-opt quantization=fp8 ...
+
+Each profile also sorts the kernels into classes (linear, attention, norm, rotary, ...) and
+sets them beside the floor the model's shape gives them (``step_floor.py``: bytes at the
+measured bandwidth, FLOPs at the bf16 peak). ``--batch-decode B`` adds a steady-state decode
+profile of ``B`` requests (W2's regime: 1024-token prompts, all decoding together).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anyware import SamplingParams
 from anyware.bench import Workload
-from run import engine_for
+from run import ENGINE_OPTS, engine_for, parse_opt
+from step_floor import classify, floors, table
 
 
 class PhaseTimer:
@@ -79,8 +86,29 @@ def kernels(prof) -> dict:
     for e in evs:
         top[e.name[:60]] += e.device_time / 1e3
         count[e.name[:60]] += 1
+    classes = collections.defaultdict(lambda: [0.0, 0])
+    for e in evs:
+        c = classes[classify(e.name)]
+        c[0] += e.device_time / 1e3
+        c[1] += 1
     return {"kernel_ms": round(total, 3), "launches": len(evs),
-            "top_ms": {k: [round(v, 3), count[k]] for k, v in top.most_common(TOP)}}
+            "top_ms": {k: [round(v, 3), count[k]] for k, v in top.most_common(TOP)},
+            "classes": dict(classes)}
+
+
+def _bytes(engine) -> tuple[float, float]:
+    """Bytes per linear weight and per KV element of this engine (fp8 or the model dtype)."""
+    opts = engine.config
+    act = 2 if "16" in str(opts.dtype or "bfloat16") else 4
+    w = 1.0 if opts.quantization == "fp8" else act
+    kv = 1.0 if str(opts.kv_cache_dtype or "").startswith(("fp8", "float8")) else act
+    return w, kv
+
+
+def _floor_table(engine, k: dict, steps: int, tokens: int, kv_tokens: int) -> dict:
+    w, kv = _bytes(engine)
+    f = floors(engine.model_config, tokens, kv_tokens, w, kv)
+    return table(k["classes"], f, steps)
 
 
 def prefill(engine, n: int, timer: PhaseTimer) -> dict:
@@ -96,7 +124,11 @@ def prefill(engine, n: int, timer: PhaseTimer) -> dict:
     phases = timer.report(reps)
     with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
         engine.generate([prompt], p)
-    return {"tokens": n, "ttft_ms": round(wall, 2), "host_ms_per_request": phases, **kernels(prof)}
+    k = kernels(prof)
+    classes = _floor_table(engine, k, 1, n, n)
+    del k["classes"]
+    return {"tokens": n, "ttft_ms": round(wall, 2), "host_ms_per_request": phases, **k,
+            "classes": classes}
 
 
 def decode(engine, timer: PhaseTimer, steps: int) -> dict:
@@ -113,7 +145,52 @@ def decode(engine, timer: PhaseTimer, steps: int) -> dict:
     k = kernels(prof)
     return {"steps": steps, "ms_per_step": round(wall / steps, 3), "host_ms_per_step": phases,
             "kernel_ms_per_step": round(k["kernel_ms"] / steps, 3),
-            "launches_per_step": round(k["launches"] / steps, 1), "top_ms_total": k["top_ms"]}
+            "launches_per_step": round(k["launches"] / steps, 1), "top_ms_total": k["top_ms"],
+            "classes": _floor_table(engine, k, steps, 1, 128 + steps)}
+
+
+def batch_decode(engine, batch: int, prompt_len: int, steps: int) -> dict:
+    """Steady-state decode of ``batch`` requests: profiles ``steps`` consecutive DECODE steps
+    that carry all of them (after 8 such steps of warm-up), wall time between the first and
+    the last of them."""
+    from anyware.plugin import ForwardMode
+
+    prompts = Workload(batch, prompt_len, 1, seed=2).prompts(engine.model_config.vocab_size)
+    p = SamplingParams(max_new_tokens=steps + 24, temperature=0, ignore_eos=True)
+    core, prof = engine.core, profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU])
+    state = {"n": 0, "t0": 0.0, "t1": 0.0}
+    launch = core._launch
+
+    def wrapped(b):
+        full = b.mode == ForwardMode.DECODE and len(b.reqs) == batch
+        if full and state["n"] == 8:
+            torch.cuda.synchronize()
+            prof.start()
+            state["t0"] = time.perf_counter()
+        out = launch(b)
+        if full:
+            state["n"] += 1
+            if state["n"] == 8 + steps:
+                torch.cuda.synchronize()
+                state["t1"] = time.perf_counter()
+                prof.stop()
+        return out
+
+    core._launch = wrapped
+    try:
+        engine.generate(prompts, p)
+    finally:
+        core._launch = launch
+    if not state["t1"]:
+        return {"error": f"only {state['n']} decode steps carried all {batch} requests"}
+    k = kernels(prof)
+    ms = (state["t1"] - state["t0"]) / steps * 1e3
+    kv_tokens = batch * (prompt_len + 8 + steps // 2)
+    return {"batch": batch, "prompt_len": prompt_len, "steps": steps,
+            "ms_per_step": round(ms, 3), "output_tok_s": round(batch / ms * 1e3, 1),
+            "kernel_ms_per_step": round(k["kernel_ms"] / steps, 3),
+            "launches_per_step": round(k["launches"] / steps, 1), "top_ms_total": k["top_ms"],
+            "classes": _floor_table(engine, k, steps, batch, kv_tokens)}
 
 
 def main() -> None:
@@ -124,7 +201,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="128,1024,4096")
     ap.add_argument("--decode-steps", type=int, default=128)
     ap.add_argument("--top", type=int, default=8, help="kernels listed per profile")
+    ap.add_argument("--batch-decode", type=int, default=0, metavar="B",
+                    help="also profile steady-state decode of B requests (W2's regime)")
+    ap.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="engine option (e.g. quantization=fp8, kv_cache_dtype=fp8)")
     args = ap.parse_args()
+    ENGINE_OPTS.update(parse_opt(o) for o in args.engine_opt)
     global TOP
     TOP = args.top
     e = engine_for(args.model, None, dtype=args.dtype, chunked_prefill_size=8192,
@@ -132,8 +214,13 @@ def main() -> None:
     timer = PhaseTimer(e.core)
     res = {"model": args.model,
            "prefill": [prefill(e, int(n), timer) for n in args.sizes.split(",")],
-           "decode": decode(e, timer, args.decode_steps)}
+           "decode": decode(e, timer, args.decode_steps), "engine_opts": ENGINE_OPTS}
     e.shutdown()
+    e = None
+    if args.batch_decode:
+        e = engine_for(args.model, None, dtype=args.dtype, max_running_requests=args.batch_decode)
+        res["batch_decode"] = batch_decode(e, args.batch_decode, 1024, 32)
+        e.shutdown()
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
 
