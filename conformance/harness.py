@@ -47,6 +47,7 @@ class Harness:
         self._info = None
         self._platform = None
         self._device_ready = False
+        self._quantization_checked: dict[str, str] = {}
 
     # ------------------------------------------------------------ the platform under test
     def plugin_info(self):
@@ -174,6 +175,10 @@ class Harness:
                 return "graph capture not declared"
             if need == "compiled_execution" and not caps.compiled_execution:
                 return "compiled execution not declared"
+            if need.startswith("quantization."):
+                why = self._quantization_refused(need[13:], caps)
+                if why:
+                    return why
             if need == "collective":
                 if params["op"] not in caps.collectives:
                     return f"collective {params['op']} not declared"
@@ -184,6 +189,24 @@ class Harness:
                 if p.dist_backend != "gloo" and p.device_count() < ws:
                     return f"world size {ws} needs {ws} devices; {p.device_count()} visible"
         return ""
+
+    def _quantization_refused(self, method: str, caps) -> str:
+        """Why quantization ``method`` does not apply: not declared, or declared but refused
+        by the platform's ``_configure`` on the device it finds (e.g. fp8 below compute
+        capability 8.9); '' if it applies. Asked once per method."""
+        if method not in caps.quantization:
+            return f"quantization {method} not declared"
+        if method not in self._quantization_checked:
+            from anyware.plugin import CapabilityError, PlatformConfig
+
+            why = ""
+            try:  # the platform's own device check, without configuring it
+                self.platform(init_device=False).platform._configure(
+                    PlatformConfig(quantization=method, execution="eager"))
+            except CapabilityError as exc:
+                why = f"quantization {method} refused on this device: {exc}"
+            self._quantization_checked[method] = why
+        return self._quantization_checked[method]
 
     # ------------------------------------------------------------ xdist: identity to the controller
     def pytest_sessionfinish(self, session) -> None:

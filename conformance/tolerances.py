@@ -57,6 +57,23 @@ TABLE: tuple[tuple[str, str, float, float, float], ...] = (
     ("moe", "float32", INF, 1e-4, 1e-4),
     ("moe", "bfloat16", INF, 3e-2, 3e-2),
     ("moe", "float16", INF, 5e-3, 5e-3),
+    # W8A8 fp8 linear layer (reduction = K). The test divides each output row by its token's
+    # power-of-two magnitude (exact), so these bounds read in units of a typical output (the
+    # weights are N(0, 1/K): outputs ~ N(0, 1)) whatever the token's scale. The reference
+    # multiplies the same e4m3 operands (the quantisation is pinned: x / s rounded to nearest
+    # even) and accumulates in fp32, so what may differ is the fp32 summation order (~1e-6)
+    # and the one rounding of the output into the dtype (rtol: bf16 2^-8, fp16 2^-11, with
+    # room) - plus, rarely, one element quantised one e4m3 step apart (x / s within an fp32
+    # ulp of a rounding midpoint: a reciprocal or fused scale), which moves an output by up to
+    # one quantisation step of x (amax / 14 at the top of e4m3's range) times one weight
+    # (~1 / sqrt(K)): atol. An activation quantiser that truncates instead of rounding is off
+    # by ~0.2, a per-tensor activation scale by ~1.5, a per-tensor weight scale by ~0.5.
+    ("fp8_linear", "float32", 1024, 4e-2, 1e-5),
+    ("fp8_linear", "float32", INF, 1e-2, 1e-5),
+    ("fp8_linear", "bfloat16", 1024, 4e-2, 8e-3),
+    ("fp8_linear", "bfloat16", INF, 1e-2, 8e-3),
+    ("fp8_linear", "float16", 1024, 4e-2, 1.5e-3),
+    ("fp8_linear", "float16", INF, 1e-2, 1.5e-3),
     # whole tiny models (graphs tier): logits after a few layers
     ("model_logits", "float32", INF, 1e-4, 1e-4),
     ("model_logits", "bfloat16", INF, 1e-1, 5e-2),

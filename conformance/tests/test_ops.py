@@ -1,11 +1,13 @@
-"""Tier ops: norm, fused add + norm, rotary, gated activation and KV store against the torch
-reference (``anyware.kernels.reference``) run in fp32 on the same inputs."""
+"""Tier ops: norm, fused add + norm, rotary, gated activation, KV store and the fp8 linear
+layer against the torch reference (``anyware.kernels.reference``) run in fp32 on the same
+inputs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from anyware.kernels import reference as ref
+from anyware.kernels.reference import quant
 from anyware_conformance.inputs import DTYPES, randn, randperm, upcast
 
 pytestmark = pytest.mark.parametrize("dtype", DTYPES)
@@ -98,3 +100,38 @@ def test_store_kv(platform, conf, gen, dtype, heads, head_dim):
     conf.on_device("store_kv", k_cache, v_cache)
     conf.equal("k_cache", k_cache, k_ref, op="store_kv", dtype=dtype)
     conf.equal("v_cache", v_cache, v_ref, op="store_kv", dtype=dtype)
+
+
+# token magnitudes, cycled over the rows: six decades and an all-zero row, so one scale for
+# the whole activation tensor would flush the small tokens to zero; powers of two so that
+# dividing a row by its magnitude (to compare in units of a typical output) is exact
+FP8_ROW_MAGNITUDES = (2.0**-10, 2.0**7, 1.0, 0.0, 2.0**-5, 2.0**3, 2.0**-2)
+
+
+@pytest.mark.anyware(tier="ops", capability="ops.fp8_linear",
+                     needs=("dtype", "quantization.fp8"))
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
+@pytest.mark.parametrize(
+    "t,n,k", [(1, 32, 64), (13, 96, 272), (21, 64, 4096)],
+    ids=["t1-n32-k64", "t13-n96-k272", "t21-n64-k4096"],
+)
+def test_fp8_linear(platform, conf, gen, dtype, t, n, k, bias):
+    """W8A8: per-token dynamic e4m3 activations times per-channel e4m3 weights, fp32
+    accumulation, both scales (and the bias) applied, in the model dtype."""
+    ops, dev = platform.ops(), platform.device
+    mags = torch.tensor([FP8_ROW_MAGNITUDES[i % len(FP8_ROW_MAGNITUDES)] for i in range(t)])
+    x = randn(gen, (t, k), dtype, "cpu") * mags[:, None].to(getattr(torch, dtype))
+    w, w_scale = quant.quantize_fp8_rows(torch.randn((n, k), generator=gen) * k**-0.5)
+    b = randn(gen, (n,), dtype, "cpu") if bias else None
+    with conf.runs(ops, "fp8_linear"):
+        out = ops.fp8_linear(x.to(dev), w.to(dev), w_scale.to(dev),
+                             None if b is None else b.to(dev))
+    conf.on_device("fp8_linear", out)
+    assert out.dtype == x.dtype, f"fp8_linear returned {out.dtype}, expected {x.dtype}"
+    assert tuple(out.shape) == (t, n), f"fp8_linear returned shape {tuple(out.shape)}"
+    want = quant.fp8_linear(upcast(x), w, w_scale, None if b is None else upcast(b))
+    # compare in units of the row's typical output: the token's magnitude, or the bias's (1)
+    # where that dominates; powers of two, so the division is exact
+    unit = (mags.clamp_min(1.0) if bias else torch.where(mags > 0, mags, 1.0)).double()[:, None]
+    conf.close("fp8_linear", upcast(out).double() / unit, want.double() / unit,
+               op="fp8_linear", dtype=dtype, reduction=k)

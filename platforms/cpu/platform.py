@@ -57,7 +57,7 @@ class CpuPlatform(Platform):
             collectives=frozenset(COLLECTIVES),
             max_world_size=64,
             moe=True,
-            quantization=frozenset({"fp8"}),
+            quantization=frozenset({"fp8"}),  # ReferenceOps.fp8_linear (fp32 on the host)
         )
 
     def _default_dtype(self) -> torch.dtype:

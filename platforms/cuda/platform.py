@@ -11,11 +11,15 @@ from anyware.plugin import (
     COLLECTIVES,
     PLUGIN_API_VERSION,
     Capabilities,
+    CapabilityError,
+    PlatformConfig,
     ProbeResult,
     TorchDistributedCommunicator,
 )
 from anyware_cuda.probe import cuda_problem
 from anyware_torchdev import TorchDevicePlatform
+
+FP8_MIN_CAPABILITY = (8, 9)  # e4m3 tensor-core GEMMs (torch._scaled_mm): Ada, Hopper and later
 
 
 class CudaPlatform(TorchDevicePlatform):
@@ -48,7 +52,21 @@ class CudaPlatform(TorchDevicePlatform):
             max_world_size=max(1, self.visible_device_count()),
             moe=True,
             async_execution=True,
+            # TritonOps.fp8_linear (torch._scaled_mm): needs compute capability 8.9+, which
+            # _configure checks once a config asks for it (the declaration stays device-free)
+            quantization=frozenset({"fp8"}),
         )
+
+    def _configure(self, config: PlatformConfig) -> PlatformConfig:
+        """Refuse ``--quantization fp8`` on a GPU without fp8 tensor cores (before Ada / Hopper,
+        compute capability 8.9); then the torch-device checks."""
+        if config.quantization == "fp8":
+            major, minor = torch.cuda.get_device_capability()
+            if (major, minor) < FP8_MIN_CAPABILITY:
+                raise CapabilityError(
+                    f"fp8 linear layers need compute capability 8.9+ (Ada, Hopper); this GPU is "
+                    f"{major}.{minor}; leave --quantization unset")
+        return super()._configure(config)
 
     # ---------------------------------------------------------------- ops
     def _create_ops(self):

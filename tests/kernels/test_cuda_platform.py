@@ -39,6 +39,24 @@ def test_capabilities_declared():
     assert torch.bfloat16 in caps.dtypes
     assert {1, 16, 64} <= set(caps.page_sizes)
     assert caps.attention.decode and caps.attention.extend_with_prefix and caps.attention.verify
+    assert caps.quantization == {"fp8"}
+
+
+@pytest.mark.parametrize("cc,ok", [((8, 0), False), ((8, 6), False), ((8, 9), True),
+                                   ((9, 0), True), ((10, 0), True)])
+def test_fp8_needs_compute_capability_8_9(monkeypatch, cc, ok):
+    """fp8 is declared without touching the device; ``_configure`` refuses it below 8.9."""
+    from anyware.plugin import CapabilityError, PlatformConfig
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cc)
+    plat = CudaPlatform()
+    plat._configure(PlatformConfig(execution="eager"))  # no quantization: never asked
+    config = PlatformConfig(execution="eager", quantization="fp8")
+    if ok:
+        assert plat._configure(config) is config
+    else:
+        with pytest.raises(CapabilityError, match=rf"8\.9\+.*this GPU is {cc[0]}\.{cc[1]}"):
+            plat._configure(config)
 
 
 def test_backend_preference_order():

@@ -1,6 +1,7 @@
 """`TritonOps`: `KernelOps` backed by the portable Triton kernels.
 
-Norm, rotary, SiLU-and-mul and the KV store run as Triton kernels; sampling stays the torch
+Norm, rotary, SiLU-and-mul, the KV store and the fp8 linear layer's activation quantisation
+(its product is ``torch._scaled_mm``) run as Triton kernels; sampling stays the torch
 reference (device-side tensor ops only, no host sync). MoE layers are a separate interface:
 ``anyware.kernels.triton.moe_backend.TritonMoEBackend``.
 """
@@ -8,7 +9,7 @@ reference (device-side tensor ops only, no host sync). MoE layers are a separate
 from __future__ import annotations
 
 from anyware.kernels.reference import ReferenceOps
-from anyware.kernels.triton import activation, norm, rotary, store
+from anyware.kernels.triton import activation, norm, quant, rotary, store
 
 
 class TritonOps(ReferenceOps):
@@ -33,3 +34,7 @@ class TritonOps(ReferenceOps):
     def store_kv(self, k_cache, v_cache, k, v, slots):
         self.calls["store_kv"] += 1
         store.store_kv(k_cache, v_cache, k, v, slots)
+
+    def fp8_linear(self, x, weight, weight_scale, bias=None):
+        self.calls["fp8_linear"] += 1
+        return quant.fp8_linear(x, weight, weight_scale, bias)
