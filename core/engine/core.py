@@ -110,9 +110,10 @@ def kv_budget(cfg: EngineConfig, model_cfg: ModelConfig) -> KVBudget:
 
 def worker_config(cfg: EngineConfig, model_cfg: ModelConfig, path: Path | None, rank: int,
                   world_size: int) -> WorkerConfig:
-    return WorkerConfig(model_cfg, path, cfg.load_format, cfg.seed, cfg.max_running_requests,
-                        rank, world_size, cfg.show_progress and rank == 0,
-                        cfg.enable_expert_parallel)
+    return WorkerConfig(model_cfg, path, load_format=cfg.load_format, seed=cfg.seed,
+                        max_running_requests=cfg.max_running_requests, rank=rank,
+                        world_size=world_size, show_progress=cfg.show_progress and rank == 0,
+                        expert_parallel=cfg.enable_expert_parallel)
 
 
 class EngineCore:

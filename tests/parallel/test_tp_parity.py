@@ -11,9 +11,19 @@ PROMPTS = [[5, 6, 7, 8, 9], [10, 11, 12], list(range(20, 80)), [3] * 17]
 PARAMS = SamplingParams(max_new_tokens=10, temperature=0.0)
 
 
+def _local_experts(engine) -> set[int]:
+    from anyware.model.moe import FusedExperts
+
+    return {m.spec.num_local_experts for m in engine.core.worker.model.modules()
+            if isinstance(m, FusedExperts)}
+
+
 def _greedy(path, **options) -> list[list[int]]:
     engine = Engine(str(path), **{**ENGINE, **options})
     try:
+        if options.get("enable_expert_parallel"):  # rank 0 really holds half the experts
+            experts = engine.model_config.num_experts
+            assert _local_experts(engine) == {experts // 2}, _local_experts(engine)
         together = [o.outputs[0].token_ids for o in engine.generate(PROMPTS, PARAMS)]
         # one request alone: a decode step has one token, fewer than ranks (under expert
         # parallelism rank 1 routes an empty chunk)
