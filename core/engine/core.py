@@ -187,7 +187,8 @@ class EngineCore:
             # catch-ups cover the accepted tokens plus one (at most k + 1) and its drafts are
             # DECODE steps: both replay graphs (a wider catch-up, e.g. after steps without
             # drafts, runs eagerly)
-            draft_wcfg = replace(worker_config(cfg, draft_cfg, draft_path, rank, world_size),
+            # the draft runs whole on rank 0 (the other ranks only follow the target's steps)
+            draft_wcfg = replace(worker_config(cfg, draft_cfg, draft_path, 0, 1),
                                  verify_tokens=2 if spec.algorithm != "eagle3"
                                  else spec.num_draft_tokens + 1)
         if spec is not None and spec.algorithm == "eagle3":
@@ -215,6 +216,7 @@ class EngineCore:
             raise error from exc
         if self.group is not None:
             self.worker.send_plan = self.group.send
+            self.worker.page_table.mirror()
         self.draft_worker: ModelWorker | None = None
         self._eagle = eagle
         if eagle is not None:

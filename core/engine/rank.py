@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 
 import torch
 from anyware.distributed import Placement, RankFailedError, RankGroup, resolve_placement
@@ -47,7 +48,8 @@ def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = N
     model_cfg, path = resolve_model(cfg.model)
     model_cfg = with_context_len(model_cfg, cfg.context_len)
     platform = load_platform(cfg.platform)
-    pcfg = configure_platform(platform, cfg, None, placement.world_size)
+    spec = cfg.spec_config()
+    pcfg = configure_platform(platform, cfg, spec, placement.world_size)
     device = platform.init_device(placement.rank, placement.local_rank)
     platform.manual_seed(cfg.seed)
     if ready is not None:
@@ -55,9 +57,11 @@ def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = N
     group = RankGroup.start(placement, platform.dist_backend, cfg.dist_timeout, run_rank, (cfg,))
     worker = None
     try:
-        worker = ModelWorker(worker_config(cfg, model_cfg, path, placement.rank,
-                                           placement.world_size), platform, pcfg, device,
-                             kv_budget(cfg, model_cfg))
+        # speculative decoding: rank 0 drafts; this rank runs the target's verify steps
+        # (the same verify graphs as rank 0's target)
+        wcfg = replace(worker_config(cfg, model_cfg, path, placement.rank, placement.world_size),
+                       verify_tokens=spec.num_draft_tokens + 1 if spec is not None else 0)
+        worker = ModelWorker(wcfg, platform, pcfg, device, kv_budget(cfg, model_cfg))
         follow(group, worker.follow)
         log.info("rank %d: stopped by rank 0", placement.rank)
     except RankFailedError as exc:

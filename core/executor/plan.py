@@ -20,7 +20,8 @@ class StepPlan:
     mode, else 0. publish_rows: the rows whose sampled token rank 0 broadcasts after the step
     (each rank keeps them for placeholders). tree_parents: in a VERIFY step with tree drafts,
     per request its nodes' parents (``DraftTree.parents``; empty for a chain row), else
-    ``None``."""
+    ``None``. kv_moves: ``(source, destination)`` KV slot copies rank 0 queued since the last
+    plan (accepted tree paths), which every rank applies before this step's forward."""
 
     mode: str
     input_ids: list[int]
@@ -34,3 +35,4 @@ class StepPlan:
     num_draft_tokens: int = 0
     publish_rows: list[int] | None = None
     tree_parents: list[list[int]] | None = None
+    kv_moves: list[tuple[int, int]] | None = None

@@ -13,7 +13,7 @@ once the KV pool exists and before the execution strategy captures graphs: opt-i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -115,6 +115,7 @@ class ModelWorker:
         # rank 0 of a tensor-parallel group: where each step's plan goes (the rank group)
         self.send_plan: Callable[[StepPlan], None] | None = None
         self._plan: StepPlan | None = None
+        self._moves: list[tuple[int, int]] = []
 
     def _num_pages(self, layout, budget: KVBudget, max_pages_per_req: int) -> int:
         needed = self.cfg.max_running_requests * max_pages_per_req + 1
@@ -144,7 +145,11 @@ class ModelWorker:
         ranks run the same forward (:meth:`follow`)."""
         plan = self._plan = self.runner.plan(batch)
         if self.send_plan is not None:
-            self.send_plan(plan)
+            # the other ranks need every page-table update since the last plan (a draft
+            # worker sharing the table may have flushed some here) and the KV moves queued
+            self.send_plan(replace(plan, page_updates=self.page_table.take_mirrored(),
+                                   kv_moves=self._moves or None))
+            self._moves = []
         return self.run(self.runner.batch_from_plan(plan))
 
     def publish(self, tokens: torch.Tensor) -> None:
@@ -159,6 +164,8 @@ class ModelWorker:
     def follow(self, plan: StepPlan) -> None:
         """A rank other than 0: run rank 0's step ``plan`` (the logits are discarded: rank 0
         samples) and take the sampled tokens it broadcasts."""
+        if plan.kv_moves:
+            self.runner.move_kv(plan.kv_moves)
         self.run(self.runner.batch_from_plan(plan))
         if plan.publish_rows:
             tokens = torch.empty(len(plan.publish_rows), dtype=torch.int64, device=self.device)
@@ -166,9 +173,12 @@ class ModelWorker:
 
     def move_kv(self, moves: list[tuple[int, int]]) -> None:
         """Copy the KV of each ``(source, destination)`` slot pair in this worker's pool
-        (accepted tree paths; ``ModelRunner.move_kv``). On this rank only: speculative
-        decoding runs without tensor parallelism."""
+        (accepted tree paths; ``ModelRunner.move_kv``), queued after every forward launched
+        so far. Under tensor parallelism the other ranks apply the same moves before the next
+        plan's forward (the same order on their devices)."""
         self.runner.move_kv(moves)
+        if self.send_plan is not None:
+            self._moves.extend(moves)
 
     def run(self, batch: ForwardBatch) -> torch.Tensor:
         return self.strategy.run(batch)

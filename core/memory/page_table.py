@@ -17,6 +17,9 @@ class PageTable:
         self.table = torch.zeros((max_requests, max_pages_per_request), dtype=torch.int32, device=device)
         self._free_rows = list(range(max_requests - 1, -1, -1))
         self._pending: list[tuple[int, int, int]] = []
+        # rank 0 of a tensor-parallel group: every update in order, until the next step plan
+        # sends them (another worker sharing this table, a draft model, may flush some first)
+        self._mirror: list[tuple[int, int, int]] | None = None
         self.device = device
 
     @property
@@ -35,7 +38,22 @@ class PageTable:
         """Record that ``pages`` hold page indices ``start..`` of the request in ``row``."""
         if start + len(pages) > self.max_pages:
             raise ValueError("request exceeds the page table width (context length)")
-        self._pending.extend((row, start + i, p) for i, p in enumerate(pages))
+        updates = [(row, start + i, p) for i, p in enumerate(pages)]
+        self._pending.extend(updates)
+        if self._mirror is not None:
+            self._mirror.extend(updates)
+
+    def mirror(self) -> None:
+        """Start recording every update for :meth:`take_mirrored` (rank 0 of a group whose
+        table other workers share: the updates the other ranks need are all of them, whoever
+        flushed them here)."""
+        if self._mirror is None:
+            self._mirror = list(self._pending)
+
+    def take_mirrored(self) -> list[tuple[int, int, int]]:
+        """Every update recorded since the last call, in order (after :meth:`mirror`)."""
+        out, self._mirror = self._mirror, []
+        return out
 
     def flush(self) -> None:
         """Apply pending updates with one scatter."""

@@ -28,6 +28,9 @@ def _greedy(path, **options) -> list[list[int]]:
         # one request alone: a decode step has one token, fewer than ranks (under expert
         # parallelism rank 1 routes an empty chunk)
         alone = engine.generate([PROMPTS[0]], PARAMS)[0].outputs[0].token_ids
+        if options.get("speculative_algorithm"):  # drafts were verified and some kept
+            stats = engine.core.stats()
+            assert stats.verify_steps > 0 and stats.accepted_tokens > 0, stats
         return [*together, alone]
     finally:
         engine.shutdown()
@@ -39,11 +42,20 @@ def _greedy(path, **options) -> list[list[int]]:
     ("qwen3", {"chunked_prefill_size": 16}),  # q/k norm; prompts prefilled in chunks
     ("qwen3-moe", {}),  # experts split along their intermediate dimension
     ("qwen3-moe", {"enable_expert_parallel": True}),  # whole experts per rank, all-to-all
-], ids=["llama-overlap", "qwen2-kv1-tied", "qwen3-chunked", "qwen3-moe-tp", "qwen3-moe-ep"])
+    # speculative decoding under TP: rank 0 drafts, every rank runs the verify steps (greedy
+    # output identical to TP=1 without speculation)
+    ("llama", {"speculative_algorithm": "ngram", "overlap_schedule": True}),
+    ("qwen3", {"speculative_algorithm": "ngram", "speculative_ngram_tree": True}),  # KV moves
+    ("llama", {"speculative_algorithm": "draft"}),  # the model as its own draft, on rank 0
+], ids=["llama-overlap", "qwen2-kv1-tied", "qwen3-chunked", "qwen3-moe-tp", "qwen3-moe-ep",
+        "llama-ngram-overlap", "qwen3-ngram-tree", "llama-draft"])
 def test_tp2_matches_tp1(model_dir, name, options):
     path = model_dir(name)
+    if options.get("speculative_algorithm") == "draft":
+        options = {**options, "speculative_draft_model": str(path)}
     reference = _greedy(path, **{k: v for k, v in options.items()
-                                 if k != "enable_expert_parallel"})
+                                 if k != "enable_expert_parallel"
+                                 and not k.startswith("speculative")})
     assert _greedy(path, tensor_parallel_size=2, **options) == reference
 
 
@@ -71,3 +83,30 @@ def test_tp2_fp8_linear_layers(model_dir):
           f"{max(abs(a - b) for a, b in zip(one, base)):.4f}")
     assert len(one) == len(two) == sum(len(p) - 1 for p in PROMPTS)
     assert 0 < drift <= 0.25
+
+
+def test_tp2_tree_drafts_move_kv_on_every_rank(model_dir):
+    """Tree drafts whose right token is always on a second branch: every accepted node's KV
+    moves (rank 0 queues the moves; the other ranks apply them before the next plan's
+    forward). A rank that skipped them would attend over stale KV and part from TP=1."""
+    from tests.engine.test_tree_drafts import SecondBranch
+
+    path = model_dir("llama")
+    params = SamplingParams(max_new_tokens=20, temperature=0.0, ignore_eos=True)
+    base = Engine(str(path), **ENGINE)
+    try:
+        reference = [o.outputs[0].token_ids for o in base.generate(PROMPTS, params)]
+    finally:
+        base.shutdown()
+    known = {tuple(p): r for p, r in zip(PROMPTS, reference)}
+    engine = Engine(str(path), **ENGINE, tensor_parallel_size=2, speculative_algorithm="ngram",
+                    speculative_ngram_tree=True, speculative_num_draft_tokens=6,
+                    speculative_auto_off=False)
+    try:
+        engine._loop.call(lambda core: setattr(core.speculator, "drafter", SecondBranch(known)))
+        got = [o.outputs[0].token_ids for o in engine.generate(PROMPTS, params)]
+        stats = engine.core.stats()
+    finally:
+        engine.shutdown()
+    assert got == reference
+    assert stats.accepted_tokens >= 2 * len(PROMPTS), stats
