@@ -1,6 +1,6 @@
-"""Tier ops: norm, fused add + norm, rotary, gated activation, KV store and the fp8 linear
-layer against the torch reference (``anyware.kernels.reference``) run in fp32 on the same
-inputs."""
+"""Tier ops: norm, fused add + norm, rotary, q/k norm + rotary, gated activation, KV store
+and the fp8 linear layer against the torch reference (``anyware.kernels.reference``) run in
+fp32 on the same inputs."""
 
 from __future__ import annotations
 
@@ -70,6 +70,53 @@ def test_rotary(platform, conf, gen, dtype, is_neox, head_dim, rot_dim, base):
     q_ref, k_ref = ref.apply_rotary(upcast(q), upcast(k), positions, cos_sin, is_neox)
     conf.close("q", q2, q_ref, op="rotary", dtype=dtype, reduction=2)
     conf.close("k", k2, k_ref, op="rotary", dtype=dtype, reduction=2)
+
+
+class _NormRotaryRan:
+    """``calls``: the platform's ``norm_rotary`` plus ``rotary`` counts. A fused kernel moves
+    the first; the ``KernelOps`` default (its own ``rms_norm`` then ``rotary``) the second
+    (``rotary`` runs with or without weights); a private reference object moves neither."""
+
+    def __init__(self, ops) -> None:
+        self.ops = ops
+
+    @property
+    def calls(self) -> int:
+        return self.ops.calls["norm_rotary"] + self.ops.calls["rotary"]
+
+
+@mark("ops.norm_rotary")
+@pytest.mark.parametrize("norm", [True, False], ids=["norm", "no-weights"])
+@pytest.mark.parametrize("is_neox", [True, False], ids=["neox", "gptj"])
+@pytest.mark.parametrize(
+    "head_dim,rot_dim,hq,hk", [(128, 128, 4, 2), (64, 64, 8, 1), (128, 64, 4, 2)],
+    ids=["d128-gqa2", "d64-gqa8", "d128-partial"],
+)
+def test_norm_rotary(platform, conf, gen, dtype, is_neox, head_dim, rot_dim, hq, hk, norm):
+    ops, dev = platform.ops(), platform.device
+    t, max_pos, eps = 11, 4096, 1e-6
+    # q and k as strided views of one fused QKV projection output, as a model passes them;
+    # scaled so that the norm changes magnitudes (the partner must be the normed one)
+    qkv = randn(gen, (t, (hq + 2 * hk) * head_dim), dtype, dev, 2.0)
+    q = qkv[:, : hq * head_dim].view(t, hq, head_dim)
+    k = qkv[:, hq * head_dim : (hq + hk) * head_dim].view(t, hk, head_dim)
+    qw = randn(gen, (head_dim,), dtype, dev, 0.5) + 1 if norm else None
+    kw = randn(gen, (head_dim,), dtype, dev, 0.5) + 1 if norm else None
+    positions = torch.randint(0, max_pos, (t,), generator=gen)
+    cos_sin = ref.rope_cos_sin(rot_dim, max_pos, 1e6)
+    with conf.runs(_NormRotaryRan(ops)):
+        q2, k2 = ops.norm_rotary(q, k, positions.to(dev), cos_sin.to(dev), is_neox, qw, kw, eps)
+    conf.on_device("norm_rotary", q2, k2)
+    assert q2.dtype == q.dtype and k2.dtype == k.dtype
+    # contract: per-head RMSNorm over the whole head dim in fp32, then rotary (fp32 reference)
+    qf, kf = upcast(q), upcast(k)
+    if norm:
+        qf = ref.rms_norm(qf.reshape(-1, head_dim), upcast(qw), eps).view(qf.shape)
+        kf = ref.rms_norm(kf.reshape(-1, head_dim), upcast(kw), eps).view(kf.shape)
+    q_ref, k_ref = ref.apply_rotary(qf, kf, positions, cos_sin, is_neox)
+    op = "norm_rotary" if norm else "rotary"
+    conf.close("q", q2, q_ref, op=op, dtype=dtype, reduction=head_dim)
+    conf.close("k", k2, k_ref, op=op, dtype=dtype, reduction=head_dim)
 
 
 @mark("ops.silu_and_mul")

@@ -27,6 +27,12 @@ class TritonOps(ReferenceOps):
         self.calls["rotary"] += 1
         return rotary.apply_rotary(q, k, positions, cos_sin, is_neox)
 
+    def norm_rotary(self, q, k, positions, cos_sin, is_neox=True, q_weight=None, k_weight=None,
+                    eps=1e-6):
+        # one launch for q and k: per-head RMSNorm kept in fp32, then rotary
+        self.calls["norm_rotary"] += 1
+        return rotary.norm_rotary(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps)
+
     def silu_and_mul(self, x):
         self.calls["silu_and_mul"] += 1
         return activation.silu_and_mul(x)
