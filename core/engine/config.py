@@ -159,13 +159,6 @@ class EngineConfig:
                                       "speculative_acceptance")
         if cfg.tensor_parallel_size < 1:
             raise InvalidRequestError("tensor_parallel_size must be >= 1", "tensor_parallel_size")
-        if cfg.tensor_parallel_size > 1 and cfg.speculative_algorithm == "eagle3":
-            # the head shares the target's embedding, which tensor parallelism splits by
-            # vocabulary rows over the ranks, and reads features rank 0 alone captures
-            raise InvalidRequestError(
-                "EAGLE-3 with tensor parallelism is not built yet: run with --tp 1, or use "
-                "--speculative-algorithm ngram / draft (both run under --tp)",
-                "speculative_algorithm")
         if cfg.dist_timeout <= 0:
             raise InvalidRequestError("dist_timeout must be > 0 seconds", "dist_timeout")
         if cfg.quantization is not None and cfg.quantization not in QUANTIZATIONS:

@@ -61,7 +61,11 @@ def run_rank(cfg: EngineConfig, placement: Placement, parent_pid: int | None = N
         # (the same verify graphs as rank 0's target)
         wcfg = replace(worker_config(cfg, model_cfg, path, placement.rank, placement.world_size),
                        verify_tokens=spec.num_draft_tokens + 1 if spec is not None else 0)
-        worker = ModelWorker(wcfg, platform, pcfg, device, kv_budget(cfg, model_cfg))
+        # an EAGLE-3 head on rank 0 shares the target's embedding: join its gather
+        gather = ((lambda w: w.model.embed_tokens.full_weight())
+                  if spec is not None and spec.algorithm == "eagle3" else None)
+        worker = ModelWorker(wcfg, platform, pcfg, device, kv_budget(cfg, model_cfg),
+                             before_setup=gather)
         follow(group, worker.follow)
         log.info("rank %d: stopped by rank 0", placement.rank)
     except RankFailedError as exc:

@@ -108,6 +108,13 @@ class VocabParallelEmbedding(nn.Module):
         x = F.embedding(local.masked_fill(outside, 0), self.weight)
         return self.tp.all_reduce(x.masked_fill(outside[:, None], 0))
 
+    def full_weight(self) -> torch.Tensor:
+        """The whole ``[vocab, hidden]`` table, gathered from every rank (a collective: every
+        rank of the group calls it at the same point; an EAGLE-3 head on rank 0 shares it)."""
+        if self.tp.size == 1:
+            return self.weight
+        return self.tp.comm.all_gather(self.weight)[: self.vocab_size]
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """fp32 ``[L, vocab]`` logits of hidden states ``x [L, hidden]`` against this table,
         gathered from every rank."""

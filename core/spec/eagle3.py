@@ -62,7 +62,8 @@ class Eagle3Attachment:
         slots = target.num_pages * target.page_size
         self.features = torch.zeros((slots, self.head_cfg.model.hidden_size),
                                     dtype=self.pcfg.dtype, device=self.device)
-        features, embed = self.features, target.model.embed_tokens.weight
+        # the whole table (under tensor parallelism every rank joins this gather: rank.py)
+        features, embed = self.features, target.model.embed_tokens.full_weight()
 
         def bind(worker: ModelWorker) -> None:
             worker.model.bind(features, embed, self.head_cfg.max_running_requests * self.topk)

@@ -102,16 +102,13 @@ def test_router_noop_fields_accepted_only_at_their_defaults():
         CompletionRequest.model_validate({"model": "m", "prompt": "x", "no_stop_trim": True})
 
 
-def test_eagle3_with_tp_is_refused():
+def test_speculative_decoding_with_tp_is_accepted():
     from anyware.engine.config import EngineConfig
-    from anyware.request import InvalidRequestError
 
-    with pytest.raises(InvalidRequestError, match=r"EAGLE-3 with tensor parallelism.*ngram"):
-        EngineConfig.from_kwargs("m", tensor_parallel_size=2, speculative_algorithm="eagle3",
-                                 speculative_draft_model="h")
-    for algorithm in ("ngram", "draft"):  # these run under --tp (tests/parallel/test_tp_parity)
+    # each runs under --tp in tests/parallel/test_tp_parity.py
+    for algorithm in ("ngram", "draft", "eagle3"):
         EngineConfig.from_kwargs("m", tensor_parallel_size=2, speculative_algorithm=algorithm,
-                                 speculative_draft_model="d" if algorithm == "draft" else None)
+                                 speculative_draft_model=None if algorithm == "ngram" else "d")
 
 
 def test_group_names_collective_failures_and_keeps_rank0_errors():

@@ -110,3 +110,31 @@ def test_tp2_tree_drafts_move_kv_on_every_rank(model_dir):
         engine.shutdown()
     assert got == reference
     assert stats.accepted_tokens >= 2 * len(PROMPTS), stats
+
+
+def test_tp2_eagle3(model_dir, tmp_path):
+    """EAGLE-3 under TP: the head on rank 0 shares the target's embedding (gathered from both
+    ranks' vocabulary shards) and the features rank 0 captures from the replicated residual
+    stream. With the head built to predict the target's token after next, exactly one draft
+    per verify is accepted (a wrong embedding or feature breaks that), and greedy output
+    equals TP=1 without speculation."""
+    from tests.engine.eagle3_heads import cycle_pair
+
+    target, head = cycle_pair(tmp_path, model_dir("llama"))
+    params = SamplingParams(max_new_tokens=22, temperature=0.0, ignore_eos=True)
+    prompts = [[5, 6, 7, 8, 9], [10, 11, 12], list(range(20, 37))]
+    base = Engine(str(target), **ENGINE)
+    try:
+        reference = [o.outputs[0].token_ids for o in base.generate(prompts, params)]
+    finally:
+        base.shutdown()
+    engine = Engine(str(target), **ENGINE, tensor_parallel_size=2, overlap_schedule=True,
+                    speculative_algorithm="eagle3", speculative_draft_model=str(head),
+                    speculative_num_draft_tokens=4, speculative_auto_off=False)
+    try:
+        got = [o.outputs[0].token_ids for o in engine.generate(prompts, params)]
+        stats = engine.core.stats()
+    finally:
+        engine.shutdown()
+    assert got == reference
+    assert stats.verify_steps > 0 and stats.accepted_tokens == stats.verify_steps, stats
