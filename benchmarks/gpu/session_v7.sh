@@ -4,9 +4,10 @@
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2      # W2 (1000 x 1024/1024): bf16, fp8 linear + fp8 KV at 256 and 512 running requests
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh profile  # issue 21 item 1: W3 prefill, W1 decode, W2 steady-state decode (256 requests), kernel classes vs floor, bf16
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh profile8 # the same with fp8 linear layers + fp8 KV
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w5       # issue 14: W5 bs1 (one-launch q/k norm + rotary) and the peer slice at 64 prompts, MoE decode profile
 # Results: $OUT/*.json (benchmarks/run.py's format, engine_opts recorded) and logs.
 set -u
-PART="${1:?checks|w1|w2|profile|profile8}"
+PART="${1:?checks|w1|w2|profile|profile8|w5}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
 export PYTHONPATH=$PWD
@@ -30,7 +31,8 @@ FP8="--engine-opt quantization=fp8"
 KV8="--engine-opt kv_cache_dtype=fp8"
 case "$PART" in
 checks)
-  timeout 200 python3 -m pytest -q -p no:cacheprovider -k "fp8" tests/kernels > $OUT/kernels-fp8.log 2>&1; tail -3 $OUT/kernels-fp8.log
+  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_norm_rotary.py tests/kernels/test_triton_elementwise.py > $OUT/kernels.log 2>&1; tail -3 $OUT/kernels.log
+  timeout 120 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops-rope -- -k "norm_rotary or rotary" > $OUT/conf-ops-rope.log 2>&1; tail -2 $OUT/conf-ops-rope.log
   timeout 200 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops -- -k "fp8" > $OUT/conf-ops.log 2>&1; tail -4 $OUT/conf-ops.log
   timeout 150 anyware conformance --platform cuda --tiers attention --report $OUT/conf-attn -- -k "fp8" > $OUT/conf-attn.log 2>&1; tail -4 $OUT/conf-attn.log
   rm -f $OUT/conf-*/*.xml
@@ -50,6 +52,10 @@ profile)
   ;;
 profile8)
   timeout 560 python3 benchmarks/gpu/profile_steps.py --sizes 1024,4096 --batch-decode 256 --top 12 $FP8 $KV8 --out $OUT/profile-fp8.json > $OUT/profile-fp8.log 2>&1; tail -5 $OUT/profile-fp8.log
+  ;;
+w5)
+  timeout 330 python3 benchmarks/gpu/w5_moe.py --peer --prompts 0 --slice 64 --out $OUT > $OUT/w5.log 2>&1; tail -8 $OUT/w5.log
+  timeout 200 python3 benchmarks/gpu/profile_steps.py --model qwen3-30b-a3b --sizes 1024 --decode-steps 64 --top 12 --out $OUT/profile-moe.json > $OUT/profile-moe.log 2>&1; tail -3 $OUT/profile-moe.log
   ;;
 esac
 ls $OUT
