@@ -37,23 +37,34 @@ def classify(name: str) -> str:
 
 def floors(cfg, tokens: int, kv_tokens: int, weight_bytes: float = 2.0, kv_bytes: float = 2.0,
            act_bytes: int = 2) -> dict[str, dict[str, float]]:
-    """Bytes and FLOPs per class for one forward of a dense decoder (``ModelConfig``):
+    """Bytes and FLOPs per class for one forward of a decoder (``ModelConfig``; MoE layers:
+    the experts random routing touches, plus the router, under "moe"):
     ``tokens`` new tokens attending over ``kv_tokens`` cached ones in total (over all requests).
     ``weight_bytes``: bytes per linear-layer weight (2 for bf16, ~1 for fp8 W8A8); the LM head
     and embeddings stay at ``act_bytes``."""
     h, layers = cfg.hidden_size, cfg.num_layers
     d, nh, nkv = cfg.head_dim, cfg.num_heads, cfg.num_kv_heads
     inter = cfg.intermediate_size
-    per_layer = h * (nh + 2 * nkv) * d + nh * d * h + 3 * h * inter
-    lin_params = layers * per_layer
+    attn_params = h * (nh + 2 * nkv) * d + nh * d * h
+    sparse = [cfg.is_moe and cfg.is_sparse_layer(n) for n in range(layers)]
+    dense_layers = layers - sum(sparse)
+    lin_params = layers * attn_params + dense_layers * 3 * h * inter
     head = cfg.vocab_size * h
     lin_bytes = lin_params * weight_bytes + head * act_bytes
     lin_bytes += tokens * layers * (h * 3 + inter * 3 + (nh + 2 * nkv) * d) * act_bytes
+    moe = {"bytes": 0.0, "flops": 0.0}
+    if any(sparse):  # experts a step touches: E * (1 - (1 - k/E)^tokens) on random routing
+        e, k, mi = cfg.num_experts, cfg.num_experts_per_tok, cfg.moe_intermediate_size
+        touched = e * (1 - (1 - k / e) ** tokens)
+        per_expert = 3 * h * mi
+        moe["bytes"] = sum(sparse) * (touched * per_expert * act_bytes + h * e * act_bytes)
+        moe["flops"] = sum(sparse) * 2 * tokens * (k * per_expert + h * e)
     attn_bytes = layers * kv_tokens * 2 * nkv * d * kv_bytes + tokens * layers * 2 * nh * d * act_bytes
     attn_flops = layers * 4 * nh * d * max(kv_tokens, tokens)
     small = tokens * layers * h * act_bytes
     return {
         "linear": {"bytes": lin_bytes, "flops": 2 * tokens * (lin_params + head)},
+        "moe": moe,
         "attention": {"bytes": attn_bytes, "flops": attn_flops},
         "norm": {"bytes": 6 * small, "flops": 0},
         "rotary": {"bytes": 2 * tokens * layers * (nh + nkv) * d * act_bytes, "flops": 0},
