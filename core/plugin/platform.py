@@ -217,15 +217,19 @@ class Platform(ABC):
 
         Called: once per process, after the core filled the defaults (dtype, KV dtype, page
         size, execution, attention backend) and checked them against the capabilities; before
-        ``_init_device``.
+        ``_init_device``. The conformance suite may call it again, with only ``quantization``
+        and ``execution`` set, to learn whether a declared quantization method applies to the
+        device found (a ``CapabilityError`` makes its tests not applicable): keep it free of
+        side effects.
 
         Parameters: ``config`` — complete: no ``None`` dtype or page size, no "auto".
 
         Returns: the configuration to use (``dataclasses.replace`` it to change a field); the
         core stores it in ``self.config`` and hands it to the extensions' ``anyware_configure``.
 
-        May not: touch the device, or return a configuration that breaks the declared
-        capabilities. Raise :class:`CapabilityError` with the reason to reject. Default:
+        May not: touch the device (reading its properties, e.g. a compute capability, is
+        allowed where the runtime does it without creating a context), or return a
+        configuration that breaks the declared capabilities. Raise :class:`CapabilityError` with the reason to reject. Default:
         returns ``config`` unchanged.
         """
         return config
