@@ -1,13 +1,14 @@
 # Session 7 device runs (issue 21, FP8), one part per call (each < 10 minutes):
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh checks  # fp8 kernel tests + conformance ops/attention fp8 cases on the GPU
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w1      # W1 (8B shape, bs1): bf16, fp8 linear, fp8 linear + fp8 KV
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2      # W2 (1000 x 1024/1024): bf16, fp8 linear + fp8 KV at 256 and 512 running requests
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2      # W2 (1000 x 1024/1024) bf16 at 256 and 512 running requests
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2f     # W2 with fp8 linear + fp8 KV at 256, 512 and 1024 running requests
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh profile  # issue 21 item 1: W3 prefill, W1 decode, W2 steady-state decode (256 requests), kernel classes vs floor, bf16
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh profile8 # the same with fp8 linear layers + fp8 KV
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w5       # issue 14: W5 bs1 (one-launch q/k norm + rotary) and the peer slice at 64 prompts, MoE decode profile
 # Results: $OUT/*.json (benchmarks/run.py's format, engine_opts recorded) and logs.
 set -u
-PART="${1:?checks|w1|w2|profile|profile8|w5}"
+PART="${1:?checks|w1|w2|w2f|profile|profile8|w5}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
 export PYTHONPATH=$PWD
@@ -44,8 +45,12 @@ w1)
   ;;
 w2)
   run bf16 W2
+  run bf16-512 W2 --engine-opt max_running_requests=512
+  ;;
+w2f)
   run fp8wkv W2 $FP8 $KV8
   run fp8wkv512 W2 $FP8 $KV8 --engine-opt max_running_requests=512
+  run fp8wkv1024 W2 $FP8 $KV8 --engine-opt max_running_requests=1024
   ;;
 profile)
   timeout 560 python3 benchmarks/gpu/profile_steps.py --sizes 1024,4096 --batch-decode 256 --top 12 --out $OUT/profile-bf16.json > $OUT/profile-bf16.log 2>&1; tail -5 $OUT/profile-bf16.log
