@@ -19,6 +19,9 @@ def summary_table(summary: dict[str, Any]) -> str:
     rows = [
         ("model", str(summary.get("model", "-"))),
         ("platform / device", f"{summary.get('platform', '-')} / {summary.get('device', '-')}"),
+        *([("dtype / KV / linear", f"{p['dtype']} / {p['kv_cache_dtype']} / "
+                                    f"{p['quantization'] or 'unquantized'}")]
+          if (p := summary.get("precision")) else []),
         ("requests", f"{wl.get('num_prompts', '-')} x ({wl.get('input_len', '-')} in, "
                      f"{wl.get('output_len', '-')} out)"),
         ("wall time (s)", _num(summary.get("wall_s"), 3)),

@@ -140,8 +140,13 @@ def run(args: argparse.Namespace) -> int:
         wl = Workload(args.num_prompts, args.input_len, args.output_len, args.temperature,
                       shared_prefix_len=args.shared_prefix_len, group_size=args.group_size)
         res = run_offline(engine, wl, progress=not args.no_progress)
+        cfg = engine.config
         summary = {"model": args.model, "platform": engine.info.platform,
-                   "device": engine.info.device_name, **res.summary()}
+                   "device": engine.info.device_name,
+                   "precision": {"dtype": str(cfg.dtype or "auto"),
+                                 "kv_cache_dtype": str(cfg.kv_cache_dtype or "auto"),
+                                 "quantization": cfg.quantization},
+                   **res.summary()}
     finally:
         engine.shutdown()
     return _emit(summary, args.json, summary_table)
