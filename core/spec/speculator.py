@@ -4,8 +4,10 @@ engine's step and the scheduler's draft source.
 The engine calls ``before_schedule`` before each ``Scheduler.schedule`` (the automatic
 off-switch's decision, then the drafter's batched ``prepare``), hands ``propose`` to the
 scheduler as its draft source for a step that speculates (none for one that does not),
-``scheduled`` with the batch the scheduler picked, ``after_step`` when the step has launched its batch, and ``after_process`` once a step's
-tokens are processed (``on_accept`` for each verify, ``release`` for each finished request).
+``scheduled`` with the batch the scheduler picked, ``after_process`` once a batch's tokens
+are processed (``on_accept`` for each verify, ``release`` for each finished request), and
+``after_step`` when the engine step ends (the switch learns the step's wall time and the
+tokens it delivered).
 """
 
 from __future__ import annotations
@@ -75,14 +77,6 @@ class SpecConfig:
                              f"{self.ngram_min}..{self.ngram_max}")
 
 
-@dataclass
-class _StepRecord:
-    speculated: bool
-    batch_size: int
-    seconds: float | None = None
-    tokens: int | None = None
-
-
 def draft_room(req: Request, k: int, context_len: int) -> int:
     """The most drafts ``req`` may verify now: ``k``, capped so that the verify's up to
     ``drafts + 1`` tokens stay within its ``max_new_tokens`` and the context length (the
@@ -100,8 +94,10 @@ class Speculator:
         self.switch = switch if switch is not None else SpecSwitch(enabled=False)
         self.active = True  # this step speculates (the switch's decision)
         self.clock = time.perf_counter  # step times for the switch (tests may replace it)
+        # the engine step under way, for the switch: its start, the tokens it delivered,
+        # whether it stayed free of prefill rows
         self._t0: float | None = None
-        self._steps: dict[int, _StepRecord] = {}  # id(batch) -> what the switch measures
+        self._tokens, self._clean = 0, True
 
     def propose(self, request: Request, max_tokens: int) -> list[int] | DraftTree:
         return self.drafter.propose(request, max_tokens) if self.active else []
@@ -130,40 +126,25 @@ class Speculator:
         return True
 
     def scheduled(self, batch: ScheduledBatch | None) -> None:
-        """The scheduler picked ``batch`` for this step: note what the switch will learn."""
-        if batch is not None and self._measured(batch, self.active):
-            if len(self._steps) > 64:  # records of batches never processed (shutdown)
-                self._steps.clear()
-            self._steps[id(batch)] = _StepRecord(self.active, len(batch.reqs))
+        """The scheduler picked ``batch`` for this step (the switch leaves a step out of its
+        measurement when the batch has prefill rows)."""
+        if batch is not None and batch.mode not in (ForwardMode.DECODE, ForwardMode.VERIFY):
+            self._clean = False
 
     def after_step(self, launched: ScheduledBatch | None) -> None:
-        """The engine step that called ``before_schedule`` ends, having launched ``launched``:
-        its wall time is the step time the switch attributes to that batch."""
-        rec = self._steps.get(id(launched)) if launched is not None else None
-        if rec is not None and self._t0 is not None:
-            rec.seconds = self.clock() - self._t0
-            self._observe(id(launched), rec)
-        self._t0 = None
-
-    @staticmethod
-    def _measured(batch: ScheduledBatch, speculated: bool) -> bool:
-        """Steps the switch learns from: decode-only (no prefill rows), and when speculating,
-        with drafts (a step whose requests found none says nothing about drafting)."""
-        if batch.mode not in (ForwardMode.DECODE, ForwardMode.VERIFY):
-            return False
-        return batch.has_verify or not speculated
-
-    def _observe(self, key: int, rec: _StepRecord) -> None:
-        if rec.seconds is not None and rec.tokens is not None:
-            del self._steps[key]
-            self.switch.observe(rec.speculated, rec.batch_size, rec.tokens, rec.seconds)
+        """The engine step that called ``before_schedule`` ends (having launched ``launched``
+        and completed the batch before it, or this one): the switch learns its wall time and
+        the tokens it delivered."""
+        if self._t0 is not None:
+            self.switch.observe(self._tokens, self.clock() - self._t0, self._clean)
+        self._t0, self._tokens, self._clean = None, 0, True
 
     def after_process(self, batch: ScheduledBatch, tokens: list[list[int]]) -> None:
-        """Tell the drafter what each verify in ``batch`` kept and which requests finished."""
-        rec = self._steps.get(id(batch))
-        if rec is not None:
-            rec.tokens = sum(len(t) for t in tokens)
-            self._observe(id(batch), rec)
+        """Tell the drafter what each verify in ``batch`` kept and which requests finished
+        (and the switch how many tokens this step delivered)."""
+        self._tokens += sum(len(t) for t in tokens)
+        if batch.mode not in (ForwardMode.DECODE, ForwardMode.VERIFY):
+            self._clean = False
         j = 0
         for req, samples, drafts in zip(batch.reqs, batch.sampling_rows(), batch.drafts):
             if samples:

@@ -128,7 +128,7 @@ def test_off_switch_pauses_drafts_that_do_not_pay(model_dir, right):
     unchanged); right drafts (k + 1 tokens per verify) costing one: it never does."""
     model = model_dir("llama")
     prompts = random_prompts((6, 11, 30), seed=9)
-    params = SamplingParams(max_new_tokens=60, temperature=0, ignore_eos=True)
+    params = SamplingParams(max_new_tokens=150, temperature=0, ignore_eos=True)
     base, _ = run(model, prompts, params, page_size=8)
     known = {tuple(p): out[0][0] for p, out in zip(prompts, base)}
     clock = FakeClock()
@@ -147,7 +147,9 @@ def test_off_switch_pauses_drafts_that_do_not_pay(model_dir, right):
         assert stats.accepted_tokens == stats.drafted_tokens
     else:
         assert stats.accepted_tokens == 0
-        assert stats.spec_switch_offs >= 1 and stats.spec_paused_steps > stats.verify_steps
+        # it measures both modes over stints of steps (a few dozen steps), then pauses
+        # for the rest but its probes: most of the 150 steps
+        assert stats.spec_switch_offs >= 1 and stats.spec_paused_steps > 75
 
 
 def test_perfect_draft_model_gives_k_plus_one_tokens_per_verify(model_dir):
