@@ -93,6 +93,10 @@ class ModelWorker:
         self.model = build_model(mcfg, ctx, cfg.model_path, cfg.load_format, cfg.seed,
                                  cfg.show_progress)
         platform.model_loaded(self.model)
+        if pcfg.quantization is not None:
+            # the weights quantised at load left their model-dtype copies in the allocator's
+            # cache, which the free memory the KV budget is sized from does not count
+            platform.empty_cache()
 
         layout = self.attention.kv_layout(pcfg.page_size, pcfg.kv_cache_dtype)
         if share_pages_with is not None:  # same page ids, own pool (a draft model)

@@ -312,7 +312,9 @@ class Platform(ABC):
         """Return the device allocator's cached blocks to the device.
 
         Called: at engine shutdown, after the execution strategy was closed and before
-        ``_shutdown``. May not: free memory that live tensors use. Default: nothing.
+        ``_shutdown``; and after a model whose weights were quantised at load (their
+        model-dtype copies are freed), before the KV cache is sized. May not: free memory
+        that live tensors use. Default: nothing.
         """
 
     def manual_seed(self, seed: int) -> None:
