@@ -179,6 +179,11 @@ class Harness:
                 why = self._quantization_refused(need[13:], caps)
                 if why:
                     return why
+            if need.startswith("moe.quantization."):
+                method = need[17:]
+                why = self._quantization_refused(method, caps) or self._moe_quantization_refused(method)
+                if why:
+                    return why
             if need == "collective":
                 if params["op"] not in caps.collectives:
                     return f"collective {params['op']} not declared"
@@ -207,6 +212,16 @@ class Harness:
                 why = f"quantization {method} refused on this device: {exc}"
             self._quantization_checked[method] = why
         return self._quantization_checked[method]
+
+    def _moe_quantization_refused(self, method: str) -> str:
+        """Why quantised experts (``MoESpec.quantization = method``) do not apply: no available
+        MoE backend of the platform lists ``method`` in ``MoEBackend.quantizations`` ('' if
+        one does; the engine then keeps such a model's experts in its dtype)."""
+        driver = self.platform(init_device=False)
+        for cls in driver.moe_backends():
+            if method in getattr(cls, "quantizations", ()) and cls.is_available(driver.platform)[0]:
+                return ""
+        return f"no MoE backend declares {method} experts"
 
     # ------------------------------------------------------------ xdist: identity to the controller
     def pytest_sessionfinish(self, session) -> None:

@@ -8,6 +8,10 @@
 * forward: the whole layer vs a float64 dense reference (weights packed by the backend's own
   :class:`MoEWeightLayout`, so padding layouts are exercised too).
 
+* fp8 experts (when a MoE backend of the platform declares ``"fp8"``): ``experts`` and
+  ``forward`` of an fp8 spec vs the reference fp8 backend (the contract's oracle) on the same
+  e4m3 weights and per-row scales, in the backend's own layout.
+
 Cases cover several (experts, top-k, hidden, intermediate) shapes, top-k 1 to 8, and a batch
 so small that most experts get no token.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import pytest
 import torch
 from anyware.kernels import reference as ref
-from anyware.kernels.reference.moe import grouped_expert_mlp
+from anyware.kernels.reference.moe import grouped_expert_mlp, grouped_expert_mlp_fp8
 from anyware.plugin import MoESpec
 from anyware_conformance.inputs import DTYPES, randn
 
@@ -145,3 +149,39 @@ def test_moe(platform, conf, gen, dtype, case):
     weights, ids = ref.moe_route(logits.cpu(), k, True)
     want = ref.moe_dense(x.cpu(), weights, ids, dense13, down)
     conf.close("moe output", out, want, op="moe", dtype=dtype, reduction=h + inter)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.anyware(tier="moe", capability="moe.fp8",
+                     needs=("moe", "dtype", "moe.quantization.fp8"))
+def test_moe_fp8(platform, conf, gen, dtype, case):
+    """W8A8 e4m3 experts (``MoESpec.quantization = "fp8"``): rows quantised per row, e4m3
+    GEMMs with fp32 accumulation and per-row weight scales, the intermediate rounded to the
+    dtype and re-quantised; stage ``experts`` (unweighted) and the whole ``forward``."""
+    t, h, inter, e, k = CASES[case]
+    backend, spec = _backend(platform, case, dtype, quantization="fp8")
+    dev = platform.device
+    w13, w2, _, _ = _weights(gen, backend, spec, dev)
+    w13, w2, scales = ref.quantize_experts_fp8(w13, w2)  # torch ops, on the device
+    host = (w13.cpu(), w2.cpu(), tuple(s.cpu() for s in scales))
+    oracle = ref.ReferenceMoEBackend(None, spec)
+    x = randn(gen, (t, h), dtype, dev)
+    logits = randn(gen, (t, e), "float32", dev, 2.0)
+    with conf.runs(backend, "forward"):
+        out = backend.forward(x, logits, w13, w2, scales=scales)
+    conf.on_device("moe fp8 output", out)
+    assert out.dtype == x.dtype and tuple(out.shape) == (t, h), (out.dtype, tuple(out.shape))
+    want = oracle.forward(x.cpu(), logits.cpu(), *host)
+    conf.close("moe fp8 output", out, want, op="moe_fp8", dtype=dtype, reduction=h + inter)
+
+    d = backend.dispatch(x, *backend.route(logits))
+    with conf.runs(backend, "experts"):
+        y = backend.experts(d, w13, w2, scales=scales)
+    conf.on_device("fp8 expert rows", y)
+    assert y.dtype == x.dtype and tuple(y.shape) == (t * k, h), (y.dtype, tuple(y.shape))
+    counts = d.expert_counts.cpu()
+    want = grouped_expert_mlp_fp8(d.hidden.cpu(), counts, _row_experts(counts), *host[:2],
+                                  *host[2])
+    conf.close("fp8 expert rows (unweighted)", y, want, op="moe_fp8", dtype=dtype,
+               reduction=h + inter)

@@ -6,11 +6,23 @@ The block computes router logits with its ``gate`` and hands everything else to 
 platform's :class:`~anyware.plugin.MoEBackend`; the expert weights are stored in the layout
 that backend asks for, and checkpoint tensors (one per expert and projection, or the fused
 ``gate_up_proj``/``down_proj`` of transformers 5) are packed into it as they are read.
+
+``--quantization fp8`` (``ModelContext.quantization``): each block asks the platform for a
+backend of the fp8 spec (``MoESpec.quantization = "fp8"``, W8A8 e4m3 experts). The experts load
+in the model dtype as usual and are quantised in place after loading (or random
+initialisation), one layer at a time (:meth:`FusedExperts.finish`): ``w13``/``w2`` become e4m3
+with fp32 per-output-row scales (``w13_scale``/``w2_scale``), passed to the backend as
+``scales``. Like the dense layers, the load peak is the whole model in the model dtype. When no
+MoE backend of the platform runs fp8 experts, the blocks take the model-dtype spec and the
+experts stay unquantised; the model logs that once (:meth:`MoEForCausalLM.finish_loading`).
+The router gate always stays in the model dtype.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -19,8 +31,10 @@ from anyware.model.context import ModelContext, TensorParallel
 from anyware.model.layers import Linear
 from anyware.model.llama import LlamaForCausalLM
 from anyware.model.weights import CheckpointTensor
-from anyware.plugin import MoESpec
+from anyware.plugin import CapabilityError, MoESpec
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def moe_spec(cfg: ModelConfig, dtype: torch.dtype, tp: TensorParallel | None = None) -> MoESpec:
@@ -50,6 +64,8 @@ class FusedExperts(nn.Module):
         dtype = layout.weight_dtype(spec) if layout.dtype else device_dtype
         self.w13 = nn.Parameter(torch.empty(layout.w13_shape(spec), dtype=dtype), requires_grad=False)
         self.w2 = nn.Parameter(torch.empty(layout.w2_shape(spec), dtype=dtype), requires_grad=False)
+        self.w13_scale: torch.Tensor | None = None  # fp8 experts: fp32 [E_local, 2 I_pad]
+        self.w2_scale: torch.Tensor | None = None  # fp8 experts: fp32 [E_local, H]
         self.loaded: set[tuple[int, str]] = set()
 
     def load_expert(self, expert: int, proj: str, tensor) -> None:
@@ -91,8 +107,21 @@ class FusedExperts(nn.Module):
         return [f"expert {e} {p}" for e, p in sorted(want - self.loaded)]
 
     def finish(self) -> None:
-        """Zero the layout's padding (after loading or random initialisation)."""
+        """Zero the layout's padding (after loading or random initialisation); for an fp8 spec
+        then quantise ``w13``/``w2`` in place to e4m3 with per-output-row scales
+        (``anyware.kernels.reference.quantize_experts_fp8``, one expert at a time)."""
         self.layout.zero_padding(self.w13.data, self.w2.data, self.spec)
+        if self.spec.quantization == "fp8" and self.w13_scale is None:
+            from anyware.kernels.reference.moe import quantize_experts_fp8
+
+            w13, w2, (s13, s2) = quantize_experts_fp8(self.w13.data, self.w2.data)
+            self.w13 = nn.Parameter(w13, requires_grad=False)
+            self.w2 = nn.Parameter(w2, requires_grad=False)
+            self.w13_scale, self.w2_scale = s13, s2
+
+    def scales(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(w13_scale, w2_scale)`` for fp8 experts, else None (``MoEBackend.forward``)."""
+        return None if self.w13_scale is None else (self.w13_scale, self.w2_scale)
 
 
 class SparseMoeBlock(nn.Module):
@@ -108,7 +137,17 @@ class SparseMoeBlock(nn.Module):
         tp = self.tp = ctx.tp
         spec = moe_spec(cfg, ctx.dtype, tp)
         self.expert_parallel = spec.ep_size > 1
-        self.backend = ctx.moe(spec)
+        #: why the experts stay in the model dtype under --quantization fp8 ('' otherwise)
+        self.fp8_fallback = ""
+        if ctx.quantization == "fp8":
+            try:
+                self.backend = ctx.moe(replace(spec, quantization="fp8"))
+                spec = self.backend.spec
+            except CapabilityError as exc:  # no backend runs fp8 experts: model dtype
+                self.backend = ctx.moe(spec)
+                self.fp8_fallback = str(exc)
+        else:
+            self.backend = ctx.moe(spec)
         self.gate = Linear(cfg.hidden_size, cfg.num_experts, False, ctx.dtype)
         start = 0 if self.expert_parallel else tp.rank * spec.intermediate_size
         self.experts = FusedExperts(spec, self.backend.weight_layout(), ctx.dtype, start)
@@ -116,8 +155,14 @@ class SparseMoeBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.expert_parallel:
             return self._forward_expert_parallel(x)
-        out = self.backend.forward(x, self.gate(x), self.experts.w13, self.experts.w2)
-        return self.tp.all_reduce(out)  # tensor parallel: partial sums over intermediate slices
+        out = self._backend_forward(x, self.gate(x))
+        return self.tp.all_reduce(out)
+
+    def _backend_forward(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        scales = self.experts.scales()
+        if scales is None:  # the four-argument call every backend takes
+            return self.backend.forward(x, logits, self.experts.w13, self.experts.w2)
+        return self.backend.forward(x, logits, self.experts.w13, self.experts.w2, scales=scales)  # tensor parallel: partial sums over intermediate slices
 
     def _forward_expert_parallel(self, x: torch.Tensor) -> torch.Tensor:
         """Every rank holds the same ``T`` tokens: rank ``r`` routes the ``r``-th chunk of them
@@ -125,7 +170,7 @@ class SparseMoeBlock(nn.Module):
         t, size = x.shape[0], self.tp.size
         chunk = -(-t // size)
         mine = x[self.tp.rank * chunk : (self.tp.rank + 1) * chunk]
-        out = self.backend.forward(mine, self.gate(mine), self.experts.w13, self.experts.w2)
+        out = self._backend_forward(mine, self.gate(mine))
         if out.shape[0] < chunk:  # the last ranks' chunks may be short: pad to one shape
             out = torch.cat([out, out.new_zeros(chunk - out.shape[0], out.shape[1])])
         return self.tp.comm.all_gather(out)[:t]
@@ -168,9 +213,19 @@ class MoEForCausalLM(LlamaForCausalLM):
         return block.experts
 
     def finish_loading(self, from_checkpoint: bool) -> None:
-        """Check every local expert got all three projections; zero layout padding."""
+        """Check every local expert got all three projections; zero layout padding; quantise
+        fp8 experts (one layer at a time). Under ``--quantization fp8`` with no MoE backend
+        that runs fp8 experts, log one warning for the model (not one per layer)."""
+        fallback = None
         for name, module in self.named_modules():
             if isinstance(module, FusedExperts):
                 if from_checkpoint and module.missing():
                     raise ModelConfigError(f"checkpoint lacks {name}: {module.missing()[:4]}")
                 module.finish()
+            elif isinstance(module, SparseMoeBlock) and module.fp8_fallback and fallback is None:
+                fallback = module
+        if fallback is not None:
+            platform = getattr(fallback.backend.platform, "name", "?")
+            log.warning("MoE experts stay in %s: no MoE backend of platform %s runs fp8 experts "
+                        "(%s)", str(fallback.backend.spec.dtype).removeprefix("torch."),
+                        platform, fallback.fp8_fallback)

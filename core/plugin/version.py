@@ -17,7 +17,9 @@ History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the 
 ``AttentionFeatures.padded_verify`` and ``StepProgram.verify_tokens``; 2.2 added
 ``Capabilities.quantization``, ``PlatformConfig.quantization``, ``KernelOps.fp8_linear`` and
 ``QUANTIZATIONS`` (W8A8 FP8 linear layers), and ``KernelOps.norm_rotary`` (q/k norm + rotary,
-with a default that composes the existing ops).
+with a default that composes the existing ops), and fp8 MoE experts: ``MoESpec.quantization``,
+``MoEBackend.quantizations`` and the keyword-optional ``scales`` of ``MoEBackend.experts`` /
+``MoEBackend.forward`` (a backend that does not declare ``"fp8"`` is unaffected).
 """
 
 from __future__ import annotations

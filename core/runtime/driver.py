@@ -245,6 +245,10 @@ class PlatformDriver:
                 continue
             ok, why = cls.is_available(self.platform)
             why = why if not ok else cls.unsupported(spec)
+            if why is None and spec.quantization is not None \
+                    and spec.quantization not in getattr(cls, "quantizations", ()):
+                # also for a backend whose own ``unsupported`` predates MoESpec.quantization
+                why = f"no {spec.quantization} experts"
             if why is None:
                 return cls(self.platform, spec, communicator)
             reasons.append(f"{cls.name}: {why}")

@@ -4,7 +4,13 @@ platform against these; the CPU platform runs them."""
 from anyware.kernels.reference.activation import silu_and_mul
 from anyware.kernels.reference.attention import paged_attention, slots_for
 from anyware.kernels.reference.attention_backend import ReferenceAttentionBackend
-from anyware.kernels.reference.moe import ReferenceMoEBackend, moe_dense, moe_route
+from anyware.kernels.reference.moe import (
+    ReferenceMoEBackend,
+    grouped_expert_mlp_fp8,
+    moe_dense,
+    moe_route,
+    quantize_experts_fp8,
+)
 from anyware.kernels.reference.norm import fused_add_rms_norm, rms_norm
 from anyware.kernels.reference.ops import ReferenceOps
 from anyware.kernels.reference.quant import fp8_linear, quantize_fp8_rows
@@ -19,8 +25,10 @@ __all__ = [
     "apply_rotary",
     "fp8_linear",
     "fused_add_rms_norm",
+    "grouped_expert_mlp_fp8",
     "moe_dense",
     "moe_route",
+    "quantize_experts_fp8",
     "paged_attention",
     "quantize_fp8_rows",
     "rms_norm",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from anyware.kernels.reference.quant import quantize_fp8_rows
 from anyware.plugin import Dispatched, MoEBackend
 
 
@@ -96,6 +97,57 @@ def grouped_expert_mlp(hidden: torch.Tensor, counts: torch.Tensor, row_expert: t
     return out.to(hidden.dtype)
 
 
+def _grouped_rows(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor,
+                  row_expert: torch.Tensor) -> torch.Tensor:
+    """fp32 ``x [N, K]`` (rows sorted by expert), fp32 ``w [E, O, K]`` -> ``[N, O]`` fp32 with
+    row ``r`` = ``w[row_expert[r]] @ x[r]``: a grouped GEMM where available, else a masked
+    loop over experts (no host read of ``counts``)."""
+    if _grouped_mm_ok(x, w, w.transpose(1, 2)):
+        return F.grouped_mm(x, w.transpose(1, 2), offs=counts.cumsum(0).to(torch.int32))
+    out = torch.zeros((x.shape[0], w.shape[1]), dtype=torch.float32, device=x.device)
+    for e in range(w.shape[0]):
+        out = torch.where((row_expert == e)[:, None], x @ w[e].t(), out)
+    return out
+
+
+def grouped_expert_mlp_fp8(hidden: torch.Tensor, counts: torch.Tensor, row_expert: torch.Tensor,
+                           w13: torch.Tensor, w2: torch.Tensor, w13_scale: torch.Tensor,
+                           w2_scale: torch.Tensor) -> torch.Tensor:
+    """The W8A8 fp8 expert MLP, exactly as ``MoEBackend.experts`` specifies it (the oracle):
+    rows quantised per row, the e4m3 products accumulated in fp32 (exact products, fp32 sums)
+    and scaled by ``row scale * w13_scale[e]`` (in that order), ``silu(gate) * up`` in fp32
+    rounded to ``hidden.dtype``, that quantised per row, the down product scaled by ``row scale
+    * w2_scale[e]``; in ``hidden.dtype``."""
+    re = row_expert.long()
+    inter = w13.shape[1] // 2
+    xq, xs = quantize_fp8_rows(hidden)
+    gate_up = _grouped_rows(xq.float(), w13.float(), counts, re)
+    gate_up = gate_up * xs[:, None] * w13_scale.float()[re]
+    h = (F.silu(gate_up[:, :inter]) * gate_up[:, inter:]).to(hidden.dtype)
+    hq, hs = quantize_fp8_rows(h)
+    out = _grouped_rows(hq.float(), w2.float(), counts, re)
+    out = out * hs[:, None] * w2_scale.float()[re]
+    return out.to(hidden.dtype)
+
+
+@torch.no_grad()
+def quantize_experts_fp8(w13: torch.Tensor, w2: torch.Tensor):
+    """Model-dtype experts in a :class:`~anyware.plugin.MoEWeightLayout` -> ``(w13_q, w2_q,
+    (w13_scale, w2_scale))``: e4m3 weights with fp32 per-output-row scales
+    (:func:`~anyware.kernels.reference.quant.quantize_fp8_rows` over each expert's rows).
+    One expert at a time, so the transient fp32 copy is one expert's, not the layer's. Zero
+    padding rows stay zero (scale ``1e-12 / 448``)."""
+    e = w13.shape[0]
+    w13_q = torch.empty(w13.shape, dtype=torch.float8_e4m3fn, device=w13.device)
+    w2_q = torch.empty(w2.shape, dtype=torch.float8_e4m3fn, device=w2.device)
+    s13 = torch.empty(w13.shape[:2], dtype=torch.float32, device=w13.device)
+    s2 = torch.empty(w2.shape[:2], dtype=torch.float32, device=w2.device)
+    for i in range(e):
+        w13_q[i], s13[i] = quantize_fp8_rows(w13[i])
+        w2_q[i], s2[i] = quantize_fp8_rows(w2[i])
+    return w13_q, w2_q, (s13, s2)
+
+
 def moe_dense(hidden: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
               w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """Independent float64 check at small shapes: gathers each (token, j)'s expert weights.
@@ -115,11 +167,14 @@ class ReferenceMoEBackend(MoEBackend):
     :mod:`anyware.kernels.reference.moe_a2a` (not graph-safe: see there)."""
 
     name = "torch-reference"
+    quantizations = frozenset({"fp8"})
 
     @classmethod
     def unsupported(cls, spec):
         if spec.dtype not in cls.dtypes:
             return f"no {spec.dtype} support"
+        if spec.quantization is not None and spec.quantization not in cls.quantizations:
+            return f"no {spec.quantization} experts"
         return None
 
     def route(self, router_logits):
@@ -135,9 +190,14 @@ class ReferenceMoEBackend(MoEBackend):
             return a2a_dispatch(self.communicator, self.spec, hidden, topk_weights, topk_ids)
         return local_dispatch(hidden, topk_weights, topk_ids, self.spec.num_experts)
 
-    def experts(self, dispatched: Dispatched, w13, w2) -> torch.Tensor:
+    def experts(self, dispatched: Dispatched, w13, w2, scales=None) -> torch.Tensor:
+        """fp8 experts (``scales`` given): :func:`grouped_expert_mlp_fp8`, the contract's
+        specification as torch ops."""
         self.calls["experts"] += 1
         row_expert = dispatched.handle[1]
+        if scales is not None:
+            return grouped_expert_mlp_fp8(dispatched.hidden, dispatched.expert_counts,
+                                          row_expert, w13, w2, *scales)
         return grouped_expert_mlp(dispatched.hidden, dispatched.expert_counts, row_expert, w13, w2)
 
     def combine(self, expert_out, dispatched: Dispatched) -> torch.Tensor:

@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 from anyware.kernels.reference.moe import expert_counts
 from anyware.kernels.triton.moe_route import sum_topk
+from anyware.kernels.triton.quant import quantize_fp8_rows
 
 
 def moe_align_reference(flat_ids: torch.Tensor, num_experts: int, block_m: int):
@@ -119,10 +120,11 @@ def moe_align(flat_ids: torch.Tensor, num_experts: int, block_m: int):
 
 @triton.jit
 def _moe_gemm_kernel(
-    a_ptr, b_ptr, c_ptr, w_ptr, sorted_ptr, block_expert_ptr, used_ptr,
+    a_ptr, b_ptr, c_ptr, w_ptr, sorted_ptr, block_expert_ptr, used_ptr, as_ptr, bs_ptr,
     num_pairs, em, n_cols, k_dim, a_row_div, up_offset,
-    stride_am, stride_ak, stride_be, stride_bn, stride_bk, stride_cm, stride_cn,
+    stride_am, stride_ak, stride_be, stride_bn, stride_bk, stride_cm, stride_cn, stride_bse,
     GATED: tl.constexpr, MUL_WEIGHT: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
+    SCALED: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -168,6 +170,13 @@ def _moe_gemm_kernel(
                 acc_up += tl.dot(a, bu)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
+    if SCALED:  # fp8 W8A8: acc * row scale * column scale, the reference's order (fp32)
+        a_s = tl.load(as_ptr + a_rows, mask=row_ok, other=0.0)
+        bs_ptrs = bs_ptr + expert * stride_bse + offs_n
+        acc = acc * a_s[:, None] * tl.load(bs_ptrs, mask=n_ok, other=0.0)[None, :]
+        if GATED:
+            bu_s = tl.load(bs_ptrs + up_offset, mask=n_ok, other=0.0)
+            acc_up = acc_up * a_s[:, None] * bu_s[None, :]
     if GATED:
         acc = acc * tl.sigmoid(acc) * acc_up
     if MUL_WEIGHT:
@@ -178,18 +187,25 @@ def _moe_gemm_kernel(
 
 
 def _gemm(a, b, c, weights, aligned, num_pairs, n_cols, k_dim, a_row_div, up_offset, gated,
-          config: dict) -> None:
+          config: dict, a_scale=None, b_scale=None) -> None:
+    """One grouped GEMM launch. ``a_scale`` fp32 ``[rows of a]`` and ``b_scale`` fp32
+    ``[E, rows of b]`` (fp8 operands): the fp32 accumulator is scaled by both in the
+    epilogue, before SiLU-mul / the routing weight."""
     sorted_ids, block_expert, used = aligned
     em = sorted_ids.numel()
     interp = a.device.type == "cpu"  # the Triton interpreter
     bm, bn = config["BLOCK_M"], config["BLOCK_N"]
     grid = (triton.cdiv(em, bm) * triton.cdiv(n_cols, bn),)
+    scaled = a_scale is not None
     _moe_gemm_kernel[grid](
         a, b, c, weights if weights is not None else c, sorted_ids, block_expert, used,
+        a_scale if scaled else c, b_scale if scaled else c,
         num_pairs, em, n_cols, k_dim, a_row_div, up_offset,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), b.stride(2), c.stride(0), c.stride(1),
+        b_scale.stride(0) if scaled else 0,
         GATED=gated, MUL_WEIGHT=weights is not None, IEEE=a.dtype == torch.float32 or interp,
         UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
+        SCALED=scaled,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=config["BLOCK_K"], GROUP_M=config["GROUP_M"],
         num_warps=config.get("num_warps", 4), num_stages=config.get("num_stages", 2),
     )
@@ -198,10 +214,20 @@ def _gemm(a, b, c, weights, aligned, num_pairs, n_cols, k_dim, a_row_div, up_off
 def expert_gemms(hidden: torch.Tensor, flat_ids: torch.Tensor, a_row_div: int,
                  w13: torch.Tensor, w2: torch.Tensor, num_experts: int, config: dict,
                  pair_weights: torch.Tensor | None = None,
-                 out_dtype: torch.dtype | None = None) -> torch.Tensor:
+                 out_dtype: torch.dtype | None = None,
+                 scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Pairs ``p`` (expert ``flat_ids[p]``, input row ``hidden[p // a_row_div]``) ->
     ``[M, H]``: ``w2[e] @ (silu(gate) * up)``, times ``pair_weights[p]`` when given, stored in
-    ``out_dtype`` (default ``hidden.dtype``)."""
+    ``out_dtype`` (default ``hidden.dtype``).
+
+    ``scales = (w13_scale, w2_scale)``: e4m3 ``w13``/``w2`` (``MoEBackend.experts``' fp8
+    spec). The input rows are quantised per row first (:func:`~anyware.kernels.triton.quant.
+    quantize_fp8_rows`, bit-exact with the reference; ``T`` token rows, not ``T * k``: every
+    pair of a token quantises to the same row), GEMM 1 multiplies e4m3 tiles into fp32 and
+    applies row and column scales before SiLU-mul, the intermediate is stored in
+    ``hidden.dtype`` (as the reference rounds it), quantised per row by the same kernel, and
+    GEMM 2 runs e4m3 x e4m3 with both scales (then the routing weight) in its epilogue. Two
+    more launches than the unquantised path, no host synchronisation."""
     m = flat_ids.numel()
     h = hidden.shape[1]
     ip = w13.shape[1] // 2
@@ -212,17 +238,27 @@ def expert_gemms(hidden: torch.Tensor, flat_ids: torch.Tensor, a_row_div: int,
         return out
     aligned = moe_align(flat_ids, num_experts, config["BLOCK_M"])
     inter = torch.empty((m, ip), dtype=hidden.dtype, device=hidden.device)
-    _gemm(hidden, w13, inter, None, aligned, m, ip, h, a_row_div, ip, True, config)
-    _gemm(inter, w2, out, pair_weights, aligned, m, w2.shape[1], ip, 1, 0, False, config)
+    if scales is None:
+        _gemm(hidden, w13, inter, None, aligned, m, ip, h, a_row_div, ip, True, config)
+        _gemm(inter, w2, out, pair_weights, aligned, m, w2.shape[1], ip, 1, 0, False, config)
+        return out
+    w13_scale, w2_scale = (s.float().contiguous() for s in scales)
+    xq, xs = quantize_fp8_rows(hidden)
+    _gemm(xq, w13, inter, None, aligned, m, ip, h, a_row_div, ip, True, config, xs, w13_scale)
+    iq, is_ = quantize_fp8_rows(inter)
+    _gemm(iq, w2, out, pair_weights, aligned, m, w2.shape[1], ip, 1, 0, False, config,
+          is_, w2_scale)
     return out
 
 
 def fused_moe(hidden: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
-              w13: torch.Tensor, w2: torch.Tensor, config: dict) -> torch.Tensor:
+              w13: torch.Tensor, w2: torch.Tensor, config: dict,
+              scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The whole layer for ``hidden [T, H]`` and routing ``[T, k]`` -> ``[T, H]`` in
-    ``hidden.dtype``: each pair's output weighted inside GEMM 2 (fp32), summed over k in fp32."""
+    ``hidden.dtype``: each pair's output weighted inside GEMM 2 (fp32), summed over k in fp32.
+    ``scales``: fp8 experts (see :func:`expert_gemms`)."""
     k = topk_ids.shape[1]
     y = expert_gemms(hidden, topk_ids.reshape(-1), k, w13, w2, w13.shape[0], config,
                      pair_weights=topk_weights.reshape(-1).float().contiguous(),
-                     out_dtype=torch.float32)
+                     out_dtype=torch.float32, scales=scales)
     return sum_topk(y, k, hidden.dtype)

@@ -7,6 +7,17 @@ alignment (two launches), GEMM 1 with SiLU-mul, GEMM 2 with the routing weight a
 kernel: six launches. The separate stages run the same kernels (``experts``
 on already-dispatched rows, unweighted) with the reference's sort dispatcher and combine, so
 the conformance suite checks the kernel both ways.
+
+fp8 experts (``MoESpec.quantization == "fp8"``, W8A8 e4m3 with per-row scales, the contract
+of ``MoEBackend.experts``): the general path only — per-row quantisation of the token rows
+(:mod:`anyware.kernels.triton.quant`), GEMM 1 on e4m3 tiles with both scales and SiLU-mul in
+its epilogue, the intermediate (model dtype) quantised per row, GEMM 2 on e4m3 tiles with both
+scales and the routing weight in its epilogue: eight launches. The decode-sized two-launch
+path (:mod:`~anyware.kernels.triton.moe_small`) has no fp8 variant yet, so fp8 specs take the
+general path at every batch size: its quantisation needs each row's amax before the GEMV,
+which that path's one-program-per-(token, expert, block) walk would recompute per block;
+correctness first, a fused decode variant is a later optimisation. Block sizes come from a
+``dtype=float8_e4m3fn`` table when one is tuned, else the size heuristic.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from anyware.plugin import Dispatched, MoEBackend, MoEWeightLayout
 class TritonMoEBackend(MoEBackend):
     name = "triton-fused"
     priority = 10
+    quantizations = frozenset({"fp8"})
 
     def __init__(self, platform, spec, communicator=None) -> None:
         super().__init__(platform, spec, communicator)
@@ -36,7 +48,8 @@ class TritonMoEBackend(MoEBackend):
         cfg = self._configs.get(tokens)
         if cfg is None:
             s = self.spec
-            cfg = get_config(tokens, s.num_experts, s.intermediate_size, s.top_k, s.dtype)
+            dtype = torch.float8_e4m3fn if s.quantization == "fp8" else s.dtype
+            cfg = get_config(tokens, s.num_experts, s.intermediate_size, s.top_k, dtype)
             self._configs[tokens] = cfg
         return cfg
 
@@ -49,25 +62,25 @@ class TritonMoEBackend(MoEBackend):
         self.calls["dispatch"] += 1
         return local_dispatch(hidden, topk_weights, topk_ids, self.spec.num_experts)
 
-    def experts(self, dispatched: Dispatched, w13, w2) -> torch.Tensor:
+    def experts(self, dispatched: Dispatched, w13, w2, scales=None) -> torch.Tensor:
         self.calls["experts"] += 1
         n = dispatched.hidden.shape[0]
         e = torch.arange(dispatched.expert_counts.numel(), device=dispatched.hidden.device)
         row_expert = torch.repeat_interleave(e, dispatched.expert_counts, output_size=n)
         tokens = max(1, n // self.spec.top_k)
         return expert_gemms(dispatched.hidden, row_expert, 1, w13, w2, w13.shape[0],
-                            self.config(tokens))
+                            self.config(tokens), scales=scales)
 
     def combine(self, expert_out, dispatched: Dispatched) -> torch.Tensor:
         self.calls["combine"] += 1
         return local_combine(expert_out, dispatched)
 
-    def forward(self, hidden, router_logits, w13, w2):
+    def forward(self, hidden, router_logits, w13, w2, scales=None):
         self.calls["forward"] += 1
         s = self.spec
-        if use_small_path(hidden.shape[0], s.num_experts, s.top_k):
+        if scales is None and use_small_path(hidden.shape[0], s.num_experts, s.top_k):
             cfg = get_small_config(s.num_experts, s.intermediate_size, s.dtype)
             return fused_moe_small(hidden, router_logits, w13, w2, s.top_k, s.renormalize,
                                    s.scoring, s.routed_scaling_factor, cfg)
         weights, ids = self.route(router_logits)
-        return fused_moe(hidden, weights, ids, w13, w2, self.config(hidden.shape[0]))
+        return fused_moe(hidden, weights, ids, w13, w2, self.config(hidden.shape[0]), scales)

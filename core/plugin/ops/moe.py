@@ -25,6 +25,15 @@ The expert weights are stored as the backend asks through :class:`MoEWeightLayou
 KV cache's ``KVLayout``): the loader allocates them with the layout's shapes and dtype and packs
 checkpoint tensors into them with its ``load_*`` methods.
 
+Quantised experts (``MoESpec.quantization``): with ``"fp8"`` the experts are W8A8 e4m3, the
+scheme of ``KernelOps.fp8_linear`` applied per expert. ``w13`` is e4m3 ``[E_local, 2 * I_pad, H]``
+with ``w13_scale`` fp32 ``[E_local, 2 * I_pad]`` (one scale per output row of each expert:
+``max(amax over H, 1e-12) / 448``), ``w2`` e4m3 ``[E_local, H, I_pad]`` with ``w2_scale`` fp32
+``[E_local, H]`` (amax over ``I_pad``); padding rows/columns are zero (a padding row's scale is
+the floor ``1e-12 / 448``) and contribute exactly 0. ``experts`` and ``forward`` then receive
+``scales=(w13_scale, w2_scale)``; only backends that list the method in
+:attr:`MoEBackend.quantizations` are given such a spec.
+
 Graph safety: no stage may synchronise with the host (no ``.item()``, ``.tolist()``,
 ``nonzero()`` or data-dependent output shapes on one rank), so that a layer can be captured
 in a device graph and overlapped with host scheduling.
@@ -38,6 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from anyware.plugin.capabilities import QUANTIZATIONS
 
 if TYPE_CHECKING:
     from anyware.plugin.ops.comm import Communicator
@@ -60,6 +70,9 @@ class MoESpec:
     routed_scaling_factor: multiplies the final k weights (1.0 for Mixtral/Qwen).
     ep_rank, ep_size: this rank's place in the expert-parallel group; rank r holds experts
         ``[r * E_local, (r + 1) * E_local)`` with ``E_local = E / ep_size``.
+    quantization: ``None`` (experts in the weight layout's dtype) or ``"fp8"`` (W8A8 e4m3
+        experts with per-output-row weight scales, see the module docstring and
+        :meth:`MoEBackend.experts`); one of ``anyware.plugin.capabilities.QUANTIZATIONS``.
     """
 
     num_experts: int
@@ -72,8 +85,12 @@ class MoESpec:
     routed_scaling_factor: float = 1.0
     ep_rank: int = 0
     ep_size: int = 1
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
+        if self.quantization is not None and self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"MoE quantization {self.quantization!r}; known: "
+                             f"{', '.join(QUANTIZATIONS)}")
         if self.scoring not in ROUTER_SCORING:
             raise ValueError(f"router scoring {self.scoring!r}; known: {', '.join(ROUTER_SCORING)}")
         if not 1 <= self.top_k <= self.num_experts:
@@ -207,6 +224,9 @@ class MoEBackend(ABC):
     priority: ClassVar[int] = 0
     dtypes: ClassVar[frozenset[torch.dtype]] = frozenset(
         {torch.float32, torch.bfloat16, torch.float16})
+    #: expert quantization methods (``MoESpec.quantization``) this backend runs, e.g.
+    #: ``frozenset({"fp8"})``; empty: model-dtype experts only
+    quantizations: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def is_available(cls, platform) -> tuple[bool, str]:
@@ -215,10 +235,13 @@ class MoEBackend(ABC):
 
     @classmethod
     def unsupported(cls, spec: MoESpec) -> str | None:
-        """Why this backend cannot run ``spec`` (None: it can). The default checks the dtype
-        and that expert parallelism is single-rank."""
+        """Why this backend cannot run ``spec`` (None: it can). The default checks the dtype,
+        the expert quantization (:attr:`quantizations`) and that expert parallelism is
+        single-rank."""
         if spec.dtype not in cls.dtypes:
             return f"no {spec.dtype} support"
+        if spec.quantization is not None and spec.quantization not in cls.quantizations:
+            return f"no {spec.quantization} experts"
         if spec.ep_size > 1:
             return "no expert parallelism (ep_size > 1)"
         return None
@@ -255,10 +278,27 @@ class MoEBackend(ABC):
         communicator; on one rank it is a local sort with ``N = T * k``."""
 
     @abstractmethod
-    def experts(self, dispatched: Dispatched, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    def experts(self, dispatched: Dispatched, w13: torch.Tensor, w2: torch.Tensor,
+                scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``[N, H]`` in ``dispatched.hidden.dtype``: for each row of local expert ``e``,
         ``w2[e] @ (silu(gate) * up)`` with ``gate``/``up`` the two halves of ``w13[e] @ row``
-        (weights in :meth:`weight_layout`). **Not** multiplied by the routing weight."""
+        (weights in :meth:`weight_layout`). **Not** multiplied by the routing weight.
+
+        ``scales``: ``None`` unless ``spec.quantization == "fp8"``, then ``(w13_scale fp32
+        [E_local, 2 I_pad], w2_scale fp32 [E_local, H])`` with ``w13``/``w2`` in e4m3 (module
+        docstring). The fp8 compute, row ``x`` of local expert ``e`` (activation dtype ``D``):
+
+        1. ``(xq, xs) = quantize_fp8_rows(x)`` (per row: ``xs = max(amax|x|, 1e-12) / 448``,
+           ``xq = e4m3(clamp(x / xs, +-448))``, round to nearest even);
+        2. ``gu = (xq @ w13[e].T accumulated in fp32) * xs * w13_scale[e]`` (fp32, ``[2 I_pad]``);
+        3. ``h = (silu(gu[:I_pad]) * gu[I_pad:])`` in fp32, **rounded to** ``D`` (the
+           intermediate an engine keeps in the activation dtype between the two GEMMs);
+        4. ``(hq, hs) = quantize_fp8_rows(h)``;
+        5. ``y = (hq @ w2[e].T accumulated in fp32) * hs * w2_scale[e]``, returned in ``D``.
+
+        ``anyware.kernels.reference.ReferenceMoEBackend`` is the oracle. Backends that do not
+        list ``"fp8"`` in :attr:`quantizations` never get a quantised spec and may keep the
+        three-argument signature."""
 
     @abstractmethod
     def combine(self, expert_out: torch.Tensor, dispatched: Dispatched) -> torch.Tensor:
@@ -268,10 +308,14 @@ class MoEBackend(ABC):
         to the ranks their tokens came from."""
 
     def forward(self, hidden: torch.Tensor, router_logits: torch.Tensor, w13: torch.Tensor,
-                w2: torch.Tensor) -> torch.Tensor:
+                w2: torch.Tensor,
+                scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The whole layer, ``hidden [T, H]`` -> ``[T, H]``: route, dispatch, experts, combine.
-        Fused backends override this with the same result (to their dtype's tolerance)."""
+        Fused backends override this with the same result (to their dtype's tolerance).
+        ``scales``: as for :meth:`experts` (fp8 experts only; else None)."""
         self.calls["forward"] += 1
         weights, ids = self.route(router_logits)
         dispatched = self.dispatch(hidden, weights, ids)
-        return self.combine(self.experts(dispatched, w13, w2), dispatched)
+        if scales is None:  # keep the three-argument call for backends without quantization
+            return self.combine(self.experts(dispatched, w13, w2), dispatched)
+        return self.combine(self.experts(dispatched, w13, w2, scales), dispatched)
