@@ -156,13 +156,13 @@ class SparseMoeBlock(nn.Module):
         if self.expert_parallel:
             return self._forward_expert_parallel(x)
         out = self._backend_forward(x, self.gate(x))
-        return self.tp.all_reduce(out)
+        return self.tp.all_reduce(out)  # tensor parallel: partial sums over intermediate slices
 
     def _backend_forward(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         scales = self.experts.scales()
         if scales is None:  # the four-argument call every backend takes
             return self.backend.forward(x, logits, self.experts.w13, self.experts.w2)
-        return self.backend.forward(x, logits, self.experts.w13, self.experts.w2, scales=scales)  # tensor parallel: partial sums over intermediate slices
+        return self.backend.forward(x, logits, self.experts.w13, self.experts.w2, scales=scales)
 
     def _forward_expert_parallel(self, x: torch.Tensor) -> torch.Tensor:
         """Every rank holds the same ``T`` tokens: rank ``r`` routes the ``r``-th chunk of them
