@@ -32,7 +32,8 @@ FP8="--engine-opt quantization=fp8"
 KV8="--engine-opt kv_cache_dtype=fp8"
 case "$PART" in
 checks)
-  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_norm_rotary.py tests/kernels/test_triton_elementwise.py > $OUT/kernels.log 2>&1; tail -3 $OUT/kernels.log
+  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_norm_rotary.py tests/kernels/test_triton_elementwise.py tests/kernels/test_triton_moe_fp8.py > $OUT/kernels.log 2>&1; tail -3 $OUT/kernels.log
+  timeout 150 anyware conformance --platform cuda --tiers moe --report $OUT/conf-moe -- -k "fp8" > $OUT/conf-moe.log 2>&1; tail -2 $OUT/conf-moe.log
   timeout 120 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops-rope -- -k "norm_rotary or rotary" > $OUT/conf-ops-rope.log 2>&1; tail -2 $OUT/conf-ops-rope.log
   timeout 200 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops -- -k "fp8" > $OUT/conf-ops.log 2>&1; tail -4 $OUT/conf-ops.log
   timeout 150 anyware conformance --platform cuda --tiers attention --report $OUT/conf-attn -- -k "fp8" > $OUT/conf-attn.log 2>&1; tail -4 $OUT/conf-attn.log
@@ -59,6 +60,12 @@ profile8)
   timeout 560 python3 benchmarks/gpu/profile_steps.py --sizes 1024,4096 --batch-decode 256 --top 12 $FP8 $KV8 --out $OUT/profile-fp8.json > $OUT/profile-fp8.log 2>&1; tail -5 $OUT/profile-fp8.log
   ;;
 w5)
+  # W5 bs1 decode through the CLI bench at batch 1, bf16 and fp8 (linear layers + experts)
+  for q in "" "--quantization fp8"; do
+    timeout 150 anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1 \
+      --input-len 128 --output-len 256 --context-len 4096 --no-progress $q --json $OUT/W5-bs1${q:+-fp8}.json > $OUT/w5-bs1${q:+-fp8}.log 2>&1
+    tail -4 $OUT/w5-bs1${q:+-fp8}.log
+  done
   timeout 330 python3 benchmarks/gpu/w5_moe.py --peer --prompts 0 --slice 64 --out $OUT > $OUT/w5.log 2>&1; tail -8 $OUT/w5.log
   timeout 200 python3 benchmarks/gpu/profile_steps.py --model qwen3-30b-a3b --sizes 1024 --decode-steps 64 --top 12 --out $OUT/profile-moe.json > $OUT/profile-moe.log 2>&1; tail -3 $OUT/profile-moe.log
   ;;
