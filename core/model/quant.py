@@ -5,10 +5,11 @@ an attention or MLP block — the :class:`~anyware.model.layers.Linear` modules 
 ``qkv_proj``, ``o_proj``, ``gate_up_proj`` and ``down_proj`` — has its weight quantised per
 output channel (``anyware.kernels.reference.quantize_fp8_rows``), one layer at a time, and from
 then on runs through the platform's ``KernelOps.fp8_linear``, which quantises the activations
-per token. Embeddings, the LM head, MoE router gates and experts, EAGLE-3's ``fc`` and norms
-stay in the model dtype (as vLLM's FP8 method does for the head and the router). A layer whose
-output or input size is not a multiple of 16 (the GEMM alignment the contract guarantees)
-stays in the model dtype too.
+per token. MoE experts are quantised by their own layer (:mod:`anyware.model.moe`, through
+the MoE backend). Embeddings, the LM head, MoE router gates, EAGLE-3's ``fc`` and norms stay in
+the model dtype (as vLLM's FP8 method does for the head and the router). A layer whose output
+or input size is not a multiple of 16 (the GEMM alignment the contract guarantees) stays in
+the model dtype too.
 """
 
 from __future__ import annotations
