@@ -1,6 +1,6 @@
 # Session 7 device runs (issue 21, FP8), one part per call (each < 10 minutes):
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh checks  # fp8 kernel tests + conformance ops/attention fp8 cases on the GPU
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w1      # W1 (8B shape, bs1): bf16, fp8 linear, fp8 linear + fp8 KV
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w1      # W1 (8B shape, bs1): bf16, fp8 linear, fp8 linear + fp8 KV; W3 (TTFT 1024/4096) bf16 and fp8 linear
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2      # W2 (1000 x 1024/1024) bf16 at 256 and 512 running requests
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh w2f     # W2 with fp8 linear + fp8 KV at 256, 512 and 1024 running requests
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v7.sh profile  # issue 21 item 1: W3 prefill, W1 decode, W2 steady-state decode (256 requests), kernel classes vs floor, bf16
@@ -43,6 +43,8 @@ w1)
   run bf16 W1
   run fp8w W1 $FP8
   run fp8wkv W1 $FP8 $KV8
+  run bf16 W3
+  run fp8w W3 $FP8
   ;;
 w2)
   run bf16 W2
