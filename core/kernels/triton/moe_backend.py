@@ -9,14 +9,13 @@ on already-dispatched rows, unweighted) with the reference's sort dispatcher and
 the conformance suite checks the kernel both ways.
 
 fp8 experts (``MoESpec.quantization == "fp8"``, W8A8 e4m3 with per-row scales, the contract
-of ``MoEBackend.experts``): the general path only — per-row quantisation of the token rows
+of ``MoEBackend.experts``). Decode-sized batches keep the two-launch path: each program
+quantises its token row (gate-up) or its intermediate row (down) itself, recomputing the row's
+amax (a few thousand elements, from cache) — cheaper than another launch at batch 1. Larger
+batches take the general path: per-row quantisation of the token rows
 (:mod:`anyware.kernels.triton.quant`), GEMM 1 on e4m3 tiles with both scales and SiLU-mul in
 its epilogue, the intermediate (model dtype) quantised per row, GEMM 2 on e4m3 tiles with both
-scales and the routing weight in its epilogue: eight launches. The decode-sized two-launch
-path (:mod:`~anyware.kernels.triton.moe_small`) has no fp8 variant yet, so fp8 specs take the
-general path at every batch size: its quantisation needs each row's amax before the GEMV,
-which that path's one-program-per-(token, expert, block) walk would recompute per block;
-correctness first, a fused decode variant is a later optimisation. Block sizes come from a
+scales and the routing weight in its epilogue: eight launches. Block sizes come from a
 ``dtype=float8_e4m3fn`` table when one is tuned, else the size heuristic.
 """
 
@@ -78,9 +77,9 @@ class TritonMoEBackend(MoEBackend):
     def forward(self, hidden, router_logits, w13, w2, scales=None):
         self.calls["forward"] += 1
         s = self.spec
-        if scales is None and use_small_path(hidden.shape[0], s.num_experts, s.top_k):
+        if use_small_path(hidden.shape[0], s.num_experts, s.top_k):
             cfg = get_small_config(s.num_experts, s.intermediate_size, s.dtype)
             return fused_moe_small(hidden, router_logits, w13, w2, s.top_k, s.renormalize,
-                                   s.scoring, s.routed_scaling_factor, cfg)
+                                   s.scoring, s.routed_scaling_factor, cfg, scales)
         weights, ids = self.route(router_logits)
         return fused_moe(hidden, weights, ids, w13, w2, self.config(hidden.shape[0]), scales)

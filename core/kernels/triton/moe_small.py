@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from anyware.kernels.triton.store import _saturate_e4m3
 
 DEFAULT_SMALL_CONFIG = {"BLOCK_N1": 16, "BLOCK_K1": 256, "WARPS1": 4,
                         "BLOCK_N2": 16, "BLOCK_K2": 256, "WARPS2": 4}
@@ -67,10 +68,22 @@ def _topk_route(logits_ptr, row, stride_l, num_experts, scale, TOP_K: tl.constex
 
 
 @triton.jit
-def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, stride_x, stride_l, num_experts,
-                    scale, hidden, ip, stride_we, stride_wn, stride_wk,
+def _row_scale(row_ptr, n, BLOCK: tl.constexpr):
+    """fp8 W8A8: the per-row activation scale ``max(amax(|row|), 1e-12) / 448`` (fp32, IEEE
+    division), as ``anyware.kernels.reference.quant.quantize_fp8_rows`` computes it."""
+    amax = tl.zeros([BLOCK], dtype=tl.float32)
+    for k0 in range(0, n, BLOCK):
+        offs = k0 + tl.arange(0, BLOCK)
+        amax = tl.maximum(amax, tl.abs(tl.load(row_ptr + offs, mask=offs < n, other=0.0)
+                                       .to(tl.float32)))
+    return tl.math.div_rn(tl.maximum(tl.max(amax, 0), 1e-12), 448.0)
+
+
+@triton.jit
+def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, stride_x, stride_l,
+                    num_experts, scale, hidden, ip, stride_we, stride_wn, stride_wk, stride_se,
                     TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
-                    SIGMOID: tl.constexpr, RENORM: tl.constexpr,
+                    SIGMOID: tl.constexpr, RENORM: tl.constexpr, FP8: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pair = tl.program_id(0)
     tok = (pair // TOP_K).to(tl.int64)
@@ -81,27 +94,39 @@ def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, stride_x, stride_l, n
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < ip
     base = w13_ptr + expert * stride_we + offs_n[:, None].to(tl.int64) * stride_wn
+    x_row = x_ptr + tok * stride_x
+    if FP8:  # the token row quantised per row, recomputed by every program (H elements)
+        xs = _row_scale(x_row, hidden, BLOCK_K)
     acc_g = tl.zeros([BLOCK_N], dtype=tl.float32)
     acc_u = tl.zeros([BLOCK_N], dtype=tl.float32)
     for k0 in range(0, hidden, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_ok = offs_k < hidden
-        x = tl.load(x_ptr + tok * stride_x + offs_k, mask=k_ok, other=0.0).to(tl.float32)
+        x = tl.load(x_row + offs_k, mask=k_ok, other=0.0).to(tl.float32)
+        if FP8:  # the e4m3 value, exact in fp32
+            x = _saturate_e4m3(tl.math.div_rn(x, xs))
         mask = n_ok[:, None] & k_ok[None, :]
         g = tl.load(base + offs_k[None, :] * stride_wk, mask=mask, other=0.0).to(tl.float32)
         u = tl.load(base + ip * stride_wn + offs_k[None, :] * stride_wk, mask=mask,
                     other=0.0).to(tl.float32)
         acc_g += tl.sum(g * x[None, :], 1)
         acc_u += tl.sum(u * x[None, :], 1)
+    if FP8:  # row scale, then the expert's per-row weight scales (the reference's order)
+        s_row = s13_ptr + expert * stride_se
+        acc_g = acc_g * xs * tl.load(s_row + offs_n, mask=n_ok, other=0.0)
+        acc_u = acc_u * xs * tl.load(s_row + ip + offs_n, mask=n_ok, other=0.0)
     h = acc_g * tl.sigmoid(acc_g) * acc_u
+    if FP8:  # the intermediate in the activation dtype, as the reference rounds it
+        h = h.to(x_ptr.dtype.element_ty).to(tl.float32)
     tl.store(inter_ptr + pair.to(tl.int64) * ip + offs_n, h, mask=n_ok)
 
 
 @triton.jit
-def _down_combine_kernel(inter_ptr, logits_ptr, w2_ptr, out_ptr, stride_l, stride_o,
+def _down_combine_kernel(inter_ptr, logits_ptr, w2_ptr, out_ptr, s2_ptr, stride_l, stride_o,
                          num_experts, scale, hidden, ip, stride_we, stride_wn, stride_wk,
+                         stride_se,
                          TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
-                         SIGMOID: tl.constexpr, RENORM: tl.constexpr,
+                         SIGMOID: tl.constexpr, RENORM: tl.constexpr, FP8: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     tok = tl.program_id(0).to(tl.int64)
     weights, ids = _topk_route(logits_ptr, tok, stride_l, num_experts, scale, TOP_K, K_P2,
@@ -115,24 +140,39 @@ def _down_combine_kernel(inter_ptr, logits_ptr, w2_ptr, out_ptr, stride_l, strid
         weight = tl.sum(tl.where(ks == j, weights, 0.0), 0)
         base = w2_ptr + expert * stride_we + offs_n[:, None].to(tl.int64) * stride_wn
         row = inter_ptr + (tok * TOP_K + j) * ip
+        if FP8:  # the intermediate row quantised per row (padding columns are 0)
+            hs = _row_scale(row, ip, BLOCK_K)
         part = tl.zeros([BLOCK_N], dtype=tl.float32)
         for k0 in range(0, ip, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
             k_ok = offs_k < ip
             a = tl.load(row + offs_k, mask=k_ok, other=0.0)
+            if FP8:
+                a = _saturate_e4m3(tl.math.div_rn(a, hs))
             b = tl.load(base + offs_k[None, :] * stride_wk, mask=n_ok[:, None] & k_ok[None, :],
                         other=0.0).to(tl.float32)
             part += tl.sum(b * a[None, :], 1)
+        if FP8:
+            part = part * hs * tl.load(s2_ptr + expert * stride_se + offs_n, mask=n_ok,
+                                       other=0.0)
+            # the expert's output row in the activation dtype, as ``experts`` returns it
+            part = part.to(out_ptr.dtype.element_ty).to(tl.float32)
         acc += weight * part
     tl.store(out_ptr + tok * stride_o + offs_n, acc.to(out_ptr.dtype.element_ty), mask=n_ok)
 
 
 def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torch.Tensor,
                     w2: torch.Tensor, top_k: int, renormalize: bool, scoring: str = "softmax",
-                    routed_scaling_factor: float = 1.0, config: dict | None = None) -> torch.Tensor:
+                    routed_scaling_factor: float = 1.0, config: dict | None = None,
+                    scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """``hidden [T, H]``, ``router_logits [T, E]``, weights in the
     :class:`~anyware.plugin.MoEWeightLayout` (``w13 [E, 2 I_pad, H]``, ``w2 [E, H, I_pad]``)
-    -> ``[T, H]`` in ``hidden.dtype``; routing as :func:`~anyware.kernels.triton.moe_route.route`."""
+    -> ``[T, H]`` in ``hidden.dtype``; routing as :func:`~anyware.kernels.triton.moe_route.route`.
+
+    ``scales`` ``(w13_scale [E, 2 I_pad], w2_scale [E, H])``: fp8 W8A8 experts
+    (``MoEBackend.experts``' spec): each program quantises its token row (gate-up) or its
+    intermediate row (down) per row itself — the row is a few thousand elements, re-read from
+    cache — so the path stays two launches."""
     if scoring not in ("softmax", "sigmoid"):
         raise ValueError(f"router scoring {scoring!r}; known: softmax, sigmoid")
     cfg = {**DEFAULT_SMALL_CONFIG, **(config or {})}
@@ -148,12 +188,14 @@ def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torc
     route = dict(TOP_K=top_k, K_P2=triton.next_power_of_2(top_k), E_P2=triton.next_power_of_2(e),
                  SIGMOID=scoring == "sigmoid", RENORM=renormalize)
     scale = float(routed_scaling_factor)
+    fp8 = scales is not None
+    s13, s2 = (s.float().contiguous() for s in scales) if fp8 else (inter, inter)
     _gate_up_kernel[(t * top_k, triton.cdiv(ip, cfg["BLOCK_N1"]))](
-        x, logits, w13, inter, x.stride(0), logits.stride(0), e, scale, h, ip,
-        w13.stride(0), w13.stride(1), w13.stride(2), **route,
+        x, logits, w13, inter, s13, x.stride(0), logits.stride(0), e, scale, h, ip,
+        w13.stride(0), w13.stride(1), w13.stride(2), s13.stride(0), **route, FP8=fp8,
         BLOCK_N=cfg["BLOCK_N1"], BLOCK_K=cfg["BLOCK_K1"], num_warps=cfg["WARPS1"])
     _down_combine_kernel[(t, triton.cdiv(h, cfg["BLOCK_N2"]))](
-        inter, logits, w2, out, logits.stride(0), out.stride(0), e, scale, h, ip,
-        w2.stride(0), w2.stride(1), w2.stride(2), **route,
+        inter, logits, w2, out, s2, logits.stride(0), out.stride(0), e, scale, h, ip,
+        w2.stride(0), w2.stride(1), w2.stride(2), s2.stride(0), **route, FP8=fp8,
         BLOCK_N=cfg["BLOCK_N2"], BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"])
     return out
