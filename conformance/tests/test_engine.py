@@ -45,14 +45,14 @@ def tiny_models(tmp_path_factory):
 
 
 def _generate(path: str, platform: str, dtype: str, page_size: int | None, prompts,
-              top: int = 0, attention_backend: str | None = None):
+              top: int = 0, attention_backend: str | None = None, **options):
     try:
         from anyware import Engine, SamplingParams
     except ImportError as exc:
         pytest.skip(f"provisional: the engine is not available in this install: {exc}")
     engine = Engine(model=path, platform=platform, dtype=dtype, page_size=page_size,
                     kv_cache_bytes=64 << 20, max_running_requests=4, chunked_prefill_size=32,
-                    attention_backend=attention_backend)
+                    attention_backend=attention_backend, **options)
     try:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=12, temperature=0,
                                                        logprobs=top, ignore_eos=True))
@@ -86,6 +86,32 @@ def _check_greedy(harness, caps, conf, tiny_models, model, dtype):
     if model not in refs:  # the CPU reference platform in fp32, once per model (top 3)
         refs[model] = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3)
     want = refs[model]
+    for i, ((toks, lps, _), (ref_toks, ref_lps, ref_top)) in enumerate(zip(got, want)):
+        n = conf.greedy_tokens(f"request {i} tokens", toks, ref_toks, ref_top, dtype=dtype)
+        if lps[:n] and ref_lps[:n]:
+            conf.close(f"request {i} logprobs", torch.tensor(lps[:n]), torch.tensor(ref_lps[:n]),
+                       op="logprob", dtype=dtype)
+
+
+@pytest.mark.anyware(tier="engine", capability="engine.fp8_linear",
+                     needs=("quantization.fp8",), provisional=True)
+@pytest.mark.parametrize("model", ["llama-gqa", "qwen3-moe-e16-k4"])
+def test_fp8_generation_matches_reference(harness, caps, conf, tiny_models, model):
+    """``--quantization fp8`` end to end (W8A8 linear layers, and the MoE experts where the
+    platform's MoE backend runs fp8): greedy tokens and logprobs equal the CPU reference
+    platform's fp8 run in fp32 (both quantise the same fp32 checkpoint the same way; the
+    platform runs in fp32 where it declares it, so only summation order differs; near-tie rule
+    as above)."""
+    if model in MOE_MODELS and not caps.moe:
+        pytest.skip("not applicable: moe not declared")
+    dtype = "float32" if torch.float32 in caps.dtypes else "bfloat16"
+    g = torch.Generator().manual_seed(4242)
+    prompts = [torch.randint(3, 256, (n,), generator=g).tolist() for n in (9, 23, 2)]
+    page_size = caps.page_sizes[-1] if caps.page_sizes[-1] <= 64 else caps.page_sizes[0]
+    got = _generate(tiny_models[model], harness.name, dtype, page_size, prompts,
+                    attention_backend=harness.attention_backend, quantization="fp8")
+    want = _generate(tiny_models[model], "cpu", "float32", None, prompts, top=3,
+                     quantization="fp8")
     for i, ((toks, lps, _), (ref_toks, ref_lps, ref_top)) in enumerate(zip(got, want)):
         n = conf.greedy_tokens(f"request {i} tokens", toks, ref_toks, ref_top, dtype=dtype)
         if lps[:n] and ref_lps[:n]:
