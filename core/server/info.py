@@ -59,6 +59,8 @@ async def server_info(state: ServerState) -> dict[str, Any]:
         "host": state.launch.get("host"),
         "port": state.launch.get("port"),
         "dtype": str(cfg.dtype) if cfg.dtype is not None else "auto",
+        "kv_cache_dtype": str(cfg.kv_cache_dtype) if cfg.kv_cache_dtype is not None else "auto",
+        "quantization": cfg.quantization,
         "load_format": cfg.load_format,
         "context_length": state.context_len,
         "page_size": info.page_size,

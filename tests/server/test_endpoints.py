@@ -92,6 +92,7 @@ def test_model_and_server_info(http, server, engine):
     assert s["max_running_requests"] == engine.config.max_running_requests
     assert set(s["internal_states"][0]) >= {"running", "waiting", "kv_pages_used"}
     assert s["version"] and s["api_key_set"] is False
+    assert s["kv_cache_dtype"] == "auto" and s["quantization"] is None
 
 
 def test_api_key_rule(auth_server):
