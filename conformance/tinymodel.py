@@ -24,7 +24,9 @@ class TinyModel:
     def __init__(self, platform, dtype: torch.dtype, page_size: int, num_pages: int = 48,
                  seed: int = 0, vocab: int = 97, hidden: int = 64, heads: int = 4,
                  kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96,
-                 verify_tokens: int = 0) -> None:
+                 verify_tokens: int = 0, fp8: bool = False) -> None:
+        """``fp8``: the four projections run through ``ops.fp8_linear`` (W8A8, weights
+        quantised per output channel by the reference)."""
         self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
         self.verify_tokens = verify_tokens  # StepProgram: width of its VERIFY steps (k + 1)
         self.num_pages = num_pages
@@ -52,6 +54,15 @@ class TinyModel:
                 "down": w(f"l{i}_down", hidden, inter, scale=inter**-0.5),
                 "attn": AttentionLayer(i, heads, kv_heads, head_dim, head_dim, head_dim**-0.5),
             })
+        self.fp8 = fp8
+        if fp8:  # e4m3 weights and their scales beside the originals
+            from anyware.kernels.reference import quantize_fp8_rows
+
+            for names in self.layers:
+                for key in ("qkv", "o", "gu", "down"):
+                    q, sc = quantize_fp8_rows(getattr(self.model, names[key]))
+                    self.model.register_buffer(names[key] + "_q", q)
+                    self.model.register_buffer(names[key] + "_s", sc)
         self.norm = w("norm", hidden, scale=0.1, shift=1.0)
         self.lm_head = w("lm_head", vocab, hidden, scale=hidden**-0.5)
         self.shape = (heads, kv_heads, head_dim)
@@ -67,9 +78,15 @@ class TinyModel:
     def kv_cache(self) -> KVCache:
         return self.cache
 
+    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        m = self.model
+        if self.fp8:
+            return self.ops.fp8_linear(x, getattr(m, name + "_q"), getattr(m, name + "_s"))
+        return x @ getattr(m, name).t()
+
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         ops, (hq, hkv, hd) = self.ops, self.shape
-        m = self.model
+        m, lin = self.model, self._linear
         x, residual = getattr(m, self.embed)[batch.input_ids], None
         t = x.shape[0]
         for names in self.layers:
@@ -78,13 +95,13 @@ class TinyModel:
                 residual, h = x, ops.rms_norm(x, lw["n1"], self.eps)
             else:
                 h, residual = ops.fused_add_rms_norm(x, residual, lw["n1"], self.eps)
-            q, k, v = (h @ lw["qkv"].t()).split([hq * hd, hkv * hd, hkv * hd], dim=-1)
+            q, k, v = lin(h, names["qkv"]).split([hq * hd, hkv * hd, hkv * hd], dim=-1)
             q, k = ops.rotary(q.reshape(t, hq, hd), k.reshape(t, hkv, hd), batch.positions,
                               m.cos_sin)
             a = self.attention.forward(q, k, v.reshape(t, hkv, hd), lw["attn"], self.cache, batch)
-            h, residual = ops.fused_add_rms_norm(a.reshape(t, -1) @ lw["o"].t(), residual,
+            h, residual = ops.fused_add_rms_norm(lin(a.reshape(t, -1), names["o"]), residual,
                                                  lw["n2"], self.eps)
-            x = ops.silu_and_mul(h @ lw["gu"].t()) @ lw["down"].t()
+            x = lin(ops.silu_and_mul(lin(h, names["gu"])), names["down"])
         h, _ = ops.fused_add_rms_norm(x, residual, getattr(m, self.norm), self.eps)
         return h[batch.logits_indices].float() @ getattr(m, self.lm_head).float().t()
 

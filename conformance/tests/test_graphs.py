@@ -21,15 +21,34 @@ PARAMS = [
 ]
 
 
+FP8_PARAMS = [
+    pytest.param(kind, dtype, id=f"{kind}-fp8-{dtype}", marks=pytest.mark.anyware(
+        tier="graphs", capability=f"graphs.{kind}_fp8", needs=(need, "dtype", "quantization.fp8")))
+    for kind, need in KINDS.items() for dtype in DTYPES
+]
+
+
 @pytest.mark.parametrize("kind,dtype", PARAMS)
 def test_graph_replay(platform, conf, gen, kind, dtype):
+    _replay(platform, conf, gen, kind, dtype, fp8=False)
+
+
+@pytest.mark.parametrize("kind,dtype", FP8_PARAMS)
+def test_graph_replay_fp8(platform, conf, gen, kind, dtype):
+    """The same steps with W8A8 fp8 projections (``ops.fp8_linear`` inside the captured or
+    compiled program: the per-token activation quantisation must run in it, not be frozen
+    from the capture)."""
+    _replay(platform, conf, gen, kind, dtype, fp8=True)
+
+
+def _replay(platform, conf, gen, kind, dtype, fp8):
     caps = platform.capabilities()
     dt = getattr(torch, dtype)
     page_size = caps.page_sizes[0]
     per_req = -(-40 // page_size)
     num_pages = 2 + 3 * per_req
-    eager_model = TinyModel(platform, dt, page_size, num_pages, seed=1)
-    graph_model = TinyModel(platform, dt, page_size, num_pages, seed=1)
+    eager_model = TinyModel(platform, dt, page_size, num_pages, seed=1, fp8=fp8)
+    graph_model = TinyModel(platform, dt, page_size, num_pages, seed=1, fp8=fp8)
     eager, strategy = EagerExecution(), platform.execution_strategy(kind)
     assert strategy.kind == kind, f"execution_strategy({kind!r}) returned kind {strategy.kind!r}"
     eager.setup(eager_model)

@@ -112,3 +112,13 @@ def test_eagle3_catch_ups_replay_verify_graphs(model_dir, fake_graphs, tmp_path)
     assert head_graphs.verify_tokens == target_graphs.verify_tokens == 4
     assert head_graphs.verify_replays > 0 and target_graphs.verify_replays > 0
     assert head_graphs.eager_runs == 0 and target_graphs.eager_runs == 0
+
+
+def test_fp8_linear_layers_in_graphs_equal_eager(model_dir, fake_graphs):
+    """W8A8 fp8 projections inside the graph strategy's replays (decode, prefill and verify
+    graphs): greedy tokens equal eager fp8 execution."""
+    model = model_dir("llama")
+    prompts = random_prompts((9, 23, 5), seed=6)
+    base = _generate(model, prompts, page_size=4, quantization="fp8")
+    assert _generate(model, prompts, page_size=4, execution="graphs", quantization="fp8") == base
+    assert fake_graphs[0].replays > 0
