@@ -34,6 +34,7 @@ case "$PART" in
 checks)
   timeout 200 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_norm_rotary.py tests/kernels/test_triton_elementwise.py tests/kernels/test_triton_moe_fp8.py > $OUT/kernels.log 2>&1; tail -3 $OUT/kernels.log
   timeout 150 anyware conformance --platform cuda --tiers moe --report $OUT/conf-moe -- -k "fp8" > $OUT/conf-moe.log 2>&1; tail -2 $OUT/conf-moe.log
+  timeout 120 anyware conformance --platform cuda --tiers graphs,engine --report $OUT/conf-graphs-fp8 -- -k "fp8" > $OUT/conf-graphs-fp8.log 2>&1; tail -2 $OUT/conf-graphs-fp8.log
   timeout 120 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops-rope -- -k "norm_rotary or rotary" > $OUT/conf-ops-rope.log 2>&1; tail -2 $OUT/conf-ops-rope.log
   timeout 200 anyware conformance --platform cuda --tiers ops --report $OUT/conf-ops -- -k "fp8" > $OUT/conf-ops.log 2>&1; tail -4 $OUT/conf-ops.log
   timeout 150 anyware conformance --platform cuda --tiers attention --report $OUT/conf-attn -- -k "fp8" > $OUT/conf-attn.log 2>&1; tail -4 $OUT/conf-attn.log
