@@ -18,16 +18,7 @@ for w in "$@"; do
       [ $side = old ] && src=$PWD/.ab/old && commit=${ANYWARE_BASE_COMMIT:-old}
       ( cd /tmp && ANYWARE_COMMIT=$commit PYTHONPATH=/tmp/ab-$side timeout 400 \
           python3 $src/benchmarks/run.py $w --out $OUT --tag $side$i ) > $OUT/$w-$side$i.log 2>&1
-      python3 - "$OUT/$w-$side$i.json" <<'PY'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:
-    print(sys.argv[1], "missing", e); raise SystemExit
-o = d["ours"]
-keys = ("tok_s", "ms_per_step", "output_tok_s", "device_busy_fraction", "wall_s")
-print(sys.argv[1].split("/")[-1], {k: o[k] for k in keys if k in o})
-PY
+      python3 "$PWD/benchmarks/gpu/result_line.py" "$OUT/$w-$side$i.json"
     done
   done
 done

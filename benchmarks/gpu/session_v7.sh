@@ -16,16 +16,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 run() {  # run TAG WORKLOAD [--engine-opt K=V ...]
   local tag=$1 w=$2; shift 2
   timeout 400 python3 benchmarks/run.py "$w" --out $OUT --tag "$tag" "$@" > $OUT/$w-$tag.log 2>&1
-  python3 - "$OUT/$w-$tag.json" <<'PY'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:
-    print(sys.argv[1], "missing", e); raise SystemExit
-o = d["ours"]
-keys = ("tok_s", "ms_per_step", "output_tok_s", "device_busy_fraction", "wall_s")
-print(sys.argv[1].split("/")[-1], d.get("engine_opts"), {k: o[k] for k in keys if k in o})
-PY
+  python3 benchmarks/gpu/result_line.py "$OUT/$w-$tag.json"
   tail -3 $OUT/$w-$tag.log | grep -i "error" || true
 }
 FP8="--engine-opt quantization=fp8"
