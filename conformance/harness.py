@@ -181,7 +181,8 @@ class Harness:
                     return why
             if need.startswith("moe.quantization."):
                 method = need[17:]
-                why = self._quantization_refused(method, caps) or self._moe_quantization_refused(method)
+                why = (self._quantization_refused(method, caps)
+                       or self._moe_quantization_refused(method, caps))
                 if why:
                     return why
             if need == "collective":
@@ -213,15 +214,20 @@ class Harness:
             self._quantization_checked[method] = why
         return self._quantization_checked[method]
 
-    def _moe_quantization_refused(self, method: str) -> str:
-        """Why quantised experts (``MoESpec.quantization = method``) do not apply: no available
-        MoE backend of the platform lists ``method`` in ``MoEBackend.quantizations`` ('' if
-        one does; the engine then keeps such a model's experts in its dtype)."""
+    def _moe_quantization_refused(self, method: str, caps) -> str:
+        """Why quantised experts (``MoESpec.quantization = method``) do not apply: the
+        platform's MoE backend selection (``PlatformDriver.moe_backend``) finds none for a
+        small spec of that method ('' if it does; the engine then keeps such a model's experts
+        in its dtype)."""
+        from anyware.plugin import CapabilityError, MoESpec
+
         driver = self.platform(init_device=False)
-        for cls in driver.moe_backends():
-            if method in getattr(cls, "quantizations", ()) and cls.is_available(driver.platform)[0]:
-                return ""
-        return f"no MoE backend declares {method} experts"
+        dtype = next(iter(sorted(caps.dtypes, key=str)))
+        try:
+            driver.moe_backend(MoESpec(4, 2, 64, 64, dtype, quantization=method))
+        except CapabilityError as exc:
+            return f"no MoE backend runs {method} experts ({exc})"
+        return ""
 
     # ------------------------------------------------------------ xdist: identity to the controller
     def pytest_sessionfinish(self, session) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from anyware.model.registry import model_class
 from anyware.model.weights import CheckpointTensor
 from safetensors import safe_open
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 LOAD_FORMATS = ("auto", "safetensors", "dummy")
 
@@ -101,6 +104,8 @@ def build_model(
             raise ModelConfigError(
                 f"--quantization {ctx.quantization}: no layer of this model can be quantized "
                 f"(sizes must be multiples of 16); leave --quantization unset")
+        log.info("--quantization %s: %d linear layers, %.2f -> %.2f GiB", report.method,
+                 report.quantized, report.bytes_before / 2**30, report.bytes_after / 2**30)
     model.init_rope()
     model.eval()
     return model

@@ -173,8 +173,6 @@ class ReferenceMoEBackend(MoEBackend):
     def unsupported(cls, spec):
         if spec.dtype not in cls.dtypes:
             return f"no {spec.dtype} support"
-        if spec.quantization is not None and spec.quantization not in cls.quantizations:
-            return f"no {spec.quantization} experts"
         return None
 
     def route(self, router_logits):

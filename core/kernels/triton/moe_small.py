@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from anyware.kernels.triton.store import _saturate_e4m3
+from anyware.kernels.triton.quant import fp8_quantize, fp8_scale
 
 DEFAULT_SMALL_CONFIG = {"BLOCK_N1": 16, "BLOCK_K1": 256, "WARPS1": 4,
                         "BLOCK_N2": 16, "BLOCK_K2": 256, "WARPS2": 4}
@@ -69,14 +69,14 @@ def _topk_route(logits_ptr, row, stride_l, num_experts, scale, TOP_K: tl.constex
 
 @triton.jit
 def _row_scale(row_ptr, n, BLOCK: tl.constexpr):
-    """fp8 W8A8: the per-row activation scale ``max(amax(|row|), 1e-12) / 448`` (fp32, IEEE
-    division), as ``anyware.kernels.reference.quant.quantize_fp8_rows`` computes it."""
+    """fp8 W8A8: the e4m3 scale of a row of ``n`` elements (``quant.fp8_scale`` of its
+    absolute maximum)."""
     amax = tl.zeros([BLOCK], dtype=tl.float32)
     for k0 in range(0, n, BLOCK):
         offs = k0 + tl.arange(0, BLOCK)
         amax = tl.maximum(amax, tl.abs(tl.load(row_ptr + offs, mask=offs < n, other=0.0)
                                        .to(tl.float32)))
-    return tl.math.div_rn(tl.maximum(tl.max(amax, 0), 1e-12), 448.0)
+    return fp8_scale(tl.max(amax, 0))
 
 
 @triton.jit
@@ -104,7 +104,7 @@ def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, stride_x, st
         k_ok = offs_k < hidden
         x = tl.load(x_row + offs_k, mask=k_ok, other=0.0).to(tl.float32)
         if FP8:  # the e4m3 value, exact in fp32
-            x = _saturate_e4m3(tl.math.div_rn(x, xs))
+            x = fp8_quantize(x, xs)
         mask = n_ok[:, None] & k_ok[None, :]
         g = tl.load(base + offs_k[None, :] * stride_wk, mask=mask, other=0.0).to(tl.float32)
         u = tl.load(base + ip * stride_wn + offs_k[None, :] * stride_wk, mask=mask,
@@ -148,7 +148,7 @@ def _down_combine_kernel(inter_ptr, logits_ptr, w2_ptr, out_ptr, s2_ptr, stride_
             k_ok = offs_k < ip
             a = tl.load(row + offs_k, mask=k_ok, other=0.0)
             if FP8:
-                a = _saturate_e4m3(tl.math.div_rn(a, hs))
+                a = fp8_quantize(a, hs)
             b = tl.load(base + offs_k[None, :] * stride_wk, mask=n_ok[:, None] & k_ok[None, :],
                         other=0.0).to(tl.float32)
             part += tl.sum(b * a[None, :], 1)

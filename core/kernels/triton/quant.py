@@ -22,6 +22,20 @@ MAX_BLOCK = 4096  # one row is read in chunks of at most this many elements
 
 
 @triton.jit
+def fp8_scale(amax):
+    """A row's e4m3 scale from its absolute maximum: ``max(amax, 1e-12) / 448`` in fp32, IEEE
+    division (the reference's ``quantize_fp8_rows``)."""
+    return tl.math.div_rn(tl.maximum(amax, 1e-12), 448.0)
+
+
+@triton.jit
+def fp8_quantize(x, scale):
+    """``x / scale`` rounded to the nearest e4m3 value, in fp32 (exactly representable: the
+    conversion to float8_e4m3fn that may follow is exact)."""
+    return _saturate_e4m3(tl.math.div_rn(x, scale))
+
+
+@triton.jit
 def _quantize_rows_kernel(
     x_ptr, q_ptr, s_ptr,
     stride_x, stride_q, K,
@@ -34,8 +48,8 @@ def _quantize_rows_kernel(
     if ONE_PASS:  # the row fits one block: read it once
         mask = cols < K
         x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
-        scale = tl.math.div_rn(tl.maximum(tl.max(tl.abs(x), axis=0), 1e-12), 448.0)
-        q = _saturate_e4m3(tl.math.div_rn(x, scale))
+        scale = fp8_scale(tl.max(tl.abs(x), axis=0))
+        q = fp8_quantize(x, scale)
         tl.store(q_row + cols, q.to(q_ptr.dtype.element_ty), mask=mask)
     else:
         amax = tl.zeros([BLOCK], dtype=tl.float32)
@@ -43,11 +57,11 @@ def _quantize_rows_kernel(
             mask = k0 + cols < K
             x = tl.load(x_row + k0 + cols, mask=mask, other=0.0).to(tl.float32)
             amax = tl.maximum(amax, tl.abs(x))
-        scale = tl.math.div_rn(tl.maximum(tl.max(amax, axis=0), 1e-12), 448.0)
+        scale = fp8_scale(tl.max(amax, axis=0))
         for k0 in range(0, K, BLOCK):
             mask = k0 + cols < K
             x = tl.load(x_row + k0 + cols, mask=mask, other=0.0).to(tl.float32)
-            q = _saturate_e4m3(tl.math.div_rn(x, scale))
+            q = fp8_quantize(x, scale)
             tl.store(q_row + k0 + cols, q.to(q_ptr.dtype.element_ty), mask=mask)
     tl.store(s_ptr + row, scale)
 

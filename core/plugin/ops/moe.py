@@ -237,7 +237,8 @@ class MoEBackend(ABC):
     def unsupported(cls, spec: MoESpec) -> str | None:
         """Why this backend cannot run ``spec`` (None: it can). The default checks the dtype,
         the expert quantization (:attr:`quantizations`) and that expert parallelism is
-        single-rank."""
+        single-rank. An override need not repeat the quantization check: the core never hands
+        a backend a quantized spec whose method its :attr:`quantizations` lacks."""
         if spec.dtype not in cls.dtypes:
             return f"no {spec.dtype} support"
         if spec.quantization is not None and spec.quantization not in cls.quantizations:
