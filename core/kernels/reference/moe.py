@@ -171,8 +171,11 @@ class ReferenceMoEBackend(MoEBackend):
 
     @classmethod
     def unsupported(cls, spec):
+        # the base class's checks but expert parallelism (this backend runs it)
         if spec.dtype not in cls.dtypes:
             return f"no {spec.dtype} support"
+        if spec.quantization is not None and spec.quantization not in cls.quantizations:
+            return f"no {spec.quantization} experts"
         return None
 
     def route(self, router_logits):
