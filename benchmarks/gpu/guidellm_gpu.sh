@@ -2,17 +2,17 @@
 # scale on the GPU: the W6 shape (qwen2.5-0.5b, dummy weights, 1000 x 512/256, all at once),
 # then Poisson arrivals at 70% of the measured request rate.
 #
-# GuideLLM needs pyarrow (a 53 MB wheel) and ~27 MB of other packages: over one call's 64 MiB
-# carry, so two calls on the same warm machine (issue the second within its idle window):
-#   bash benchmarks/gpu/guidellm_gpu.sh probe    # what the image already has (then maybe one call suffices)
-#   bash benchmarks/gpu/guidellm_gpu.sh pyarrow  # carry .whl-pyarrow: installs it into /tmp/site
+# The device image already has pyarrow and pandas (KINDS.md's package list), so one call does:
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/guidellm_gpu.sh run   # carry .whl and .whl-gdl
+#   bash benchmarks/gpu/guidellm_gpu.sh probe    # what the image has, if that list is stale
+#   bash benchmarks/gpu/guidellm_gpu.sh pyarrow  # carry .whl-pyarrow (53 MB): only if the image lost it
 # Wheels (cp312, made with pip download --only-binary=:all: --python-version 3.12 guidellm==0.8.1,
 # minus what the image has: torch, transformers and their dependencies): .whl-gdl, .whl-pyarrow.
 # Local check (CPU, small): GDL_INSTALL=0 N=8 PROMPT=32 OUTPUT=8 MODEL=anyware-demo bash benchmarks/gpu/guidellm_gpu.sh run
 set -u
 PART="${1:?probe|pyarrow|run}"
 OUT="${OUT:-/tmp/guidellm-out}"; mkdir -p "$OUT"
+T_SAT="${GDL_TIMEOUT_SAT:-400}"; T_POI="${GDL_TIMEOUT_POISSON:-300}"
 case "$PART" in
 probe)
   python3 -V
@@ -70,9 +70,9 @@ PY
 }
 GDL=$(command -v guidellm || echo "python3 -m guidellm")
 scenario '{"kind": "concurrent", "streams": '"$N"'}' "$N" $OUT/sat.json
-HF_HUB_OFFLINE=1 timeout 400 $GDL run --scenario $OUT/sat.json --output "kind=json,path=$OUT/guidellm-saturation.json" --disable-progress > $OUT/guidellm-sat.log 2>&1 || tail -20 $OUT/guidellm-sat.log
+HF_HUB_OFFLINE=1 timeout $T_SAT $GDL run --scenario $OUT/sat.json --output "kind=json,path=$OUT/guidellm-saturation.json" --disable-progress > $OUT/guidellm-sat.log 2>&1 || tail -20 $OUT/guidellm-sat.log
 summary $OUT/guidellm-saturation.json
 RATE=$(python3 -c "import json; m=json.load(open('$OUT/guidellm-saturation.json'))['benchmarks'][0]['metrics']; print(round(0.7*m['requests_per_second']['successful']['mean'], 3))")
 scenario '{"kind": "poisson", "rate": '"$RATE"'}' $(( N < 300 ? N : 300 )) $OUT/poisson.json
-HF_HUB_OFFLINE=1 timeout 300 $GDL run --scenario $OUT/poisson.json --output "kind=json,path=$OUT/guidellm-poisson70.json" --disable-progress > $OUT/guidellm-poisson.log 2>&1 || tail -20 $OUT/guidellm-poisson.log
+HF_HUB_OFFLINE=1 timeout $T_POI $GDL run --scenario $OUT/poisson.json --output "kind=json,path=$OUT/guidellm-poisson70.json" --disable-progress > $OUT/guidellm-poisson.log 2>&1 || tail -20 $OUT/guidellm-poisson.log
 summary $OUT/guidellm-poisson70.json
