@@ -29,6 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anyware import SamplingParams
 from anyware.bench import Workload
+from anyware.cli.options import platform_option
 from run import ENGINE_OPTS, engine_for, parse_opt
 from step_floor import classify, floors, table
 
@@ -156,7 +157,11 @@ def batch_decode(engine, batch: int, prompt_len: int, steps: int) -> dict:
     from anyware.plugin import ForwardMode
 
     prompts = Workload(batch, prompt_len, 1, seed=2).prompts(engine.model_config.vocab_size)
-    p = SamplingParams(max_new_tokens=steps + 24, temperature=0, ignore_eos=True)
+    # the first requests decode while the last are still prefilled (chunked prefill): every
+    # request must outlive the prefill of all of them, or no step carries the whole batch
+    prefill_steps = -(-batch * prompt_len // engine.core.cfg.chunked_prefill_size)
+    p = SamplingParams(max_new_tokens=prefill_steps + steps + 24, temperature=0,
+                       ignore_eos=True)
     core, prof = engine.core, profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU])
     state = {"n": 0, "t0": 0.0, "t1": 0.0}
     launch = core._launch
@@ -198,25 +203,31 @@ def main() -> None:
     ap.add_argument("--out", default="profile.json")
     ap.add_argument("--model", default="llama-3.1-8b")
     ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--sizes", default="128,1024,4096")
-    ap.add_argument("--decode-steps", type=int, default=128)
+    ap.add_argument("--sizes", default="128,1024,4096", help="prefill sizes ('' for none)")
+    ap.add_argument("--decode-steps", type=int, default=128, help="bs-1 decode steps (0: none)")
     ap.add_argument("--top", type=int, default=8, help="kernels listed per profile")
     ap.add_argument("--batch-decode", type=int, default=0, metavar="B",
                     help="also profile steady-state decode of B requests (W2's regime)")
     ap.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="engine option (e.g. quantization=fp8, kv_cache_dtype=fp8)")
+    ap.add_argument("--platform-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="platform option (e.g. cuda_graph_max_batch_size=1024)")
     args = ap.parse_args()
     ENGINE_OPTS.update(parse_opt(o) for o in args.engine_opt)
+    if args.platform_opt:
+        ENGINE_OPTS["platform_options"] = dict(platform_option(o) for o in args.platform_opt)
     global TOP
     TOP = args.top
-    e = engine_for(args.model, None, dtype=args.dtype, chunked_prefill_size=8192,
-                   max_running_requests=8, disable_radix_cache=True)
-    timer = PhaseTimer(e.core)
-    res = {"model": args.model,
-           "prefill": [prefill(e, int(n), timer) for n in args.sizes.split(",")],
-           "decode": decode(e, timer, args.decode_steps), "engine_opts": ENGINE_OPTS}
-    e.shutdown()
-    e = None
+    res = {"model": args.model, "engine_opts": ENGINE_OPTS}
+    if args.sizes or args.decode_steps:
+        e = engine_for(args.model, None, dtype=args.dtype, chunked_prefill_size=8192,
+                       max_running_requests=8, disable_radix_cache=True)
+        timer = PhaseTimer(e.core)
+        res["prefill"] = [prefill(e, int(n), timer) for n in args.sizes.split(",") if n]
+        if args.decode_steps:
+            res["decode"] = decode(e, timer, args.decode_steps)
+        e.shutdown()
+        e = None
     if args.batch_decode:
         e = engine_for(args.model, None, dtype=args.dtype, max_running_requests=args.batch_decode)
         res["batch_decode"] = batch_decode(e, args.batch_decode, 1024, 32)
