@@ -55,6 +55,15 @@ def test_quantize_rows_strided_and_empty(device):
 RTOL = {torch.float32: 1e-5, torch.bfloat16: 8e-3, torch.float16: 1.5e-3}
 
 
+def _atol(device) -> float:
+    """Absolute error allowed, in units of the row's magnitude: the interpreter's fp32 sums,
+    or cuBLASLt's fp8 GEMM on a GPU, whose tensor-core accumulation is not full fp32 on
+    Hopper (the H200 in session 8: max 7.0e-4 with an fp32 output, 1.02e-3 with fp16, at
+    K = 272). A 1% error in a scale is 5x past it with fp32 or fp16 outputs (bf16 rounds
+    to 8e-3 itself)."""
+    return 2e-3 if torch.device(device).type == "cuda" else 1e-4
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("t,n,k", [(1, 16, 32), (7, 48, 272)])
@@ -71,7 +80,7 @@ def test_fp8_linear_matches_reference(device, dtype, bias, t, n, k):
     want = ref.fp8_linear(x.float(), w, ws, None if b is None else b.float()).double()
     unit = (mags.clamp_min(1.0) if bias else mags).double()[:, None]  # compare per-row units
     err = ((out.cpu().double() - want) / unit).abs()
-    assert (err <= 1e-4 + RTOL[dtype] * (want / unit).abs()).all(), float(err.max())
+    assert (err <= _atol(device) + RTOL[dtype] * (want / unit).abs()).all(), float(err.max())
 
 
 def test_fp8_linear_no_tokens(device):
@@ -80,40 +89,3 @@ def test_fp8_linear_no_tokens(device):
                                  w.to(device), ws.to(device))
     assert out.shape == (0, 32) and out.dtype == torch.bfloat16
 
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("t,n,k", [(1, 40, 48), (2, 48, 272), (3, 17, 1100), (4, 8200, 24)],
-                         ids=["t1", "t2", "t3-three-chunks", "t4-wide"])
-def test_fp8_gemv_matches_reference(device, dtype, t, n, k):
-    """The few-rows kernel (``TritonOps.fp8_linear`` below ``fp8_gemv.MAX_ROWS`` rows):
-    the reference's quantisation inside, fp32 sums, rows spanning 16 binades, with a bias,
-    ragged N and K (masked tails), and a non-contiguous row stride."""
-    from anyware.kernels.triton import fp8_gemv
-
-    assert t <= fp8_gemv.MAX_ROWS
-    mags = 2.0 ** torch.tensor([-8, 7, 0, -3])[:t]
-    base = torch.randn(t, 2 * k) * mags[:, None]
-    x = base[:, ::2].to(dtype) if t % 2 else base[:, :k].to(dtype)  # t odd: strided rows
-    w, ws = ref.quantize_fp8_rows(torch.randn(n, k) * k**-0.5)
-    b = torch.randn(n).to(dtype)
-    ops = TritonOps()
-    out = ops.fp8_linear(x.to(device), w.to(device), ws.to(device), b.to(device))
-    want = ref.fp8_linear(x.float(), w, ws, b.float()).double()
-    unit = mags.clamp_min(1.0).double()[:, None]
-    err = ((out.cpu().double() - want) / unit).abs()
-    assert out.dtype == dtype and out.shape == (t, n)
-    assert (err <= 1e-4 + RTOL[dtype] * (want / unit).abs()).all(), float(err.max())
-    # a row's scale is its own: a 64x larger row beside it changes nothing
-    if t >= 2:
-        x2 = x.clone()
-        x2[1] = x2[1] * 64  # (fp16 holds it)
-        out2 = ops.fp8_linear(x2.to(device), w.to(device), ws.to(device), b.to(device))
-        assert torch.equal(out2[0].cpu(), out[0].cpu())
-
-
-def test_fp8_gemv_refuses_other_row_counts(device):
-    from anyware.kernels.triton import fp8_gemv
-
-    w, ws = ref.quantize_fp8_rows(torch.randn(16, 32))
-    with pytest.raises(ValueError, match="rows"):
-        fp8_gemv.fp8_gemv(torch.randn(fp8_gemv.MAX_ROWS + 1, 32, device=device), w.to(device), ws.to(device))

@@ -9,7 +9,7 @@ reference (device-side tensor ops only, no host sync). MoE layers are a separate
 from __future__ import annotations
 
 from anyware.kernels.reference import ReferenceOps
-from anyware.kernels.triton import activation, fp8_gemv, norm, quant, rotary, store
+from anyware.kernels.triton import activation, norm, quant, rotary, store
 
 
 class TritonOps(ReferenceOps):
@@ -43,6 +43,4 @@ class TritonOps(ReferenceOps):
 
     def fp8_linear(self, x, weight, weight_scale, bias=None):
         self.calls["fp8_linear"] += 1
-        if 1 <= x.shape[0] <= fp8_gemv.MAX_ROWS:  # a few rows: bound by the weight bytes
-            return fp8_gemv.fp8_gemv(x, weight, weight_scale, bias)
         return quant.fp8_linear(x, weight, weight_scale, bias)

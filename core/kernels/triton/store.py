@@ -13,17 +13,22 @@ def _saturate_e4m3(x):
     arithmetic, so the conversion that follows is exact on every target (the interpreter's
     own fp32 -> fp8 conversion does not round to nearest). The quantum is 2^(e - 3) for the
     exponent e of x (at least -6: e4m3's subnormals), built from bits; adding and taking away
-    1.5 * 2^23 rounds |x / quantum| < 2^22 to an integer, ties to even. ``x / quantum`` is
-    a product with the power of two ``2^(3 - e)``, also built from bits: exact, where
-    Triton's fp32 ``/`` is an approximate division on NVIDIA GPUs (with ``/`` here, the H200
-    gave bytes that differed from the reference; the interpreter divides exactly)."""
-    x = tl.minimum(tl.maximum(x.to(tl.float32), -448.0), 448.0)
+    1.5 * 2^23 rounds |x / quantum| < 2^22 to an integer, ties to even; ``x / quantum`` is the
+    product with the power of two ``2^(3 - e)`` (exact; Triton's fp32 ``/`` is an
+    approximate division on NVIDIA GPUs).
+
+    The sign is put back as a bit (x's own sign bit ORed into the magnitude), so a negative
+    value that rounds to zero gives -0 as torch's conversion does: the H200 (session 8)
+    compiled the former ``where(x < 0, -r, r)`` to +0 there, the interpreter to -0."""
+    xf = x.to(tl.float32)
+    sign = (xf.to(tl.int32, bitcast=True) >> 31) << 31  # 0x80000000 for a negative x (and -0)
+    x = tl.minimum(tl.maximum(xf, -448.0), 448.0)
     e = ((x.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
     e = tl.maximum(e, -6)
     quantum = ((e - 3 + 127) << 23).to(tl.float32, bitcast=True)
     inv_quantum = ((3 - e + 127) << 23).to(tl.float32, bitcast=True)
     r = tl.abs(((x * inv_quantum + 12582912.0) - 12582912.0) * quantum)
-    return tl.where(x.to(tl.int32, bitcast=True) < 0, -r, r)  # the sign of a rounded-off zero
+    return (r.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)
 
 
 @triton.jit
