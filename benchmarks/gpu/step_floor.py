@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # substring (lower case) -> class; the first match wins
 CLASSES = (
+    ("sdpa", "attention"),  # cuDNN's flash attention (torch SDPA), before its "sm90"
     ("e4m3", "linear"),  # cuBLASLt fp8 GEMMs (torch._scaled_mm)
     ("quant", "quantize"),
     ("nvjet", "linear"), ("gemv", "linear"), ("gemm", "linear"), ("xmma", "linear"),
