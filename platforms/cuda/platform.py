@@ -1,7 +1,10 @@
 """The CUDA platform: Triton kernels (FlashInfer attention when installed), NCCL, CUDA graphs.
 
 Device hooks and the graph strategy come from the torch-device toolkit
-(:class:`anyware_torchdev.TorchDevicePlatform` over ``torch.cuda``).
+(:class:`anyware_torchdev.TorchDevicePlatform` over ``torch.cuda``; its graph options apply).
+One option of its own (``--platform-option``): ``cuda_fp8_gemv_max_rows`` (default 0, off):
+``fp8_linear`` of up to that many rows runs the one-launch few-rows kernel
+(``anyware.kernels.triton.fp8_gemv``) instead of quantisation + ``torch._scaled_mm``.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ class CudaPlatform(TorchDevicePlatform):
     def _create_ops(self):
         from anyware.kernels.triton.ops import TritonOps
 
-        return TritonOps()
+        extra = self.config.extra if self.config is not None else {}
+        return TritonOps(fp8_gemv_max_rows=int(extra.get(f"{self.name}_fp8_gemv_max_rows", 0)))
 
     def _attention_backends(self):
         from anyware.kernels.triton.attention_backend import TritonAttentionBackend

@@ -89,3 +89,43 @@ def test_fp8_linear_no_tokens(device):
                                  w.to(device), ws.to(device))
     assert out.shape == (0, 32) and out.dtype == torch.bfloat16
 
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t,n,k", [(1, 40, 48), (2, 48, 272), (3, 17, 1100), (4, 600, 24)],
+                         ids=["t1", "t2", "t3-five-chunks", "t4-wide"])
+def test_fp8_gemv_matches_reference(device, dtype, t, n, k):
+    """The opt-in few-rows kernel (``TritonOps(fp8_gemv_max_rows=4)``): the reference's
+    quantisation inside, fp32 sums, rows 15 binades apart, a bias, ragged N and K (masked
+    tails), strided rows; each row's scale is its own."""
+    mags = 2.0 ** torch.tensor([-8, 7, 0, -3])[:t]
+    base = torch.randn(t, 2 * k) * mags[:, None]
+    x = (base[:, ::2] if t % 2 else base[:, :k]).to(dtype)  # odd t: a strided last dim
+    w, ws = ref.quantize_fp8_rows(torch.randn(n, k) * k**-0.5)
+    b = torch.randn(n).to(dtype)
+    ops = TritonOps(fp8_gemv_max_rows=4)
+    dev = lambda a: a.to(device)  # noqa: E731
+    out = ops.fp8_linear(dev(x), dev(w), dev(ws), dev(b))
+    want = ref.fp8_linear(x.float(), w, ws, b.float()).double()
+    unit = mags.clamp_min(1.0).double()[:, None]
+    err = ((out.cpu().double() - want) / unit).abs()
+    assert out.dtype == dtype and out.shape == (t, n) and ops.calls["fp8_linear"] == 1
+    assert (err <= 1e-4 + RTOL[dtype] * (want / unit).abs()).all(), float(err.max())
+    if t >= 2:  # a 64x larger row 1 (fp16 holds it) leaves row 0's bytes alone
+        x2 = x.clone()
+        x2[1] = x2[1] * 64
+        assert torch.equal(ops.fp8_linear(dev(x2), dev(w), dev(ws), dev(b))[0].cpu(), out[0].cpu())
+
+
+def test_fp8_gemv_only_below_its_row_limit(device, monkeypatch):
+    """``fp8_gemv_max_rows`` decides: 0 (the default) never, N up to N rows, then _scaled_mm."""
+    from anyware.kernels.triton import fp8_gemv
+
+    used = []
+    real = fp8_gemv.fp8_gemv
+    monkeypatch.setattr(fp8_gemv, "fp8_gemv", lambda *a, **kw: used.append(a[0].shape[0]) or real(*a, **kw))
+    w, ws = ref.quantize_fp8_rows(torch.randn(16, 32))
+    for max_rows, rows in ((0, 1), (2, 2), (2, 3)):
+        TritonOps(fp8_gemv_max_rows=max_rows).fp8_linear(
+            torch.randn(rows, 32, device=device), w.to(device), ws.to(device))
+    assert used == [2]

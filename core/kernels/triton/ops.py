@@ -9,11 +9,19 @@ reference (device-side tensor ops only, no host sync). MoE layers are a separate
 from __future__ import annotations
 
 from anyware.kernels.reference import ReferenceOps
-from anyware.kernels.triton import activation, norm, quant, rotary, store
+from anyware.kernels.triton import activation, fp8_gemv, norm, quant, rotary, store
 
 
 class TritonOps(ReferenceOps):
+    """``fp8_gemv_max_rows``: ``fp8_linear`` of 1 to that many rows runs the one-launch
+    few-rows kernel (``fp8_gemv``) instead of quantisation + ``torch._scaled_mm``; 0 (the
+    default) never: the kernel is not yet measured on a GPU."""
+
     provider = "triton"
+
+    def __init__(self, fp8_gemv_max_rows: int = 0) -> None:
+        super().__init__()
+        self.fp8_gemv_max_rows = fp8_gemv_max_rows
 
     def rms_norm(self, x, weight, eps):
         self.calls["rms_norm"] += 1
@@ -43,4 +51,6 @@ class TritonOps(ReferenceOps):
 
     def fp8_linear(self, x, weight, weight_scale, bias=None):
         self.calls["fp8_linear"] += 1
+        if 1 <= x.shape[0] <= self.fp8_gemv_max_rows:
+            return fp8_gemv.fp8_gemv(x, weight, weight_scale, bias)
         return quant.fp8_linear(x, weight, weight_scale, bias)
