@@ -26,17 +26,14 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-from anyware.kernels.reference import quant as ref  # noqa: E402
-from anyware.kernels.triton import fp8_gemv, quant  # noqa: E402
-from anyware.kernels.triton.ops import TritonOps  # noqa: E402
+from anyware.kernels.reference import quant as ref
+from anyware.kernels.triton import fp8_gemv, quant
+from anyware.kernels.triton.ops import TritonOps
 
 BANDWIDTH = 4.3e12
 SHAPES_8B = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096),
