@@ -52,14 +52,26 @@ def test_decode_attention_window_softcap(device):
     _check_decode(device, torch.float32, 16, hq, hkv, d, seq_lens, 2, window=12, softcap=3.0)
 
 
+# fp32 tiles of a GPU run must fit shared memory: deep pipelines on small tiles only
+@pytest.mark.parametrize("block_n, num_warps, num_stages", [(32, 8, 3), (16, 2, 4),
+                                                            (128, 4, 1)])
+def test_decode_attention_launch_config(device, block_n, num_warps, num_stages):
+    """Non-default launch configurations (a tuning sweep's grid) give the reference result."""
+    hq, hkv, d = _heads(4)
+    seq_lens = [1, 9 * SHAPE[3], 70 * SHAPE[3]]
+    launch = dict(block_n=block_n, num_warps=num_warps, num_stages=num_stages)
+    _check_decode(device, torch.float32, 16, hq, hkv, d, seq_lens, 2, **launch)
+    _check_decode(device, torch.bfloat16, 16, hq, hkv, d, seq_lens, 1, **launch)
+
+
 def _check_decode(device, dtype, page_size, hq, hkv, d, seq_lens, splits, window=None,
-                  softcap=None):
+                  softcap=None, **launch):
     k_cache, v_cache, pt = random_paged_kv(seq_lens, page_size, hkv, d, dtype, device)
     q = torch.randn(len(seq_lens), hq, d, dtype=dtype, device=device)
     seq = torch.tensor(seq_lens, dtype=torch.int32, device=device)
     out = torch.full((len(seq_lens), hq, d), float("nan"), dtype=dtype, device=device)
     decode_attention(q, k_cache, v_cache, pt, seq, page_size, d**-0.5, splits, out=out,
-                     sliding_window=window, logit_softcap=softcap)
+                     sliding_window=window, logit_softcap=softcap, **launch)
     want = paged_attention(q, k_cache, v_cache, pt, page_size, [s - 1 for s in seq_lens],
                            [1] * len(seq_lens), d**-0.5, sliding_window=window,
                            logit_softcap=softcap)

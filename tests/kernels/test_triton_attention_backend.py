@@ -260,3 +260,85 @@ def test_verify_tree_mask_ragged(device):
     tri = _backend(TritonAttentionBackend, device)
     _compare(device, batch, caches, qkv, triton_backend=tri)
     assert tri._plan.tree
+
+
+def test_decode_launch_attrs_reach_kernel(device, monkeypatch):
+    """The decode tuning attributes reach every decode-kernel launch (decode, MIXED decode rows,
+    chain verify); results equal the reference and the default configuration's."""
+    import anyware.kernels.triton.attention_backend as backend_module
+
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append({key: kw[key] for key in ("block_n", "num_warps", "num_stages")})
+        return decode_attention(*args, **kw)
+
+    monkeypatch.setattr(backend_module, "decode_attention", spy)
+    cases = [([0, 40, 7, 90], [1, 1, 1, 1], ForwardMode.DECODE, None),
+             ([0, 17, 40, 90], [9, 4, 1, 1], ForwardMode.MIXED, None),
+             ([21, 50], [3, 3], ForwardMode.VERIFY, SpecInfo(num_draft_tokens=2))]
+    for prefix, ext, mode, spec_info in cases:
+        batch, caches, qkv = _setup(device, prefix, ext, mode, spec_info=spec_info)
+        tri, default = (_backend(TritonAttentionBackend, device) for _ in range(2))
+        tri.split_mixed_min_kv_bytes = default.split_mixed_min_kv_bytes = 0
+        tri.decode_block_n, tri.decode_num_warps, tri.decode_num_stages = 32, 8, 3
+        _compare(device, batch, caches, qkv, triton_backend=tri)
+        want, _, _ = _run(default, batch, caches, qkv)
+        out, _, _ = _run(tri, batch, caches, qkv)
+        assert rel_err(out, want) < TOL[out.dtype]
+    tuned = dict(block_n=32, num_warps=8, num_stages=3)
+    none = dict.fromkeys(tuned)
+    assert seen == [tuned, none, tuned] * 3
+
+
+def test_decode_target_programs_keeps_verify_equal_to_decode(device):
+    """``decode_target_programs`` changes the split count of every plan alike: each chain-verify
+    row still equals, bit for bit, the backend's own decode step of the same requests at that
+    position (eager), and a verify graph splits as the decode graph of as many requests."""
+    prefix, ext = [21, 130], [4, 4]
+    batch, caches, qkv = _setup(device, prefix, ext, ForwardMode.VERIFY, dtype=torch.bfloat16,
+                                spec_info=SpecInfo(num_draft_tokens=3))
+    default = _backend(TritonAttentionBackend, device)
+    default.prepare(batch)
+    tri = _backend(TritonAttentionBackend, device)
+    tri.decode_target_programs, tri.decode_block_n, tri.decode_num_stages = 8, 32, 3
+    out, kc, vc = _run(tri, batch, caches, qkv)
+    assert (default._plan.num_splits, tri._plan.num_splits) == (3, 2)
+    q, k, v = qkv
+    for j in range(4):
+        rows = [sum(ext[:i]) + j for i in range(2)]
+        pre = [p + j for p in prefix]
+        step = ForwardBatch.build(
+            mode=ForwardMode.DECODE, input_ids=[0, 0], prefix_lens=pre, extend_lens=[1, 1],
+            page_table=batch.page_table, page_size=PAGE, device=device,
+            out_slots=new_token_slots(batch.page_table, pre, [1, 1], PAGE).tolist())
+        one, _, _ = _run(tri, step, (kc, vc), (q[rows], k[rows], v[rows]))
+        assert tri._plan.num_splits == 2
+        assert torch.equal(one, out[rows]), j
+    # graphs: launch constants from the context limit (256), scratch keyed on the count
+    width = batch.page_table.shape[1]
+    tri.init_graph_buffers(8, width)
+    dummy = dummy_batch(ForwardMode.VERIFY, Bucket(tokens=8, requests=2), page_size=PAGE,
+                        full_width=width, device=device)
+    for target, splits in ((8, 2), (512, 4)):
+        tri.decode_target_programs = target
+        tri.prepare(step)
+        assert tri._plan.from_buffers and tri._plan.num_splits == splits
+        assert (2, splits) in tri._graph_ws
+        tri.prepare(dummy)
+        assert tri._plan.num_splits == splits
+    # a verify graph captured at the old target keeps getting its rows' lengths and pages
+    graph = _backend(TritonAttentionBackend, device)
+    graph.prepare(dummy)  # the capture: the default target, 4 splits at the context limit
+    captured = graph._plan
+    graph.decode_target_programs = 8
+    graph.prepare(step)  # an eager step in between
+    padded = pad_batch(batch, Bucket(tokens=8, requests=2, pages=width))
+    graph.update(padded)
+    graph._plan = captured  # the replay runs the captured launches
+    k_cache, v_cache = (c.clone() for c in caches)
+    cache = KVCache(graph.kv_layout(PAGE, k_cache.dtype), [k_cache], [v_cache],
+                    k_cache.shape[0] // PAGE)
+    got = graph.forward(*qkv, AttentionLayer(0, HQ, HKV, D, D, scale=D**-0.5), cache, padded)
+    want, _, _ = _run(_backend(ReferenceAttentionBackend, device), batch, caches, qkv)
+    assert captured.num_splits == 4 and rel_err(got, want) < TOL[got.dtype]

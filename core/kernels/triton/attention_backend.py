@@ -22,6 +22,14 @@ computed exactly as a decode step of the same requests at that position (same ke
 split-KV parallelism (the extend kernel has one program per request and head). A tree verify
 takes the extend kernel with the mask read on the device.
 
+Decode launch tuning: ``decode_block_n``, ``decode_num_warps``, ``decode_num_stages`` (``None``:
+the kernel's defaults) go to every decode-kernel launch (decode, the decode rows of a MIXED
+batch, chain verify), and ``decode_target_programs`` to every split count (``_num_splits``),
+so verify keeps the split count and launch configuration of a decode step of the same number
+of requests. A captured graph keeps the configuration it was captured with: set them before
+the execution strategy captures (``benchmarks/run.py --backend-attr`` sets them after the
+engine is built, so they reach eager steps only, e.g. decode batches above the largest graph).
+
 Verify graphs (``AttentionFeatures.padded_verify``): a VERIFY batch padded to ``n`` requests
 and ``n * (k + 1)`` tokens plans from the bucket alone (``num_splits`` of ``n`` requests at the
 context length, per-row buffers cached per bucket); lengths and rows come from the batch
@@ -144,6 +152,12 @@ class TritonAttentionBackend(AttentionBackend):
         # ~600 tokens (~75 MiB) loses 10% to the extra launches (W6).
         self.split_mixed = True
         self.split_mixed_min_kv_bytes = 256 << 20
+        # decode-kernel launch configuration (None: the kernel's defaults) and the programs
+        # per launch that the split count aims at (``choose_num_splits``); for tuning sweeps
+        self.decode_block_n: int | None = None
+        self.decode_num_warps: int | None = None
+        self.decode_num_stages: int | None = None
+        self.decode_target_programs = 512
 
     # ------------------------------------------------------------ graph buffers
     def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:
@@ -166,7 +180,7 @@ class TritonAttentionBackend(AttentionBackend):
             tree = spec is not None and spec.tree_mask is not None
             padded = batch.padded_num_tokens is not None and spec is not None
             if self.verify_by_decode and not tree:
-                self._plan = self._verify_plan(batch, padded, create=True)
+                self._plan = self._verify_plan(batch, padded)
             elif padded:
                 # a verify graph: the grid from k alone, lengths (and mask) from the tensors
                 self._plan = _ExtendPlan(spec.num_draft_tokens + 1, zero_fill=True, tree=tree)
@@ -195,7 +209,7 @@ class TritonAttentionBackend(AttentionBackend):
         s = self.spec
         if self._fits_buffers(batch):
             # launch constants must not depend on this batch's lengths: graphs replay them
-            splits = choose_num_splits(bsz, s.num_kv_heads, s.max_context_len)
+            splits = self._num_splits(bsz, s.max_context_len)
             seq, pt = self._buf_seq[:bsz], self._buf_pt[:bsz]
             ws = self._graph_ws.get((bsz, splits))
             if ws is None:
@@ -203,26 +217,36 @@ class TritonAttentionBackend(AttentionBackend):
                 self._graph_ws[(bsz, splits)] = ws
             from_buffers = True
         else:
-            splits = choose_num_splits(bsz, s.num_kv_heads, batch.max_seq_len)
+            splits = self._num_splits(bsz, batch.max_seq_len)
             seq, pt = batch.seq_lens, batch.page_table
             ws = decode_workspace(bsz, s.num_heads, splits, s.v_head_dim, seq.device)
             from_buffers = False
         self._plan = _DecodePlan(seq, pt, splits, ws, from_buffers)
 
-    def _verify_plan(self, batch: ForwardBatch, padded: bool,
-                     create: bool = False) -> _VerifyPlan | None:
+    def _num_splits(self, num_requests: int, max_seq_len: int) -> int:
+        """The split count of every decode-kernel plan (decode, MIXED decode rows, verify):
+        one rule, so a verify of ``n`` requests splits as a decode step of ``n`` does."""
+        return choose_num_splits(num_requests, self.spec.num_kv_heads, max_seq_len,
+                                 target_programs=self.decode_target_programs)
+
+    def _decode_launch(self) -> dict:
+        """Launch configuration of every decode-kernel call (``None``: kernel defaults)."""
+        return dict(block_n=self.decode_block_n, num_warps=self.decode_num_warps,
+                    num_stages=self.decode_num_stages)
+
+    def _verify_plan(self, batch: ForwardBatch, padded: bool) -> _VerifyPlan:
         """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from
         the bucket alone and buffers kept per (tokens, splits); else fresh ones."""
         t, s = batch.num_tokens, self.spec
         n = batch.padded_batch_size or batch.batch_size
         dev = batch.input_ids.device
         if padded:
-            splits = choose_num_splits(n, s.num_kv_heads, s.max_context_len)
+            splits = self._num_splits(n, s.max_context_len)
             plan = self._verify_plans.get((t, splits))
-            if plan is not None or not create:
+            if plan is not None:
                 return plan
         else:
-            splits = choose_num_splits(n, s.num_kv_heads, batch.max_seq_len)
+            splits = self._num_splits(n, batch.max_seq_len)
         plan = _VerifyPlan(torch.ones((t,), dtype=torch.int32, device=dev),
                            torch.zeros((t,), dtype=torch.int32, device=dev),
                            torch.arange(t, dtype=torch.int32, device=dev), splits,
@@ -243,7 +267,7 @@ class TritonAttentionBackend(AttentionBackend):
         if split == len(ext) or kv_bytes < self.split_mixed_min_kv_bytes:
             return _ExtendPlan(max_extend_len=batch.max_extend_len)
         seq, pt = batch.seq_lens[split:], batch.page_table[split:]
-        splits = choose_num_splits(nd, s.num_kv_heads, max(batch.seq_lens_cpu[split:]))
+        splits = self._num_splits(nd, max(batch.seq_lens_cpu[split:]))
         ws = decode_workspace(nd, s.num_heads, splits, s.v_head_dim, seq.device)
         return _MixedPlan(split, sum(ext[:split]), _ExtendPlan(max(ext[:split], default=0)),
                           _DecodePlan(seq, pt, splits, ws, False))
@@ -266,17 +290,22 @@ class TritonAttentionBackend(AttentionBackend):
         bucket's buffers for a padded batch (a graph replay), else the plan just prepared."""
         if batch.spec is not None and batch.spec.tree_mask is not None:
             return
-        plan = None
+        t, plans = batch.num_tokens, []
         if batch.padded_num_tokens is not None and batch.spec is not None:
-            plan = self._verify_plan(batch, True)
-        if plan is None and isinstance(self._plan, _VerifyPlan):
-            plan = self._plan
-        if plan is None or plan.seq.shape[0] != batch.num_tokens:
+            # the bucket's plans, whatever split count each graph was captured with (a changed
+            # ``decode_target_programs`` keys a new plan; the captured graph reads the old one)
+            plans = [p for (tokens, _), p in self._verify_plans.items() if tokens == t]
+        if not plans and isinstance(self._plan, _VerifyPlan):
+            plans = [self._plan]
+        plans = [p for p in plans if p.seq.shape[0] == t]
+        if not plans:
             return
-        plan.seq.copy_(batch.positions + 1, non_blocking=True)
-        starts = batch.extend_start.to(torch.int32)
-        plan.rows.copy_(torch.searchsorted(starts, plan.tokens, right=True) - 1,
-                        non_blocking=True)
+        seq = batch.positions + 1
+        rows = torch.searchsorted(batch.extend_start.to(torch.int32), plans[0].tokens,
+                                  right=True) - 1
+        for plan in plans:
+            plan.seq.copy_(seq, non_blocking=True)
+            plan.rows.copy_(rows, non_blocking=True)
 
     # ------------------------------------------------------------ per layer
     def forward(
@@ -301,6 +330,7 @@ class TritonAttentionBackend(AttentionBackend):
                 q, k_cache, v_cache, batch.page_table, plan.seq, batch.page_size, layer.scale,
                 plan.num_splits, workspace=plan.workspace, rows=plan.rows,
                 sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+                **self._decode_launch(),
             )
         if isinstance(plan, _ExtendPlan):
             if plan.dense and self._dense_ok(q, layer):
@@ -352,11 +382,11 @@ class TritonAttentionBackend(AttentionBackend):
             start += n
         return out
 
-    @staticmethod
-    def _decode(q, k_cache, v_cache, plan: _DecodePlan, layer: AttentionLayer, page_size: int,
-                out: torch.Tensor | None = None) -> torch.Tensor:
+    def _decode(self, q, k_cache, v_cache, plan: _DecodePlan, layer: AttentionLayer,
+                page_size: int, out: torch.Tensor | None = None) -> torch.Tensor:
         return decode_attention(
             q, k_cache, v_cache, plan.page_table, plan.seq_lens, page_size, layer.scale,
             plan.num_splits, out=out, workspace=plan.workspace,
             sliding_window=layer.sliding_window, logit_softcap=layer.logit_softcap,
+            **self._decode_launch(),
         )

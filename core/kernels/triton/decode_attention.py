@@ -155,6 +155,8 @@ def decode_attention(
     sliding_window: int | None = None,
     logit_softcap: float | None = None,
     block_n: int | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of one new token per request over its whole KV (already stored).
@@ -166,6 +168,12 @@ def decode_attention(
     ``k + 1`` tokens of a request are ``k + 1`` rows with consecutive lengths, each computed
     exactly as a decode step at that position with the same ``num_splits`` would be.
     Returns ``[B, Hq, Dv]`` in ``q.dtype``. No host sync: safe inside a captured graph.
+
+    Launch configuration of the split pass (``None``: the defaults; for tuning sweeps):
+    ``block_n`` KV positions per tile (64, 32 if the head dim exceeds 128; 16 under the
+    interpreter), ``num_warps`` (4), ``num_stages`` (2). They change the accumulation order,
+    not the math: results agree within rounding, and two calls with the same configuration
+    and ``num_splits`` agree bit for bit.
     """
     bsz, hq, d = q.shape
     hkv, dv = v_cache.shape[1], v_cache.shape[2]
@@ -180,6 +188,10 @@ def decode_attention(
     interp = q.device.type == "cpu"
     if block_n is None:
         block_n = 16 if interp else (32 if d > 128 else 64)
+    if num_warps is None:
+        num_warps = 4
+    if num_stages is None:
+        num_stages = 2
     fp32 = q.dtype == torch.float32
     _decode_split_kernel[(bsz, hkv, num_splits)](
         q, k_cache, v_cache, page_table, seq_lens, po, lse,
@@ -195,7 +207,7 @@ def decode_attention(
         PRECISION="ieee" if fp32 else "tf32",
         UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
         HAS_ROWS=rows is not None,
-        num_warps=4, num_stages=2,
+        num_warps=num_warps, num_stages=num_stages,
     )
     _decode_reduce_kernel[(bsz, hq)](
         po, lse, out,
