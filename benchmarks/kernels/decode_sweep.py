@@ -10,8 +10,8 @@ pick); a combination that fails to compile (shared memory) is recorded with its 
 row: ms, effective GB/s over the KV bytes read (batch x context x Hkv x D x 2 x element size)
 plus q and out, % of ``--peak-gbps`` (4.3 TB/s: an H200's reachable HBM bandwidth), and the
 max abs difference from the default configuration's output (flagged above 1e-2). Prints the
-rows fastest first with the ``--backend-attr`` settings that select the fastest in
-``benchmarks/run.py`` (eager steps only: graphs are captured before they are set), and
+rows fastest first with the ``--platform-opt triton_decode_*`` settings that select the
+fastest in ``benchmarks/run.py`` (or ``anyware ... --platform-option``), and
 rewrites ``--out`` (JSON) after every row, so a run cut short still leaves its results.
 
     # from the repository root; PYTHONPATH=$PWD/src where anyware is not installed
@@ -109,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="num_splits values (choose_num_splits's pick is always added)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--heads-first-top", type=int, default=6,
+                    help="re-run this many fastest configurations with heads_first=True")
     ap.add_argument("--peak-gbps", type=float, default=4300.0)
     ap.add_argument("--budget-s", type=float, default=170.0,
                     help="start no new configuration after this many seconds (0: no limit)")
@@ -118,6 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.smoke:
         args.batch, args.context, args.warmup, args.reps = 3, 40, 1, 2
+        args.heads_first_top = 1
     return args
 
 
@@ -175,13 +178,15 @@ def main(argv=None) -> None:
             state["i"] = (state["i"] + 1) % copies
             decode_attention(q, kc, vc, tables[state["i"]], seq, PAGE, D**-0.5,
                              cfg["num_splits"], out=out, workspace=ws, block_n=cfg["block_n"],
-                             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                             heads_first=cfg.get("heads_first", False))
 
         ms = time_calls(call, args.warmup, args.reps, cuda)
         # the output compared with the default's: always over copy 0's page table
         decode_attention(q, kc, vc, tables[0], seq, PAGE, D**-0.5, cfg["num_splits"],
                          out=out, workspace=ws, block_n=cfg["block_n"],
-                         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                         heads_first=cfg.get("heads_first", False))
         return ms, out
 
     default = dict(block_n=default_block_n, num_warps=4, num_stages=2,
@@ -198,7 +203,10 @@ def main(argv=None) -> None:
     print(f"{args.batch} requests x {args.context} tokens, KV {args.kv_dtype}: "
           f"{moved / 1e9:.3f} GB per call; {len(grid)} configurations", flush=True)
     ref = None
-    for i, cfg in enumerate(grid):
+    i, second_phase = -1, args.heads_first_top <= 0
+    while i + 1 < len(grid):
+        i += 1
+        cfg = grid[i]
         row = dict(cfg, default=i == 0)
         if args.budget_s and time.perf_counter() - t0 > args.budget_s:
             row["error"] = "skipped: past --budget-s"
@@ -218,6 +226,13 @@ def main(argv=None) -> None:
         print(fmt(row), flush=True)
         result["elapsed_s"] = round(time.perf_counter() - t0, 1)
         write(args.out, result)
+        if i + 1 == len(grid) and not second_phase:
+            # second phase: the fastest configurations again with the grid in KV-head order
+            second_phase = True
+            timed = sorted((r for r in result["rows"] if "ms" in r and not r["flag"]),
+                           key=lambda r: r["ms"])[: args.heads_first_top]
+            grid += [dict({k: r[k] for k in ("block_n", "num_warps", "num_stages",
+                                              "num_splits")}, heads_first=True) for r in timed]
     report(result, args.batch)
     write(args.out, result)
 
@@ -229,7 +244,7 @@ def write(path: str, result: dict) -> None:
 
 def fmt(row: dict) -> str:
     cfg = (f"block_n={row['block_n']:<4} warps={row['num_warps']} stages={row['num_stages']} "
-           f"splits={row['num_splits']:<2}")
+           f"splits={row['num_splits']:<2} {'heads-first' if row.get('heads_first') else '':11s}")
     if "error" in row:
         return f"{cfg}  {row['error'][:100]}"
     mark = " *default" if row["default"] else ""
@@ -249,15 +264,16 @@ def report(result: dict, batch: int) -> None:
     if good:
         best, base = good[0], next(r for r in rows if r["default"])
         # choose_num_splits(batch, HKV, ...) returns n at this batch for n * batch * HKV
-        attrs = (f"--backend-attr decode_block_n={best['block_n']} "
-                 f"--backend-attr decode_num_warps={best['num_warps']} "
-                 f"--backend-attr decode_num_stages={best['num_stages']} "
-                 f"--backend-attr decode_target_programs={best['num_splits'] * batch * HKV}")
+        opts = dict(decode_block_n=best["block_n"], decode_num_warps=best["num_warps"],
+                    decode_num_stages=best["num_stages"],
+                    decode_target_programs=best["num_splits"] * batch * HKV,
+                    decode_heads_first=bool(best.get("heads_first")))
+        attrs = " ".join(f"--platform-opt triton_{k}={str(v).lower()}" for k, v in opts.items())
         print(f"\nfastest: {best['ms']:.3f} ms vs default {base['ms']:.3f} ms "
               f"({base['ms'] / best['ms']:.2f}x)\nbenchmarks/run.py {attrs}\n"
-              "(set after graph capture: reaches eager decode steps only, i.e. batches above "
-              "the largest decode graph, cuda_graph_max_batch_size 256 by default)")
-        result["best"] = dict(best, backend_attrs=attrs)
+              "(platform options reach the Triton attention backend before graph capture; "
+              "decode_target_programs is the split count at this batch only)")
+        result["best"] = dict(best, platform_opts=attrs)
 
 
 if __name__ == "__main__":

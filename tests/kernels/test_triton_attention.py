@@ -64,6 +64,20 @@ def test_decode_attention_launch_config(device, block_n, num_warps, num_stages):
     _check_decode(device, torch.bfloat16, 16, hq, hkv, d, seq_lens, 1, **launch)
 
 
+def test_decode_attention_heads_first_is_the_same_result(device):
+    """The grid in (KV head, request, split) order changes which programs run together, not
+    what any program computes: bit-identical output."""
+    hq, hkv, d = _heads(4)
+    seq_lens = [5, 9 * SHAPE[3], 3 * SHAPE[3] + 1]
+    k_cache, v_cache, pt = random_paged_kv(seq_lens, 16, hkv, d, torch.bfloat16, device)
+    q = torch.randn(len(seq_lens), hq, d, dtype=torch.bfloat16, device=device)
+    seq = torch.tensor(seq_lens, dtype=torch.int32, device=device)
+    a, b = (decode_attention(q, k_cache, v_cache, pt, seq, 16, d**-0.5, 2, heads_first=first)
+            for first in (False, True))
+    assert torch.equal(a, b)
+    _check_decode(device, torch.float32, 16, hq, hkv, d, seq_lens, 2, heads_first=True)
+
+
 def _check_decode(device, dtype, page_size, hq, hkv, d, seq_lens, splits, window=None,
                   softcap=None, **launch):
     k_cache, v_cache, pt = random_paged_kv(seq_lens, page_size, hkv, d, dtype, device)

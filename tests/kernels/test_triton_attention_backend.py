@@ -342,3 +342,19 @@ def test_decode_target_programs_keeps_verify_equal_to_decode(device):
     got = graph.forward(*qkv, AttentionLayer(0, HQ, HKV, D, D, scale=D**-0.5), cache, padded)
     want, _, _ = _run(_backend(ReferenceAttentionBackend, device), batch, caches, qkv)
     assert captured.num_splits == 4 and rel_err(got, want) < TOL[got.dtype]
+
+
+def test_decode_tuning_from_platform_options(device):
+    """``--platform-option triton_decode_*`` reaches the backend at construction (before any
+    graph is captured); absent keys keep the defaults."""
+    spec = AttentionSpec(num_layers=1, num_heads=HQ, num_kv_heads=HKV, head_dim=D,
+                         v_head_dim=D, dtype=torch.float32, max_batch_size=8,
+                         max_context_len=256)
+    config = types.SimpleNamespace(extra={"triton_decode_block_n": 16,
+                                          "triton_decode_heads_first": True,
+                                          "cuda_graph_max_batch_size": 64})
+    platform = types.SimpleNamespace(device=torch.device(device), config=config)
+    tri = TritonAttentionBackend(platform, spec)
+    assert (tri.decode_block_n, tri.decode_heads_first) == (16, True)
+    assert (tri.decode_num_warps, tri.decode_num_stages, tri.decode_target_programs) == (None, None, 512)
+    assert tri._decode_launch() == dict(block_n=16, num_warps=None, num_stages=None, heads_first=True)

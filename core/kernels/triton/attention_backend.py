@@ -23,7 +23,8 @@ split-KV parallelism (the extend kernel has one program per request and head). A
 takes the extend kernel with the mask read on the device.
 
 Decode launch tuning: ``decode_block_n``, ``decode_num_warps``, ``decode_num_stages`` (``None``:
-the kernel's defaults) go to every decode-kernel launch (decode, the decode rows of a MIXED
+the kernel's defaults) and ``decode_heads_first`` (the grid's order; all of them also from the
+platform options ``triton_<attribute>``, read before any capture) go to every decode-kernel launch (decode, the decode rows of a MIXED
 batch, chain verify), and ``decode_target_programs`` to every split count (``_num_splits``),
 so verify keeps the split count and launch configuration of a decode step of the same number
 of requests. A captured graph keeps the configuration it was captured with: set them before
@@ -108,6 +109,11 @@ class _MixedPlan:
     decode: _DecodePlan
 
 
+OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decode_block_n, ...
+TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
+           "decode_target_programs")
+
+
 class TritonAttentionBackend(AttentionBackend):
     """Split-KV decode and causal extend over the NHD paged cache (any page size)."""
 
@@ -157,7 +163,14 @@ class TritonAttentionBackend(AttentionBackend):
         self.decode_block_n: int | None = None
         self.decode_num_warps: int | None = None
         self.decode_num_stages: int | None = None
+        self.decode_heads_first = False
         self.decode_target_programs = 512
+        # the same, from the platform options (``--platform-option triton_decode_block_n=128``):
+        # set here, before any graph is captured
+        extra = platform.config.extra if getattr(platform, "config", None) is not None else {}
+        for key in TUNABLE:
+            if f"{OPTION_PREFIX}{key}" in extra:
+                setattr(self, key, extra[f"{OPTION_PREFIX}{key}"])
 
     # ------------------------------------------------------------ graph buffers
     def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:
@@ -232,7 +245,7 @@ class TritonAttentionBackend(AttentionBackend):
     def _decode_launch(self) -> dict:
         """Launch configuration of every decode-kernel call (``None``: kernel defaults)."""
         return dict(block_n=self.decode_block_n, num_warps=self.decode_num_warps,
-                    num_stages=self.decode_num_stages)
+                    num_stages=self.decode_num_stages, heads_first=self.decode_heads_first)
 
     def _verify_plan(self, batch: ForwardBatch, padded: bool) -> _VerifyPlan:
         """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from

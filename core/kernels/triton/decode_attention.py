@@ -25,10 +25,14 @@ def _decode_split_kernel(
     NUM_SPLITS: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, HAS_ROWS: tl.constexpr,
+    UPCAST: tl.constexpr, HAS_ROWS: tl.constexpr, HEADS_FIRST: tl.constexpr,
 ):
-    b = tl.program_id(0).to(tl.int64)
-    hk = tl.program_id(1)
+    if HEADS_FIRST:  # grid (Hkv, B, splits): a request's KV heads run side by side
+        hk = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+    else:
+        b = tl.program_id(0).to(tl.int64)
+        hk = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(seq_ptr + b)
     if HAS_ROWS:  # several query rows per request (verify): the page-table row of this one
@@ -157,6 +161,7 @@ def decode_attention(
     block_n: int | None = None,
     num_warps: int | None = None,
     num_stages: int | None = None,
+    heads_first: bool = False,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of one new token per request over its whole KV (already stored).
@@ -171,7 +176,10 @@ def decode_attention(
 
     Launch configuration of the split pass (``None``: the defaults; for tuning sweeps):
     ``block_n`` KV positions per tile (64, 32 if the head dim exceeds 128; 16 under the
-    interpreter), ``num_warps`` (4), ``num_stages`` (2). They change the accumulation order,
+    interpreter), ``num_warps`` (4), ``num_stages`` (2), ``heads_first`` (False: grid
+    ``(B, Hkv, splits)``; True: ``(Hkv, B, splits)``, so the programs of one request's KV
+    heads are scheduled together and read each slot's ``Hkv * D`` contiguous K/V elements
+    between them; the same results bit for bit). The others change the accumulation order,
     not the math: results agree within rounding, and two calls with the same configuration
     and ``num_splits`` agree bit for bit.
     """
@@ -193,7 +201,8 @@ def decode_attention(
     if num_stages is None:
         num_stages = 2
     fp32 = q.dtype == torch.float32
-    _decode_split_kernel[(bsz, hkv, num_splits)](
+    grid = (hkv, bsz, num_splits) if heads_first else (bsz, hkv, num_splits)
+    _decode_split_kernel[grid](
         q, k_cache, v_cache, page_table, seq_lens, po, lse,
         rows if rows is not None else seq_lens,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
@@ -206,7 +215,7 @@ def decode_attention(
         HAS_SOFTCAP=bool(logit_softcap), HAS_WINDOW=sliding_window is not None,
         PRECISION="ieee" if fp32 else "tf32",
         UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
-        HAS_ROWS=rows is not None,
+        HAS_ROWS=rows is not None, HEADS_FIRST=heads_first,
         num_warps=num_warps, num_stages=num_stages,
     )
     _decode_reduce_kernel[(bsz, hq)](
