@@ -1,0 +1,56 @@
+# Session 9 device runs (issue 21), three calls back to back on one warm machine (the second
+# and third read the first's sweeps from /tmp, which stays while the machine is held):
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sweep  # fp8 kernel tests (signed zeros), fp8 few-rows vs _scaled_mm, decode-attention sweeps
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # W5 bs1 bf16 / fp8, spec_bench at batch 1
+# A call returns at most 8 files: each part keeps its results to a few JSON files.
+set -u
+PART="${1:?sweep|ab|w5}"
+export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
+source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
+export PYTHONPATH=$PWD
+[ -d .whl ] && python3 -m pip install -q --no-index --no-deps .whl/msgspec-*.whl > /dev/null 2>&1
+T0=$SECONDS
+stamp() { echo "[$(( SECONDS - T0 )) s] $*"; }
+run() {  # run TAG WORKLOAD [options...]
+  local tag=$1 w=$2; shift 2
+  timeout 300 python3 benchmarks/run.py "$w" --out $OUT --tag "$tag" "$@" > /tmp/$w-$tag.log 2>&1
+  stamp "$(python3 benchmarks/gpu/result_line.py "$OUT/$w-$tag.json")"
+  tail -3 /tmp/$w-$tag.log | grep -i "error" || true
+}
+FP8="--engine-opt quantization=fp8"
+KV8="--engine-opt kv_cache_dtype=fp8"
+case "$PART" in
+sweep)
+  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_triton_fp8_kv.py \
+    tests/kernels/test_triton_attention.py > /tmp/kernels.log 2>&1; stamp "$(tail -1 /tmp/kernels.log)"
+  grep -E "^FAILED" /tmp/kernels.log | head -10
+  timeout 150 python3 benchmarks/kernels/fp8_small_m.py --out /tmp/fp8_small_m.json > /tmp/fp8_small_m.log 2>&1
+  stamp "fp8 small M:"; grep -A12 linear_ms_per_step /tmp/fp8_small_m.log | head -22
+  timeout 200 python3 benchmarks/kernels/decode_sweep.py --kv-dtype fp8 --budget-s 170 --out /tmp/decode_sweep_fp8.json > /tmp/ds8.log 2>&1
+  stamp "decode fp8 1024:"; grep -A3 "^fastest" /tmp/ds8.log
+  timeout 170 python3 benchmarks/kernels/decode_sweep.py --batch 256 --kv-dtype bf16 --budget-s 140 --out /tmp/decode_sweep_bf16.json > /tmp/ds16.log 2>&1
+  stamp "decode bf16 256:"; grep -A3 "^fastest" /tmp/ds16.log
+  cp /tmp/fp8_small_m.json /tmp/decode_sweep_fp8.json /tmp/decode_sweep_bf16.json $OUT/ 2>/dev/null
+  ;;
+ab)
+  G=$(python3 benchmarks/gpu/pick_options.py gemv /tmp/fp8_small_m.json)
+  D8=$(python3 benchmarks/gpu/pick_options.py decode /tmp/decode_sweep_fp8.json)
+  D16=$(python3 benchmarks/gpu/pick_options.py decode /tmp/decode_sweep_bf16.json)
+  echo "gemv: ${G:-default} | decode fp8: ${D8:-default} | decode bf16: ${D16:-default}"
+  run fp8w W1 $FP8
+  [ -n "$G" ] && run fp8w-gemv W1 $FP8 $G
+  [ -n "$D16" ] && run bf16-tuned W2 $D16
+  run fp8wkv1024 W2 $FP8 $KV8 --engine-opt max_running_requests=1024
+  [ -n "$D8" ] && run fp8wkv1024-tuned W2 $FP8 $KV8 --engine-opt max_running_requests=1024 $D8
+  ;;
+w5)
+  for q in "" "--quantization fp8"; do
+    timeout 150 anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1 \
+      --input-len 128 --output-len 256 --context-len 4096 --no-progress $q --json $OUT/W5-bs1${q:+-fp8}.json > /tmp/w5.log 2>&1
+    stamp "W5 bs1 ${q:-bf16}: $(grep -i "tok/s\|ms" /tmp/w5.log | tail -2 | tr '\n' ' ')"
+  done
+  timeout 300 python3 benchmarks/gpu/spec_bench.py --batches 1 --out $OUT > /tmp/spec.log 2>&1; stamp "spec_bench:"; tail -6 /tmp/spec.log
+  ;;
+esac
+ls $OUT
