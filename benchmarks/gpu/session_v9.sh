@@ -2,10 +2,11 @@
 # and third read the first's sweeps from /tmp, which stays while the machine is held):
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sweep  # fp8 kernel tests (signed zeros), fp8 few-rows vs _scaled_mm, decode-attention sweeps
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # W5 bs1 bf16 / fp8, spec_bench at batch 1
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # issue 14: W5 bs1 bf16 / fp8, the transformers slice at 64 prompts
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh spec   # issue 13's off-switch at batch 1 (spec_bench)
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?sweep|ab|w5}"
+PART="${1:?sweep|ab|w5|spec}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
 export PYTHONPATH=$PWD
@@ -50,7 +51,10 @@ w5)
       --input-len 128 --output-len 256 --context-len 4096 --no-progress $q --json $OUT/W5-bs1${q:+-fp8}.json > /tmp/w5.log 2>&1
     stamp "W5 bs1 ${q:-bf16}: $(grep -i "tok/s\|ms" /tmp/w5.log | tail -2 | tr '\n' ' ')"
   done
-  timeout 300 python3 benchmarks/gpu/spec_bench.py --batches 1 --out $OUT > /tmp/spec.log 2>&1; stamp "spec_bench:"; tail -6 /tmp/spec.log
+  timeout 330 python3 benchmarks/gpu/w5_moe.py --peer --prompts 0 --slice 64 --out $OUT > /tmp/w5.log 2>&1; stamp "W5 slice 64:"; tail -8 /tmp/w5.log
+  ;;
+spec)
+  timeout 500 python3 benchmarks/gpu/spec_bench.py --batches 1 --out $OUT > /tmp/spec.log 2>&1; stamp "spec_bench:"; tail -8 /tmp/spec.log
   ;;
 esac
 ls $OUT
