@@ -4,9 +4,10 @@
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # issue 14: W5 bs1 bf16 / fp8, the transformers slice at 64 prompts
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh spec   # issue 13's off-switch at batch 1 (spec_bench)
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh chunk  # issue 21 item 2: W2 bf16 at chunked-prefill 2048 (default) vs 4096
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?sweep|ab|w5|spec}"
+PART="${1:?sweep|ab|w5|spec|chunk}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
 export PYTHONPATH=$PWD
@@ -59,6 +60,10 @@ w5)
   ;;
 spec)
   timeout 500 python3 benchmarks/gpu/spec_bench.py --batches 1 --out $OUT > /tmp/spec.log 2>&1; stamp "spec_bench:"; tail -8 /tmp/spec.log
+  ;;
+chunk)
+  run bf16 W2
+  run bf16-chunk4096 W2 --engine-opt chunked_prefill_size=4096
   ;;
 esac
 ls $OUT
