@@ -19,9 +19,11 @@ History (docs/plugins.md, "Versioning"): 2.1 added ``KVLayout.head_major`` (the 
 ``QUANTIZATIONS`` (W8A8 FP8 linear layers), and ``KernelOps.norm_rotary`` (q/k norm + rotary,
 with a default that composes the existing ops), and fp8 MoE experts: ``MoESpec.quantization``,
 ``MoEBackend.quantizations`` and the keyword-optional ``scales`` of ``MoEBackend.experts`` /
-``MoEBackend.forward`` (a backend that does not declare ``"fp8"`` is unaffected).
+``MoEBackend.forward`` (a backend that does not declare ``"fp8"`` is unaffected); 2.3 added
+``MoEBackend.expert_parallel`` (a backend declares that it runs ``ep_size > 1`` instead of
+overriding ``unsupported``; default False, so a 2.2 backend is unaffected).
 """
 
 from __future__ import annotations
 
-PLUGIN_API_VERSION = "2.2.0"
+PLUGIN_API_VERSION = "2.3.0"

@@ -453,3 +453,24 @@ def test_check_api_version_rejects_incompatible(kind):
 def test_check_api_version_rejects_malformed(bad):
     with pytest.raises(PluginVersionError, match=r"MAJOR\.MINOR"):
         check_api_version("demo", bad)
+
+
+def test_moe_backends_declare_expert_parallelism():
+    """``MoEBackend.expert_parallel`` (API 2.3) decides whether the default ``unsupported``
+    accepts ``ep_size > 1``: the reference backend (and what derives from it) declares it and
+    keeps every other check; the Triton backend does not."""
+    pytest.importorskip("triton")
+    from anyware.kernels.reference import ReferenceMoEBackend
+    from anyware.kernels.triton.moe_backend import TritonMoEBackend
+    from anyware.plugin import MoEBackend, MoESpec
+
+    ep = MoESpec(8, 2, 32, 64, torch.float32, ep_rank=1, ep_size=2)
+    assert MoEBackend.expert_parallel is False
+    assert ReferenceMoEBackend.unsupported(ep) is None
+    assert TritonMoEBackend.unsupported(ep) == "no expert parallelism (ep_size > 1)"
+    assert "float64" in ReferenceMoEBackend.unsupported(dataclasses.replace(ep, dtype=torch.float64))
+
+    class NoFp8(ReferenceMoEBackend):
+        quantizations = frozenset()
+
+    assert NoFp8.unsupported(dataclasses.replace(ep, quantization="fp8")) == "no fp8 experts"

@@ -168,15 +168,7 @@ class ReferenceMoEBackend(MoEBackend):
 
     name = "torch-reference"
     quantizations = frozenset({"fp8"})
-
-    @classmethod
-    def unsupported(cls, spec):
-        # the base class's checks but expert parallelism (this backend runs it)
-        if spec.dtype not in cls.dtypes:
-            return f"no {spec.dtype} support"
-        if spec.quantization is not None and spec.quantization not in cls.quantizations:
-            return f"no {spec.quantization} experts"
-        return None
+    expert_parallel = True
 
     def route(self, router_logits):
         self.calls["route"] += 1

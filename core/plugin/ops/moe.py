@@ -227,6 +227,10 @@ class MoEBackend(ABC):
     #: expert quantization methods (``MoESpec.quantization``) this backend runs, e.g.
     #: ``frozenset({"fp8"})``; empty: model-dtype experts only
     quantizations: ClassVar[frozenset[str]] = frozenset()
+    #: whether it runs expert parallelism (``MoESpec.ep_size > 1``: ``dispatch`` sends rows to
+    #: the ranks holding their experts over the communicator, ``combine`` brings them back);
+    #: False: single-rank experts only (2.3)
+    expert_parallel: ClassVar[bool] = False
 
     @classmethod
     def is_available(cls, platform) -> tuple[bool, str]:
@@ -236,14 +240,15 @@ class MoEBackend(ABC):
     @classmethod
     def unsupported(cls, spec: MoESpec) -> str | None:
         """Why this backend cannot run ``spec`` (None: it can). The default checks the dtype,
-        the expert quantization (:attr:`quantizations`) and that expert parallelism is
-        single-rank. An override need not repeat the quantization check: the core never hands
-        a backend a quantized spec whose method its :attr:`quantizations` lacks."""
+        the expert quantization (:attr:`quantizations`) and expert parallelism
+        (:attr:`expert_parallel`), which is what a backend declares rather than overrides. An
+        override need not repeat the quantization check: the core never hands a backend a
+        quantized spec whose method its :attr:`quantizations` lacks."""
         if spec.dtype not in cls.dtypes:
             return f"no {spec.dtype} support"
         if spec.quantization is not None and spec.quantization not in cls.quantizations:
             return f"no {spec.quantization} experts"
-        if spec.ep_size > 1:
+        if spec.ep_size > 1 and not cls.expert_parallel:
             return "no expert parallelism (ep_size > 1)"
         return None
 
