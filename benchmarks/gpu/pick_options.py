@@ -25,16 +25,17 @@ def decode(path: Path) -> str:
 
 
 def gemv(path: Path) -> str:
-    """The largest row count (1, 2, 4) at which the few-rows kernel's default blocks beat
-    quantisation + ``_scaled_mm`` summed over the model's layers, if any."""
+    """The largest row count (1, 2, 4) at which the few-rows kernel's default blocks (the
+    file's ``default_gemv``) beat quantisation + ``_scaled_mm`` summed over the model's
+    layers, if any."""
     d = json.loads(path.read_text())
-    rows_ok = 0
+    ours_label, rows_ok = d["default_gemv"], 0
     for m in (1, 2, 4):
         ours = theirs = 0.0
         for r in d["results"]:
             if r.get("rows") != m or "us" not in r:
                 continue
-            if r["method"] == "gemv[16,256,4]":
+            if r["method"] == ours_label:
                 ours += r["us"]
             elif r["method"] == "scaled_mm":
                 theirs += r["us"]

@@ -13,14 +13,8 @@ export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
 export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-run() {  # run TAG WORKLOAD [--engine-opt K=V ...]
-  local tag=$1 w=$2; shift 2
-  timeout 400 python3 benchmarks/run.py "$w" --out $OUT --tag "$tag" "$@" > $OUT/$w-$tag.log 2>&1
-  python3 benchmarks/gpu/result_line.py "$OUT/$w-$tag.json"
-  tail -3 $OUT/$w-$tag.log | grep -i "error" || true
-}
-FP8="--engine-opt quantization=fp8"
-KV8="--engine-opt kv_cache_dtype=fp8"
+RUN_TIMEOUT=400
+source benchmarks/gpu/runlib.sh
 case "$PART" in
 checks)
   timeout 200 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_norm_rotary.py tests/kernels/test_triton_elementwise.py tests/kernels/test_triton_moe_fp8.py > $OUT/kernels.log 2>&1; tail -3 $OUT/kernels.log

@@ -11,16 +11,7 @@ PART="${1:?a|b|c|d}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > $OUT/setup.log 2>&1; tail -3 $OUT/setup.log
 export PYTHONPATH=$PWD
-T0=$SECONDS
-stamp() { echo "[$(( SECONDS - T0 )) s] $*"; }
-run() {  # run TAG WORKLOAD [--engine-opt K=V ...]
-  local tag=$1 w=$2; shift 2
-  timeout 300 python3 benchmarks/run.py "$w" --out $OUT --tag "$tag" "$@" > $OUT/$w-$tag.log 2>&1
-  stamp "$(python3 benchmarks/gpu/result_line.py "$OUT/$w-$tag.json")"
-  tail -3 $OUT/$w-$tag.log | grep -i "error" || true
-}
-FP8="--engine-opt quantization=fp8"
-KV8="--engine-opt kv_cache_dtype=fp8"
+source benchmarks/gpu/runlib.sh
 case "$PART" in
 a)
   timeout 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_norm_rotary.py \

@@ -12,16 +12,8 @@ export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
 export PYTHONPATH=$PWD
 [ -d .whl ] && python3 -m pip install -q --no-index --no-deps .whl/msgspec-*.whl > /dev/null 2>&1
-T0=$SECONDS
-stamp() { echo "[$(( SECONDS - T0 )) s] $*"; }
-run() {  # run TAG WORKLOAD [options...]
-  local tag=$1 w=$2; shift 2
-  timeout 300 python3 benchmarks/run.py "$w" --out $OUT --tag "$tag" "$@" > /tmp/$w-$tag.log 2>&1
-  stamp "$(python3 benchmarks/gpu/result_line.py "$OUT/$w-$tag.json")"
-  tail -3 /tmp/$w-$tag.log | grep -i "error" || true
-}
-FP8="--engine-opt quantization=fp8"
-KV8="--engine-opt kv_cache_dtype=fp8"
+RUN_LOGS=/tmp
+source benchmarks/gpu/runlib.sh
 case "$PART" in
 sweep)
   timeout 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_triton_fp8_kv.py \

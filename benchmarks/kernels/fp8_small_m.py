@@ -39,6 +39,7 @@ BANDWIDTH = 4.3e12
 SHAPES_8B = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096),
              "down": (4096, 14336)}
 GEMV_GRID = list(itertools.product((8, 16, 32), (128, 256, 512), (2, 4, 8)))
+GEMV_LABEL = "gemv[{},{},{}]"  # block_n, block_k, num_warps
 
 
 def _timer(fn, reps: int, graphs: bool) -> float:
@@ -86,7 +87,7 @@ def methods(x, w, ws, w16, grid, max_gemv_rows: int) -> dict:
         out["scaled_mm_pad16"] = padded
     if x.shape[0] <= max_gemv_rows:
         for bn, bk, nw in grid:
-            out[f"gemv[{bn},{bk},{nw}]"] = (
+            out[GEMV_LABEL.format(bn, bk, nw)] = (
                 lambda bn=bn, bk=bk, nw=nw: fp8_gemv.fp8_gemv(x, w, ws, block_n=bn, block_k=bk,
                                                               num_warps=nw))
     return out
@@ -143,6 +144,9 @@ def main() -> None:
                 per_step[f"{m} rows, {meth}"] = round(total * args.layers / 1e3, 3)
     floor_ms = sum(n * k for n, k in shapes.values()) * args.layers / BANDWIDTH * 1e3
     report = {"device": torch.cuda.get_device_name() if gpu else "cpu (interpreter smoke)",
+              # the configuration TritonOps runs (cuda_fp8_gemv_max_rows), for pick_options.py
+              "default_gemv": GEMV_LABEL.format(fp8_gemv.BLOCK_N, fp8_gemv.BLOCK_K,
+                                                fp8_gemv.NUM_WARPS),
               "torch": torch.__version__, "fp8_weight_floor_ms_per_step": round(floor_ms, 3),
               "linear_ms_per_step": per_step, "results": results}
     Path(args.out).write_text(json.dumps(report, indent=1))
