@@ -26,7 +26,9 @@ class TinyModel:
                  kv_heads: int = 2, head_dim: int = 16, layers: int = 2, inter: int = 96,
                  verify_tokens: int = 0, fp8: bool = False) -> None:
         """``fp8``: the four projections run through ``ops.fp8_linear`` (W8A8, weights
-        quantised per output channel by the reference)."""
+        quantised per output channel by the reference); where the ops set
+        ``fp8_activations``, the norms and SiLU-and-mul hand three of them ``Fp8Rows``, as the
+        engine's models do."""
         self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
         self.verify_tokens = verify_tokens  # StepProgram: width of its VERIFY steps (k + 1)
         self.num_pages = num_pages
@@ -78,7 +80,7 @@ class TinyModel:
     def kv_cache(self) -> KVCache:
         return self.cache
 
-    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+    def _linear(self, x, name: str) -> torch.Tensor:
         m = self.model
         if self.fp8:
             return self.ops.fp8_linear(x, getattr(m, name + "_q"), getattr(m, name + "_s"))
@@ -89,19 +91,23 @@ class TinyModel:
         m, lin = self.model, self._linear
         x, residual = getattr(m, self.embed)[batch.input_ids], None
         t = x.shape[0]
+        q8 = self.fp8 and ops.fp8_activations  # producers quantise for their projection
+        norm = ops.rms_norm_fp8 if q8 else ops.rms_norm
+        add_norm = ops.fused_add_rms_norm_fp8 if q8 else ops.fused_add_rms_norm
+        act = ops.silu_and_mul_fp8 if q8 else ops.silu_and_mul
         for names in self.layers:
             lw = {k: getattr(m, v) if isinstance(v, str) else v for k, v in names.items()}
             if residual is None:
-                residual, h = x, ops.rms_norm(x, lw["n1"], self.eps)
+                residual, h = x, norm(x, lw["n1"], self.eps)
             else:
-                h, residual = ops.fused_add_rms_norm(x, residual, lw["n1"], self.eps)
+                h, residual = add_norm(x, residual, lw["n1"], self.eps)
             q, k, v = lin(h, names["qkv"]).split([hq * hd, hkv * hd, hkv * hd], dim=-1)
             q, k = ops.rotary(q.reshape(t, hq, hd), k.reshape(t, hkv, hd), batch.positions,
                               m.cos_sin)
             a = self.attention.forward(q, k, v.reshape(t, hkv, hd), lw["attn"], self.cache, batch)
-            h, residual = ops.fused_add_rms_norm(lin(a.reshape(t, -1), names["o"]), residual,
-                                                 lw["n2"], self.eps)
-            x = lin(ops.silu_and_mul(lin(h, names["gu"])), names["down"])
+            h, residual = add_norm(lin(a.reshape(t, -1), names["o"]), residual, lw["n2"],
+                                   self.eps)
+            x = lin(act(lin(h, names["gu"])), names["down"])
         h, _ = ops.fused_add_rms_norm(x, residual, getattr(m, self.norm), self.eps)
         return h[batch.logits_indices].float() @ getattr(m, self.lm_head).float().t()
 

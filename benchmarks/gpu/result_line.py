@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 KEYS = ("tok_s", "ms_per_step", "output_tok_s", "device_busy_fraction", "wall_s",
-        "ttft_1024_ms", "ttft_4096_ms")
+        "ttft_1024_ms", "ttft_4096_ms", "retractions", "kv_capacity_tokens")
 
 
 def line(path: str) -> str:

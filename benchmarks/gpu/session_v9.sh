@@ -1,7 +1,7 @@
 # Session 9 device runs (issue 21), three calls back to back on one warm machine (the second
 # and third read the first's sweeps from /tmp, which stays while the machine is held):
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sweep  # fp8 kernel tests (signed zeros), fp8 few-rows vs _scaled_mm, decode-attention sweeps
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 (quantisation fused into norm/SiLU vs not; gemv) and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # issue 14: W5 bs1 bf16 / fp8, the transformers slice at 64 prompts
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh spec   # issue 13's off-switch at batch 1 (spec_bench)
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh chunk  # issue 21 item 2: W2 bf16 at chunked-prefill 2048 (default) vs 4096
@@ -16,8 +16,8 @@ RUN_LOGS=/tmp
 source benchmarks/gpu/runlib.sh
 case "$PART" in
 sweep)
-  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_triton_fp8_kv.py \
-    tests/kernels/test_triton_attention.py > /tmp/kernels.log 2>&1; stamp "$(tail -1 /tmp/kernels.log)"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_triton_fp8_kv.py \
+    tests/kernels/test_triton_fp8_act.py tests/kernels/test_triton_attention.py > /tmp/kernels.log 2>&1; stamp "$(tail -1 /tmp/kernels.log)"
   grep -E "^FAILED" /tmp/kernels.log | head -10
   timeout 150 python3 benchmarks/kernels/fp8_small_m.py --out /tmp/fp8_small_m.json > /tmp/fp8_small_m.log 2>&1
   stamp "fp8 small M:"; grep -A12 linear_ms_per_step /tmp/fp8_small_m.log | head -22
@@ -33,6 +33,8 @@ ab)
   D16=$(python3 benchmarks/gpu/pick_options.py decode /tmp/decode_sweep_bf16.json)
   echo "gemv: ${G:-default} | decode fp8: ${D8:-default} | decode bf16: ${D16:-default}"
   run fp8w W1 $FP8
+  # plugin API 2.4: the norms / SiLU quantise for their projection (default) vs a launch each
+  run fp8w-unfused W1 $FP8 --platform-opt cuda_fp8_fused_activations=false
   [ -n "$G" ] && run fp8w-gemv W1 $FP8 $G
   M1024="--engine-opt max_running_requests=1024"
   run fp8wkv1024 W2 $FP8 $KV8 $M1024

@@ -182,3 +182,78 @@ def test_fp8_linear(platform, conf, gen, dtype, t, n, k, bias):
     unit = (mags.clamp_min(1.0) if bias else torch.where(mags > 0, mags, 1.0)).double()[:, None]
     conf.close("fp8_linear", upcast(out).double() / unit, want.double() / unit,
                op="fp8_linear", dtype=dtype, reduction=k)
+
+
+class _ProducerRan:
+    """``calls``: a fused producer's own count plus ``quantize_fp8``'s (the ``KernelOps``
+    default composes the unfused op and ``quantize_fp8``); a private object moves neither."""
+
+    def __init__(self, ops, name: str) -> None:
+        self.ops, self.name = ops, name
+
+    @property
+    def calls(self) -> int:
+        return self.ops.calls[self.name] + self.ops.calls["quantize_fp8"]
+
+
+@pytest.mark.anyware(tier="ops", capability="ops.fp8_activations",
+                     needs=("dtype", "quantization.fp8"))
+@pytest.mark.parametrize("producer,width", [
+    ("rms_norm", 64), ("rms_norm", 1000), ("fused_add_rms_norm", 256),
+    ("silu_and_mul", 64), ("silu_and_mul", 1000),
+])
+def test_fp8_producer(platform, conf, gen, dtype, producer, width):
+    """``KernelOps.fp8_activations``: a norm or SiLU-and-mul that hands its fp8 projection
+    :class:`~anyware.plugin.Fp8Rows` — each row's scale from its own absolute maximum, each
+    element the e4m3 rounding of (the op's output in the model dtype) / scale — and an
+    ``fp8_linear`` that multiplies those rows as they are."""
+    ops, dev = platform.ops(), platform.device
+    if not ops.fp8_activations:
+        pytest.skip("not applicable: the platform's ops do not quantise in producers "
+                    "(KernelOps.fp8_activations is False)")
+    t = len(FP8_ROW_MAGNITUDES)
+    mags = torch.tensor(FP8_ROW_MAGNITUDES)[:, None]
+    cols = width
+    if producer == "silu_and_mul":
+        # a product of two inputs: their magnitudes' square roots, the smallest raised so that
+        # the products stay clear of fp16's subnormals relative to the row's e4m3 quantum
+        mags, cols = torch.where(mags > 0, mags.sqrt().clamp_min(2.0**-3), 0.0), 2 * width
+    # decades apart, and an all-zero row
+    x = randn(gen, (t, cols), dtype, "cpu") * mags.to(getattr(torch, dtype))
+    w = randn(gen, (width,), dtype, "cpu", 0.5) + 1
+    res = randn(gen, (t, width), dtype, "cpu", 0.3)
+    with conf.runs(_ProducerRan(ops, f"{producer}_fp8")):
+        if producer == "rms_norm":
+            rows = ops.rms_norm_fp8(x.to(dev), w.to(dev), 1e-6)
+        elif producer == "fused_add_rms_norm":
+            rows, r = ops.fused_add_rms_norm_fp8(x.to(dev), res.to(dev), w.to(dev), 1e-6)
+        else:
+            rows = ops.silu_and_mul_fp8(x.to(dev))
+    conf.on_device(f"{producer}_fp8", rows.data, rows.scale)
+    assert rows.dtype == x.dtype, f"Fp8Rows.dtype {rows.dtype}, expected {x.dtype}"
+    assert rows.data.dtype == torch.float8_e4m3fn and rows.scale.dtype == torch.float32
+    assert tuple(rows.data.shape) == (t, width) and tuple(rows.scale.shape) == (t,)
+    if producer == "rms_norm":
+        want = ref.rms_norm(upcast(x), upcast(w), 1e-6)
+    elif producer == "fused_add_rms_norm":
+        r_ref = (upcast(x) + upcast(res)).to(x.dtype).float()
+        conf.close("residual", r, r_ref, op="add", dtype=dtype)
+        want = ref.rms_norm(r_ref, upcast(w), 1e-6)
+    else:
+        want = ref.silu_and_mul(upcast(x))
+    scale = rows.scale.cpu()
+    amax = want.abs().amax(-1).clamp_min(quant.MIN_AMAX)
+    conf.close("scale * 448", scale.double() * quant.FP8_MAX, amax.double(), op=producer,
+               dtype=dtype, reduction=width)
+    # in units of the row's own scale: e4m3 codes against the exact quotient
+    conf.close("e4m3 codes", upcast(rows.data).double(), (want / scale[:, None]).double(),
+               op="fp8_rows", dtype=dtype)
+    wq, ws = quant.quantize_fp8_rows(torch.randn((48, width), generator=gen) * width**-0.5)
+    with conf.runs(ops, "fp8_linear"):
+        out = ops.fp8_linear(rows, wq.to(dev), ws.to(dev))
+    assert out.dtype == x.dtype and tuple(out.shape) == (t, 48)
+    host = type(rows)(rows.data.cpu(), scale, torch.float32)
+    unit = (scale.double() * quant.FP8_MAX)[:, None]  # in units of each row's amax
+    conf.close("fp8_linear of the rows", upcast(out).double() / unit,
+               quant.fp8_linear(host, wq, ws).double() / unit, op="fp8_linear", dtype=dtype,
+               reduction=width)

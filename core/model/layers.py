@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from anyware.kernels.reference.quant import quantize_fp8_rows
 from anyware.model.context import ModelContext
 from anyware.model.weights import CheckpointTensor
+from anyware.plugin import Fp8Rows
 from torch import nn
 
 
@@ -46,10 +47,13 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.matmul(x, self.bias)
 
-    def matmul(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """``x @ W^T (+ bias)``, through the platform's fp8 linear once quantised."""
+    def matmul(self, x: torch.Tensor | Fp8Rows, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x @ W^T (+ bias)``, through the platform's fp8 linear once quantised; ``x`` may
+        then be :class:`~anyware.plugin.Fp8Rows` ``[T, K]`` from the op that produced it."""
         if self.weight_scale is None:
             return F.linear(x, self.weight, bias)
+        if isinstance(x, Fp8Rows):
+            return self.quant_ops.fp8_linear(x, self.weight, self.weight_scale, bias)
         lead = x.shape[:-1]
         y = self.quant_ops.fp8_linear(x.reshape(-1, x.shape[-1]), self.weight, self.weight_scale,
                                       bias)
@@ -84,13 +88,23 @@ class Linear(nn.Module):
 
 
 class RMSNorm(nn.Module):
+    """``fp8_out`` (set by ``anyware.model.quant`` where the only consumer of the output is an
+    fp8 projection and the ops quantise activations in their producers): the normed rows come
+    back as :class:`~anyware.plugin.Fp8Rows` (``KernelOps.rms_norm_fp8`` and
+    ``fused_add_rms_norm_fp8``)."""
+
     def __init__(self, dim: int, eps: float, ctx: ModelContext) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(dim, dtype=ctx.dtype), requires_grad=False)
         self.eps = eps
         self.ops = ctx.ops
+        self.fp8_out = False
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         if residual is None:
+            if self.fp8_out:
+                return self.ops.rms_norm_fp8(x, self.weight, self.eps)
             return self.ops.rms_norm(x, self.weight, self.eps)
+        if self.fp8_out:
+            return self.ops.fused_add_rms_norm_fp8(x, residual, self.weight, self.eps)
         return self.ops.fused_add_rms_norm(x, residual, self.weight, self.eps)

@@ -64,9 +64,16 @@ class MLP(nn.Module):
             cfg.hidden_size, {"gate": (i, tp.rank * i), "up": (i, tp.rank * i)}, False, ctx)
         self.down_proj = RowParallelLinear(cfg.intermediate_size, cfg.hidden_size, False, ctx)
         self.ops = ctx.ops
+        self.fp8_out = False  # SiLU-and-mul quantises for an fp8 down projection (model.quant)
 
     def forward(self, x):
-        return self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
+        act = self.ops.silu_and_mul_fp8 if self.fp8_out else self.ops.silu_and_mul
+        return self.down_proj(act(self.gate_up_proj(x)))
+
+    def fp8_producers(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(producer, projection) pairs where the producer's output feeds only that
+        projection (``anyware.model.quant.quantize_linears``)."""
+        return [(self, self.down_proj)]
 
 
 class DecoderLayer(nn.Module):
@@ -76,6 +83,15 @@ class DecoderLayer(nn.Module):
         self.mlp = mlp
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ctx)
+
+    def fp8_producers(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(producer, projection) pairs where the producer's output feeds only that projection:
+        the input norm and the QKV projection; the post-attention norm and a dense MLP's
+        gate-up projection (a sparse block's router reads the normed rows in the model dtype)."""
+        pairs = [(self.input_layernorm, self.self_attn.qkv_proj)]
+        if isinstance(self.mlp, MLP):
+            pairs.append((self.post_attention_layernorm, self.mlp.gate_up_proj))
+        return pairs
 
     def forward(self, positions, x, residual, cos_sin, batch, cache):
         if residual is None:

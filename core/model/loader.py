@@ -104,8 +104,9 @@ def build_model(
             raise ModelConfigError(
                 f"--quantization {ctx.quantization}: no layer of this model can be quantized "
                 f"(sizes must be multiples of 16); leave --quantization unset")
-        log.info("--quantization %s: %d linear layers, %.2f -> %.2f GiB", report.method,
-                 report.quantized, report.bytes_before / 2**30, report.bytes_after / 2**30)
+        log.info("--quantization %s: %d linear layers, %.2f -> %.2f GiB; %d norm / activation "
+                 "ops quantise for their projection", report.method, report.quantized,
+                 report.bytes_before / 2**30, report.bytes_after / 2**30, report.fused)
     model.init_rope()
     model.eval()
     return model

@@ -10,6 +10,13 @@ the MoE backend). Embeddings, the LM head, MoE router gates, EAGLE-3's ``fc`` an
 the model dtype (as vLLM's FP8 method does for the head and the router). A layer whose output
 or input size is not a multiple of 16 (the GEMM alignment the contract guarantees) stays in
 the model dtype too.
+
+Where the platform's ops quantise activations in the op that produces them
+(``KernelOps.fp8_activations``), each module that names ``fp8_producers()`` — (producer,
+projection) pairs whose producer output feeds only that projection: a decoder layer's norms,
+an MLP's SiLU-and-mul — has the producer's ``fp8_out`` set when the projection was quantised,
+so the norm or activation hands the projection :class:`~anyware.plugin.Fp8Rows` and the
+projection skips its own quantisation launch.
 """
 
 from __future__ import annotations
@@ -29,14 +36,16 @@ QUANTIZED_PROJECTIONS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
 @dataclass(frozen=True)
 class QuantizationReport:
-    """What :func:`quantize_linears` did: layers quantised, layers kept (misaligned) and the
-    weight bytes before and after."""
+    """What :func:`quantize_linears` did: layers quantised, layers kept (misaligned), the
+    weight bytes before and after, and the norms / activations that now quantise for their
+    projection (``fused``)."""
 
     method: str
     quantized: int
     kept: tuple[str, ...]
     bytes_before: int
     bytes_after: int
+    fused: int = 0
 
 
 @torch.no_grad()
@@ -57,8 +66,20 @@ def quantize_linears(model: torch.nn.Module, method: str, ops: KernelOps) -> Qua
         module.quantize_fp8(ops)
         after += module.weight.numel() + module.weight_scale.numel() * 4
         quantized += 1
+    fused = _fuse_producers(model) if quantized and getattr(ops, "fp8_activations", False) else 0
     if kept:
         log.warning("--quantization fp8: %d layer(s) stay in the model dtype (a size not a "
                     "multiple of %d): %s", len(kept), FP8_ALIGN, ", ".join(kept[:4]))
-    return QuantizationReport(method, quantized, tuple(kept), before, after)
+    return QuantizationReport(method, quantized, tuple(kept), before, after, fused)
 
+
+def _fuse_producers(model: torch.nn.Module) -> int:
+    """Set ``fp8_out`` on every producer whose projection is quantised; how many."""
+    count = 0
+    for module in model.modules():
+        pairs = getattr(module, "fp8_producers", None)
+        for producer, projection in pairs() if callable(pairs) else ():
+            if getattr(projection, "weight_scale", None) is not None:
+                producer.fp8_out = True
+                count += 1
+    return count

@@ -35,7 +35,7 @@ from anyware.plugin.ops.attention import (
     KVLayout,
 )
 from anyware.plugin.ops.comm import Communicator, TorchDistributedCommunicator
-from anyware.plugin.ops.kernels import KernelOps, SamplingTensors
+from anyware.plugin.ops.kernels import Fp8Rows, KernelOps, SamplingTensors
 from anyware.plugin.ops.moe import ROUTER_SCORING, Dispatched, MoEBackend, MoESpec, MoEWeightLayout
 from anyware.plugin.padding import Bucket, dummy_batch, pad_batch
 from anyware.plugin.platform import (
@@ -73,6 +73,7 @@ __all__ = [
     "ExecutionStrategy",
     "ForwardBatch",
     "ForwardMode",
+    "Fp8Rows",
     "KVCache",
     "KVLayout",
     "KernelOps",

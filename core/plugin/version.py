@@ -21,9 +21,12 @@ with a default that composes the existing ops), and fp8 MoE experts: ``MoESpec.q
 ``MoEBackend.quantizations`` and the keyword-optional ``scales`` of ``MoEBackend.experts`` /
 ``MoEBackend.forward`` (a backend that does not declare ``"fp8"`` is unaffected); 2.3 added
 ``MoEBackend.expert_parallel`` (a backend declares that it runs ``ep_size > 1`` instead of
-overriding ``unsupported``; default False, so a 2.2 backend is unaffected).
+overriding ``unsupported``; default False, so a 2.2 backend is unaffected); 2.4 added
+``Fp8Rows`` and ``KernelOps.fp8_activations`` / ``quantize_fp8`` / ``rms_norm_fp8`` /
+``fused_add_rms_norm_fp8`` / ``silu_and_mul_fp8`` (an fp8 projection's input quantised in the
+op that produces it; default off, so a 2.3 ops class is unaffected).
 """
 
 from __future__ import annotations
 
-PLUGIN_API_VERSION = "2.3.0"
+PLUGIN_API_VERSION = "2.4.0"

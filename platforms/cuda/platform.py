@@ -2,9 +2,11 @@
 
 Device hooks and the graph strategy come from the torch-device toolkit
 (:class:`anyware_torchdev.TorchDevicePlatform` over ``torch.cuda``; its graph options apply).
-One option of its own (``--platform-option``): ``cuda_fp8_gemv_max_rows`` (default 0, off):
+Options of its own (``--platform-option``): ``cuda_fp8_gemv_max_rows`` (default 0, off):
 ``fp8_linear`` of up to that many rows runs the one-launch few-rows kernel
-(``anyware.kernels.triton.fp8_gemv``) instead of quantisation + ``torch._scaled_mm``.
+(``anyware.kernels.triton.fp8_gemv``) instead of quantisation + ``torch._scaled_mm``;
+``cuda_fp8_fused_activations`` (default true; false for A/B runs): the norms and SiLU-and-mul
+in front of fp8 projections quantise their output in their own launch (plugin API 2.4).
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ class CudaPlatform(TorchDevicePlatform):
         from anyware.kernels.triton.ops import TritonOps
 
         extra = self.config.extra if self.config is not None else {}
-        return TritonOps(fp8_gemv_max_rows=int(extra.get(f"{self.name}_fp8_gemv_max_rows", 0)))
+        ops = TritonOps(fp8_gemv_max_rows=int(extra.get(f"{self.name}_fp8_gemv_max_rows", 0)))
+        if not _flag(extra.get(f"{self.name}_fp8_fused_activations", True)):
+            ops.fp8_activations = False
+        return ops
 
     def _attention_backends(self):
         from anyware.kernels.triton.attention_backend import TritonAttentionBackend
@@ -93,3 +98,15 @@ class CudaPlatform(TorchDevicePlatform):
 
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)
+
+
+def _flag(value) -> bool:
+    """A boolean platform option: a bool, or ``true/false/1/0/yes/no/on/off`` as text."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"a boolean platform option takes true or false, not {value!r}")

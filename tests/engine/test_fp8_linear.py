@@ -116,3 +116,48 @@ def test_prequantized_checkpoint_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelConfigError, match=r"already quantized.*'fp8'.*--quantization fp8"):
         ModelConfig.from_dir(tmp_path)
+
+
+def test_engine_quantises_in_the_producers(model_dir):
+    """With ops that quantise activations in their producers (``fp8_activations``), each
+    layer's two norms and its SiLU-and-mul hand their projection fp8 rows; the tokens are those
+    of the same engine with every producer switched back to model-dtype output."""
+    path = str(model_dir("llama"))
+    greedy = SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True)
+    prompts = [[5, 6, 7, 8], [9, 10, 11, 12, 13, 14]]
+    with Engine(path, quantization="fp8", **ENGINE_DEFAULTS) as engine:
+        model, ops = engine.core.worker.model, engine.core.platform.ops()
+        producers = [m for m in model.modules() if getattr(m, "fp8_out", False)]
+        assert len(producers) == 2 * 3  # 2 layers x (input norm, post-attention norm, MLP)
+        assert not model.norm.fp8_out  # the final norm feeds the (unquantised) LM head
+        before = ops.calls["quantize_fp8"]
+        fused = [o.outputs[0].token_ids for o in engine.generate(prompts, greedy)]
+        assert ops.calls["quantize_fp8"] > before
+        for m in producers:
+            m.fp8_out = False
+        before = ops.calls["quantize_fp8"]
+        plain = [o.outputs[0].token_ids for o in engine.generate(prompts, greedy)]
+        assert ops.calls["quantize_fp8"] == before
+    assert fused == plain
+
+
+class _Block(torch.nn.Module):
+    """A producer feeding one projection, as ``MLP.fp8_producers`` names it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down_proj = _linear(32, 64, False)
+        self.fp8_out = False
+
+    def fp8_producers(self):
+        return [(self, self.down_proj)]
+
+
+def test_producers_stay_off_without_fp8_activations():
+    class Plain(ReferenceOps):
+        fp8_activations = False
+
+    for ops, want in ((Plain(), False), (ReferenceOps(), True)):
+        block = _Block()
+        report = quantize_linears(block, "fp8", ops)
+        assert block.fp8_out is want and report.fused == int(want)

@@ -111,3 +111,24 @@ def test_graph_options_reach_the_strategy():
     assert strat.max_batch_size == 48 and strat.prefill_tokens[-1] == 512
     plat.config = PlatformConfig(extra={"cuda_graph_batch_sizes": [4, 1]})
     assert plat._execution_strategy("graphs").batch_sizes == (1, 4)
+
+
+@pytest.mark.parametrize("extra,fused,gemv", [
+    ({}, True, 0),
+    ({"cuda_fp8_fused_activations": False}, False, 0),
+    ({"cuda_fp8_fused_activations": "off"}, False, 0),
+    ({"cuda_fp8_gemv_max_rows": 4}, False, 4),  # the few-rows kernel quantises its own input
+])
+def test_fp8_ops_options(extra, fused, gemv):
+    """``cuda_fp8_fused_activations`` (default on) and ``cuda_fp8_gemv_max_rows`` reach the
+    Triton ops; a value that is not a boolean is refused by name."""
+    pytest.importorskip("triton")
+    from anyware.plugin import PlatformConfig
+
+    plat = CudaPlatform()
+    plat.config = PlatformConfig(extra=extra)
+    ops = plat._create_ops()
+    assert ops.fp8_activations is fused and ops.fp8_gemv_max_rows == gemv
+    plat.config = PlatformConfig(extra={"cuda_fp8_fused_activations": "maybe"})
+    with pytest.raises(ValueError, match="true or false"):
+        plat._create_ops()

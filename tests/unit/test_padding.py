@@ -198,3 +198,26 @@ def test_padded_batch_gives_the_same_logits(model, mode):
     rows = batch.logits_indices.numel()
     assert got.shape[0] == rows + 3
     torch.testing.assert_close(got[:rows], want, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_model_fp8_rows_path():
+    """The conformance tiny model with fp8 projections: where the ops set ``fp8_activations``
+    its norms and SiLU hand the projections ``Fp8Rows`` (the graphs tier replays that path on
+    a GPU); on the reference ops the logits equal those of each projection quantising its own
+    input."""
+    platform = PlatformDriver(CpuPlatform())
+    platform.init_device()
+    tiny = TinyModel(platform, torch.bfloat16, PS, num_pages=24, seed=4, fp8=True)
+    tokens, prefix, pages, _, _ = CASES[ForwardMode.EXTEND]
+    batch = _batch(ForwardMode.EXTEND, tokens, prefix, pages)
+    ops = tiny.ops
+    assert ops.fp8_activations
+    before = ops.calls["quantize_fp8"]
+    fused = tiny.forward(batch)
+    assert ops.calls["quantize_fp8"] - before == 2 * 3  # 2 layers x (2 norms, SiLU)
+    ops.fp8_activations = False
+    try:
+        plain = tiny.forward(batch)
+    finally:
+        del ops.fp8_activations  # back to the class's True
+    assert ops.fp8_activations and torch.equal(fused, plain)

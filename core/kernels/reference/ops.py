@@ -8,6 +8,8 @@ from anyware.plugin import KernelOps
 
 class ReferenceOps(KernelOps):
     provider = "torch-reference"
+    # fp8 producers compose the ops below (the KernelOps defaults) and quantize_fp8
+    fp8_activations = True
 
     def rms_norm(self, x, weight, eps):
         self.calls["rms_norm"] += 1
@@ -36,3 +38,7 @@ class ReferenceOps(KernelOps):
     def fp8_linear(self, x, weight, weight_scale, bias=None):
         self.calls["fp8_linear"] += 1
         return quant.fp8_linear(x, weight, weight_scale, bias)
+
+    def quantize_fp8(self, x):
+        self.calls["quantize_fp8"] += 1
+        return quant.quantize_fp8_activations(x)

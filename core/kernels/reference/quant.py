@@ -8,6 +8,7 @@ spans e4m3's finite range (±448), then rounded to the nearest e4m3 value (ties 
 from __future__ import annotations
 
 import torch
+from anyware.plugin import Fp8Rows
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # e4m3's largest finite value
@@ -25,12 +26,30 @@ def quantize_fp8_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
-               bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The contract of ``KernelOps.fp8_linear``: ``x`` quantised per token, the product
-    accumulated in fp32 and scaled by both scales, plus ``bias``; in ``x.dtype``."""
-    xq, xs = quantize_fp8_rows(x)
+def quantize_fp8_activations(x: torch.Tensor) -> Fp8Rows:
+    """The contract of ``KernelOps.quantize_fp8``: :func:`quantize_fp8_rows` of ``x``, kept with
+    ``x``'s dtype (the output dtype of the linear layer the rows feed)."""
+    q, scale = quantize_fp8_rows(x)
+    return Fp8Rows(q, scale, x.dtype)
+
+
+def fp8_matmul(xq: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor,
+               weight_scale: torch.Tensor, bias: torch.Tensor | None,
+               dtype: torch.dtype) -> torch.Tensor:
+    """``(xq @ weight.T) * xs[:, None] * weight_scale[None, :] (+ bias)`` on e4m3 operands,
+    accumulated in fp32, returned in ``dtype``."""
     y = (xq.float() @ weight.float().T) * xs[:, None] * weight_scale.float()[None, :]
     if bias is not None:
         y = y + bias.float()
-    return y.to(x.dtype)
+    return y.to(dtype)
+
+
+def fp8_linear(x: torch.Tensor | Fp8Rows, weight: torch.Tensor, weight_scale: torch.Tensor,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The contract of ``KernelOps.fp8_linear``: ``x`` quantised per token (or already an
+    :class:`~anyware.plugin.Fp8Rows`), the product accumulated in fp32 and scaled by both
+    scales, plus ``bias``; in ``x.dtype``."""
+    if isinstance(x, Fp8Rows):
+        return fp8_matmul(x.data, x.scale, weight, weight_scale, bias, x.dtype)
+    xq, xs = quantize_fp8_rows(x)
+    return fp8_matmul(xq, xs, weight, weight_scale, bias, x.dtype)

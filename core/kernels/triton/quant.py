@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 from anyware.kernels.triton.store import _saturate_e4m3
+from anyware.plugin import Fp8Rows
 
 FP8_DTYPE = torch.float8_e4m3fn
 MAX_BLOCK = 4096  # one row is read in chunks of at most this many elements
@@ -84,9 +85,10 @@ def quantize_fp8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+def fp8_linear(x: torch.Tensor | Fp8Rows, weight: torch.Tensor, weight_scale: torch.Tensor,
                bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``KernelOps.fp8_linear``: ``x`` ``[T, K]`` quantised per token by the kernel above, then
+    """``KernelOps.fp8_linear``: ``x`` ``[T, K]`` quantised per token by the kernel above (or
+    already quantised: an :class:`~anyware.plugin.Fp8Rows` from a fused norm / SiLU), then
     ``(x_q @ weight.T) * s[:, None] * weight_scale[None, :] (+ bias)`` by ``torch._scaled_mm``
     (fp32 accumulation, no fast accumulation), in ``x.dtype``. ``weight.t()`` of the row-major
     ``[N, K]`` weight is the column-major ``[K, N]`` operand ``_scaled_mm`` wants.
@@ -104,8 +106,11 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor
     """
     t, n = x.shape[0], weight.shape[0]
     if t == 0:
-        return x.new_empty((0, n))
-    xq, xs = quantize_fp8_rows(x)
+        return torch.empty((0, n), dtype=x.dtype, device=weight.device)
+    if isinstance(x, Fp8Rows):
+        xq, xs = x.data, x.scale
+    else:
+        xq, xs = quantize_fp8_rows(x)
     ws = weight_scale.float()
     if x.dtype != torch.float32:
         return torch._scaled_mm(xq, weight.t(), scale_a=xs[:, None], scale_b=ws[None, :],

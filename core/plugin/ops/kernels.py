@@ -36,6 +36,26 @@ class SamplingTensors:
     greedy: torch.Tensor
 
 
+@dataclass(frozen=True)
+class Fp8Rows:
+    """Activation rows quantised per token for an fp8 linear layer (2.4).
+
+    data: ``torch.float8_e4m3fn`` ``[T, K]``; scale: fp32 ``[T]``, so that ``data[t].float() *
+    scale[t]`` approximates row ``t`` (the quantisation :meth:`KernelOps.fp8_linear` specifies);
+    dtype: the model dtype the rows were computed in, which is the dtype of the linear layer's
+    output. Made by :meth:`KernelOps.quantize_fp8` and the ``*_fp8`` producers of one ops
+    object and consumed by that object's :meth:`KernelOps.fp8_linear`.
+    """
+
+    data: torch.Tensor
+    scale: torch.Tensor
+    dtype: torch.dtype
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape
+
+
 class KernelOps(ABC):
     """Norm, rotary, activation, KV store and sampling kernels.
 
@@ -47,6 +67,15 @@ class KernelOps(ABC):
     """
 
     provider: str = "abstract"
+
+    #: (2.4) True: :meth:`fp8_linear` also takes :class:`Fp8Rows` made by this object's
+    #: :meth:`quantize_fp8`, :meth:`rms_norm_fp8`, :meth:`fused_add_rms_norm_fp8` and
+    #: :meth:`silu_and_mul_fp8`, so that a model quantises an fp8 projection's input in the op
+    #: that produces it (the norm before the QKV and gate-up projections, SiLU-and-mul before
+    #: the down projection) instead of in a launch of its own. A class or instance attribute,
+    #: read when the model's layers are quantised. False (the default): those methods are
+    #: never called and :meth:`fp8_linear` only ever gets rows in the model dtype.
+    fp8_activations: bool = False
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -140,7 +169,9 @@ class KernelOps(ABC):
         """W8A8 FP8 linear layer (``--quantization fp8``; claimed by listing ``"fp8"`` in
         ``Capabilities.quantization``, never called otherwise). (2.2)
 
-        x: ``[T, K]`` in the model dtype. weight: ``torch.float8_e4m3fn`` ``[N, K]`` (row
+        x: ``[T, K]`` in the model dtype, or (2.4, only where :attr:`fp8_activations`) an
+        :class:`Fp8Rows` of ``[T, K]`` made by this object, which is used as it is (no second
+        quantisation; the output is in ``x.dtype``). weight: ``torch.float8_e4m3fn`` ``[N, K]`` (row
         major), quantised per output channel; weight_scale: fp32 ``[N]``, so that
         ``weight[n].float() * weight_scale[n]`` approximates the original row. bias: ``[N]`` in
         ``x.dtype`` or ``None``. ``N`` and ``K`` are multiples of 16 (the model keeps other
@@ -157,3 +188,39 @@ class KernelOps(ABC):
         raise NotImplementedError(
             f"{type(self).__name__} does not implement fp8_linear; its platform must not "
             f"declare 'fp8' in Capabilities.quantization")
+
+    def quantize_fp8(self, x: torch.Tensor) -> Fp8Rows:
+        """(2.4; called only where :attr:`fp8_activations`) ``x`` ``[T, K]`` in the model dtype
+        -> :class:`Fp8Rows`: exactly the per-token quantisation :meth:`fp8_linear` specifies
+        (``s[t] = max(amax(|x[t]|), 1e-12) / 448`` in fp32; ``e4m3(clamp(x[t] / s[t], ±448))``,
+        rounded to nearest even), ``dtype = x.dtype``.
+
+        The base class implements nothing: a platform that sets :attr:`fp8_activations`
+        overrides it (the reference is ``anyware.kernels.reference.quant.quantize_fp8_rows``).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement quantize_fp8; it must not set "
+            f"fp8_activations")
+
+    def rms_norm_fp8(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> Fp8Rows:
+        """(2.4) ``quantize_fp8(rms_norm(x, weight, eps))``: the normed rows are rounded to
+        ``x.dtype``, then quantised, so a fused kernel gives the bytes of the two ops in
+        sequence (up to the norm's own rounding). The default composes the two; a platform
+        that fuses them increments ``self.calls["rms_norm_fp8"]``."""
+        return self.quantize_fp8(self.rms_norm(x, weight, eps))
+
+    def fused_add_rms_norm_fp8(
+        self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> tuple[Fp8Rows, torch.Tensor]:
+        """(2.4) :meth:`fused_add_rms_norm` whose normed rows are quantised as
+        :meth:`rms_norm_fp8` says: returns ``(quantize_fp8(rms_norm(r)), r)``, ``r = x +
+        residual`` in ``x.dtype``. The default composes; a fused kernel increments
+        ``self.calls["fused_add_rms_norm_fp8"]``."""
+        normed, r = self.fused_add_rms_norm(x, residual, weight, eps)
+        return self.quantize_fp8(normed), r
+
+    def silu_and_mul_fp8(self, x: torch.Tensor) -> Fp8Rows:
+        """(2.4) ``quantize_fp8(silu_and_mul(x))``: the product rounded to ``x.dtype``, then
+        quantised. The default composes; a fused kernel increments
+        ``self.calls["silu_and_mul_fp8"]``."""
+        return self.quantize_fp8(self.silu_and_mul(x))
