@@ -68,7 +68,8 @@ def run(path: Path, args, profile: bool) -> dict:
     kv_tokens = int(demand * args.kv_fraction)
     opts = dict(platform="cpu", dtype="float32", page_size=16,
                 max_running_requests=args.max_running, show_progress=False,
-                kv_cache_bytes=kv_tokens * KV_BYTES_PER_TOKEN, overlap_schedule=True)
+                kv_cache_bytes=kv_tokens * KV_BYTES_PER_TOKEN, overlap_schedule=True,
+                schedule_conservativeness=args.schedule_conservativeness)
     with Engine(str(path), **opts) as e:
         core = e.core  # the loop thread is idle (no requests): stepping from here is safe
         fwd, trace = {"s": 0.0}, []
@@ -132,6 +133,8 @@ def main() -> None:
     ap.add_argument("--kv-fraction", type=float, default=0.68,
                     help="KV pool tokens / total demand (requests x (input + output))")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many (0: all)")
+    ap.add_argument("--schedule-conservativeness", type=float, default=1.0,
+                    help="the engine's output reserve at admission (0: off)")
     ap.add_argument("--real-forward", action="store_true",
                     help="run the tiny model (slow on CPU) instead of a stub forward")
     ap.add_argument("--no-profile", action="store_true")

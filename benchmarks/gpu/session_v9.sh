@@ -5,9 +5,10 @@
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # issue 14: W5 bs1 bf16 / fp8, the transformers slice at 64 prompts
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh spec   # issue 13's off-switch at batch 1 (spec_bench)
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh chunk  # issue 21 item 2: W2 bf16 at chunked-prefill 2048 (default) vs 4096
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sched  # issue 21 item 2: W2 bf16 at 512 running (graphs to 512) with the output reserve vs without; retractions recorded
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?sweep|ab|w5|spec|chunk}"
+PART="${1:?sweep|ab|w5|spec|chunk|sched}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
 export PYTHONPATH=$PWD
@@ -58,6 +59,11 @@ spec)
 chunk)
   run bf16 W2
   run bf16-chunk4096 W2 --engine-opt chunked_prefill_size=4096
+  ;;
+sched)
+  M512="--engine-opt max_running_requests=512 --platform-opt cuda_graph_max_batch_size=512"
+  run bf16-512-reserve W2 $M512
+  run bf16-512-noreserve W2 $M512 --engine-opt schedule_conservativeness=0
   ;;
 esac
 ls $OUT

@@ -99,6 +99,10 @@ def _add_engine_arguments(parser, max_running_requests: int) -> None:
                         help="most requests in the running batch")
     parser.add_argument("--chunked-prefill-size", type=int, default=2048,
                         help="most prompt tokens prefilled per step")
+    parser.add_argument("--schedule-conservativeness", type=float, default=1.0, metavar="C",
+                        help="scales the KV kept free for running requests' remaining output "
+                             "when admitting new ones (0.7 decaying to 0.1 of it, times this); "
+                             "higher: fewer retractions, smaller batches; 0: off")
     parser.add_argument("--context-len", "--max-model-len", dest="context_len", type=int,
                         default=None,
                         help="cap on prompt + completion length (default: the model's; "
@@ -220,6 +224,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         kwargs.update(
             page_size=args.page_size, max_running_requests=args.max_running_requests,
             chunked_prefill_size=args.chunked_prefill_size, context_len=args.context_len,
+            schedule_conservativeness=args.schedule_conservativeness,
             mem_fraction=args.mem_fraction, disable_radix_cache=args.disable_radix_cache,
             attention_backend=args.attention_backend, execution=args.execution,
             overlap_schedule=args.overlap_schedule,

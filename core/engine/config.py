@@ -77,6 +77,9 @@ class EngineConfig:
     context_len: int | None = None
     disable_radix_cache: bool = False
     schedule_policy: str = "lpm"
+    # admission keeps 0.7 -> 0.1 (decaying; back up at a retraction) of the running requests'
+    # remaining output free, times this (SGLang's --schedule-conservativeness); 0: off
+    schedule_conservativeness: float = 1.0
     attention_backend: str | None = None
     execution: str = "auto"
     # overlap the scheduling of step N+1 with step N on the device; None: when the platform
@@ -167,4 +170,7 @@ class EngineConfig:
                                       "quantization")
         if cfg.max_running_requests < 1:
             raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
+        if not cfg.schedule_conservativeness >= 0:
+            raise InvalidRequestError("schedule_conservativeness must be >= 0 (0 turns the "
+                                      "output reserve off)", "schedule_conservativeness")
         return cfg

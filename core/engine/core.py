@@ -236,7 +236,8 @@ class EngineCore:
         self.scheduler = Scheduler(
             SchedulerConfig(cfg.max_running_requests, cfg.chunked_prefill_size,
                             cfg.mixed_batches, model_cfg.context_len,
-                            spec.num_draft_tokens if spec is not None else 0),
+                            spec.num_draft_tokens if spec is not None else 0,
+                            cfg.schedule_conservativeness),
             self.kv, make_policy(cfg.schedule_policy if cache else "fcfs"),
             model_cfg.eos_token_ids,
             drafts=self.speculator.propose if self.speculator is not None else None)

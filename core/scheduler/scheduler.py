@@ -38,6 +38,7 @@ from anyware.request import DraftTree, ScheduledBatch, TokenDelta
 from anyware.request.request import Request, placeholder
 from anyware.scheduler.delivery import Delivery
 from anyware.scheduler.kv_manager import KVManager
+from anyware.scheduler.output_reserve import OutputReserve
 from anyware.scheduler.policy import FCFSPolicy, SchedulePolicy
 from anyware.scheduler.tree_moves import path_moves
 
@@ -49,6 +50,9 @@ class SchedulerConfig:
     mixed: bool = True
     context_len: int = 4096
     num_draft_tokens: int = 0  # k: draft tokens a decoding request may verify per step
+    # scales the share of running requests' remaining output that admission keeps free
+    # (OutputReserve); 0: none beyond a page per running request
+    schedule_conservativeness: float = 0.0
 
 
 DraftSource = Callable[[Request, int], "Sequence[int] | DraftTree"]
@@ -80,6 +84,8 @@ class Scheduler(Delivery):
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.counters = SchedulerCounters()
+        self.output_reserve = OutputReserve(cfg.schedule_conservativeness, kv.page_size,
+                                            cfg.context_len)
         # KV copies of accepted tree paths, for the engine to apply (take_kv_moves)
         self._kv_moves: list[tuple[int, int]] = []
 
@@ -127,7 +133,9 @@ class Scheduler(Delivery):
             if n:
                 prefills.append((req, req.num_computed, n))
                 budget -= n
-        if self.counters.retractions == retracted_before:  # no admission while memory is short
+        retracted = self.counters.retractions != retracted_before
+        self.output_reserve.step(retracted)
+        if not retracted:  # no admission while memory is short
             budget = self._admit(prefills, budget, len(decodes))
         items = prefills + decodes
         if not items:
@@ -255,6 +263,9 @@ class Scheduler(Delivery):
                 or self.kv.page_table.num_free_rows == 0):  # no room: skip the policy's ranking
             return budget
         ordered = self.policy.order(list(self.waiting), self.kv.cached_prefix_len)
+        reserve = self.output_reserve
+        # the running requests' expected growth (OutputReserve), kept free for them
+        future = reserve.total(self.running) if reserve.enabled else 0
         for req in ordered:
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
@@ -263,8 +274,15 @@ class Scheduler(Delivery):
             if self.kv.page_table.num_free_rows == 0:
                 break
             self.kv.admit(req)
-            # keep a page of headroom per running request so decodes don't thrash
-            headroom = len(self.running)
+            # at least a page of headroom per running request so decodes don't thrash
+            headroom = max(len(self.running), future)
+            if (reserve.enabled and self.running
+                    and reserve.pages(req) + headroom > self.kv.available_pages):
+                future = reserve.total(self.running, exact=True)  # the cached total is stale
+                headroom = max(len(self.running), future)
+                if reserve.pages(req) + headroom > self.kv.available_pages:
+                    self.kv.release(req, cache_it=False)  # its own growth would not fit
+                    break
             n = min(req.seq_len - req.num_computed, budget)
             pages = self.kv.pages_needed(req, req.num_computed + n)
             if pages + headroom > self.kv.available_pages:
@@ -273,6 +291,8 @@ class Scheduler(Delivery):
             if n <= 0 or not self.kv.reserve(req, req.num_computed + n):
                 self.kv.release(req, cache_it=False)
                 break
+            if reserve.enabled:
+                future = reserve.admitted(req)
             self.waiting.remove(req)
             if req.retractions == 0:  # report the prefix reused at first admission
                 req.cached_tokens = req.num_computed

@@ -69,6 +69,7 @@ async def server_info(state: ServerState) -> dict[str, Any]:
         "mem_fraction_static": cfg.mem_fraction,
         "disable_radix_cache": cfg.disable_radix_cache,
         "schedule_policy": cfg.schedule_policy,
+        "schedule_conservativeness": cfg.schedule_conservativeness,
         "attention_backend": cfg.attention_backend,
         "random_seed": cfg.seed,
         "tp_size": cfg.tensor_parallel_size,

@@ -63,14 +63,19 @@ class CudaPlatform(TorchDevicePlatform):
         )
 
     def _configure(self, config: PlatformConfig) -> PlatformConfig:
-        """Refuse ``--quantization fp8`` on a GPU without fp8 tensor cores (before Ada / Hopper,
-        compute capability 8.9); then the torch-device checks."""
+        """Refuse ``--quantization fp8`` where a visible GPU lacks fp8 tensor cores (before Ada /
+        Hopper, compute capability 8.9); then the torch-device checks. Every visible GPU is
+        asked, not the current one: this runs before ``init_device`` picks a rank's GPU."""
         if config.quantization == "fp8":
-            major, minor = torch.cuda.get_device_capability()
+            devices = range(self.visible_device_count()) or [None]  # None: the current one
+            caps = {d: tuple(torch.cuda.get_device_capability(d)) for d in devices}
+            device, (major, minor) = min(caps.items(), key=lambda item: item[1])
             if (major, minor) < FP8_MIN_CAPABILITY:
+                which = f" (device {device} of {len(caps)})" if len(caps) > 1 else ""
                 raise CapabilityError(
                     f"fp8 linear layers need compute capability 8.9+ (Ada, Hopper); this GPU is "
-                    f"{major}.{minor}; leave --quantization unset")
+                    f"{major}.{minor}{which}; leave --quantization unset, or hide the older "
+                    f"GPUs with CUDA_VISIBLE_DEVICES")
         return super()._configure(config)
 
     # ---------------------------------------------------------------- ops

@@ -26,7 +26,8 @@ def heads(model_dir, tmp_path_factory):
     dict(page_size=4),
     dict(page_size=16, chunked_prefill_size=8, mixed_batches=False),
     dict(page_size=4, chunked_prefill_size=16, disable_radix_cache=True),
-    dict(page_size=4, kv_cache_bytes=64 << 10),  # tight: requests are retracted
+    # tight, and no output reserve at admission: requests are retracted
+    dict(page_size=4, kv_cache_bytes=64 << 10, schedule_conservativeness=0),
 ], ids=["p4", "p16-chunk8-unmixed", "p4-chunk16-nocache", "p4-retract"])
 def test_greedy_output_identical_to_no_speculation(model_dir, heads, setting):
     model = model_dir("llama")

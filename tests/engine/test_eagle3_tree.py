@@ -33,7 +33,8 @@ def tree_spec(head, k=5, topk=2):
 @pytest.mark.parametrize("setting", [
     dict(page_size=4),
     dict(page_size=16, chunked_prefill_size=8, mixed_batches=False),
-    dict(page_size=4, kv_cache_bytes=64 << 10),  # tight: requests are retracted
+    # tight, and no output reserve at admission: requests are retracted
+    dict(page_size=4, kv_cache_bytes=64 << 10, schedule_conservativeness=0),
 ], ids=["p4", "p16-chunk8-unmixed", "p4-retract"])
 def test_greedy_output_identical_to_no_speculation(model_dir, heads, setting):
     model = model_dir("llama")

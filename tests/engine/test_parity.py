@@ -58,7 +58,10 @@ def test_retraction_under_memory_pressure_keeps_outputs(model_dir, refs):
     greedy outputs stay identical."""
     prompts, expected, _ = refs("llama")
     # llama tiny: 2 layers * 2 kv heads * 16 dims * (k+v) * 4 bytes = 512 bytes per token
+    # no output reserve at admission (schedule_conservativeness=0): admitted on their prompts,
+    # the requests outgrow the pool
     with Engine(str(model_dir("llama")), page_size=8, kv_cache_bytes=512 * 8 * 30,
+                schedule_conservativeness=0,
                 **ENGINE_DEFAULTS) as engine:
         outs = engine.generate(prompts, SamplingParams(max_new_tokens=NEW, temperature=0,
                                                        ignore_eos=True))
@@ -66,3 +69,19 @@ def test_retraction_under_memory_pressure_keeps_outputs(model_dir, refs):
         engine.check_invariants()
     assert stats.retractions > 0
     assert [o.outputs[0].token_ids for o in outs] == expected
+
+
+def test_output_reserve_cuts_retractions_and_keeps_outputs(model_dir, refs):
+    """The same pool with the default output reserve at admission: fewer requests run at once,
+    fewer are retracted, and the greedy outputs are the same tokens."""
+    prompts, expected, _ = refs("llama")
+    seen = {}
+    for c in (0.0, 1.0):
+        with Engine(str(model_dir("llama")), page_size=8, kv_cache_bytes=512 * 8 * 30,
+                    schedule_conservativeness=c, **ENGINE_DEFAULTS) as engine:
+            outs = engine.generate(prompts, SamplingParams(max_new_tokens=NEW, temperature=0,
+                                                           ignore_eos=True))
+            seen[c] = engine.stats().retractions
+            engine.check_invariants()
+        assert [o.outputs[0].token_ids for o in outs] == expected
+    assert seen[1.0] < seen[0.0], seen

@@ -96,7 +96,8 @@ SETTINGS = [
     dict(page_size=16, chunked_prefill_size=8, mixed_batches=False),
     dict(page_size=16, chunked_prefill_size=16),
     dict(page_size=4, chunked_prefill_size=16, disable_radix_cache=True),
-    dict(page_size=4, kv_cache_bytes=64 << 10),  # tight: requests are retracted
+    # tight, and no output reserve at admission: requests are retracted
+    dict(page_size=4, kv_cache_bytes=64 << 10, schedule_conservativeness=0),
 ]
 IDS = ["p1", "p16-chunk8-unmixed", "p16-chunk16-mixed", "p4-nocache", "p4-retract"]
 

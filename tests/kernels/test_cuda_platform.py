@@ -59,6 +59,20 @@ def test_fp8_needs_compute_capability_8_9(monkeypatch, cc, ok):
             plat._configure(config)
 
 
+def test_fp8_asks_every_visible_gpu(monkeypatch):
+    """Checked before a rank picks its GPU: the oldest visible GPU decides, and is named."""
+    from anyware.plugin import CapabilityError, PlatformConfig
+
+    caps = {0: (9, 0), 1: (8, 0), 2: (9, 0)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: caps[device])
+    monkeypatch.setattr(CudaPlatform, "visible_device_count", lambda self: 3)
+    with pytest.raises(CapabilityError, match=r"this GPU is 8\.0 \(device 1 of 3\)"):
+        CudaPlatform()._configure(PlatformConfig(execution="eager", quantization="fp8"))
+    caps[1] = (9, 0)
+    config = PlatformConfig(execution="eager", quantization="fp8")
+    assert CudaPlatform()._configure(config) is config
+
+
 def test_backend_preference_order():
     pytest.importorskip("triton")
     names = [b.name for b in PlatformDriver(CudaPlatform()).attention_backends()]

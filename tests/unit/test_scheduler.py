@@ -1,6 +1,7 @@
 """Scheduler and KV manager without a model: batch composition, exact pages, chunking,
 retraction order, abort, stop conditions, and the memory invariant."""
 
+import pytest
 import torch
 from anyware.memory import PageAllocator, PageTable
 from anyware.memory.radix_cache import RadixCache
@@ -11,12 +12,15 @@ from anyware.scheduler import Scheduler, SchedulerConfig
 from anyware.scheduler.kv_manager import KVManager
 
 
-def make(num_pages=32, page_size=4, chunk=2048, max_running=8, cache=False, mixed=True):
+def make(num_pages=32, page_size=4, chunk=2048, max_running=8, cache=False, mixed=True,
+         conservativeness=0.0):
     alloc = PageAllocator(num_pages)
     table = PageTable(max_running, 64, torch.device("cpu"))
     radix = RadixCache(page_size, alloc.free) if cache else None
     kv = KVManager(alloc, table, page_size, radix)
-    return Scheduler(SchedulerConfig(max_running, chunk, mixed, 256), kv, eos_token_ids=(1,))
+    return Scheduler(SchedulerConfig(max_running, chunk, mixed, 256,
+                                     schedule_conservativeness=conservativeness),
+                     kv, eos_token_ids=(1,))
 
 
 def req(rid, n, max_new=8, events=None, **kw):
@@ -192,3 +196,90 @@ def test_admission_skips_the_policy_when_no_request_can_be_admitted():
     while s.has_work():
         step(s)
     assert Counting.calls > 1 and s.counters.finished == 3
+
+
+def _drain(s, limit=2000):
+    """Step until nothing is left; (tokens computed, largest running batch)."""
+    steps = widest = tokens = 0
+    while s.has_work() and steps < limit:
+        batch = step(s)
+        tokens += sum(batch.extend_lens) if batch is not None else 0
+        steps += 1
+        widest = max(widest, len(s.running))
+    assert not s.has_work(), "the scheduler did not finish"
+    return tokens, widest
+
+
+def test_output_reserve_admits_what_will_fit_and_avoids_retraction():
+    """16 requests of 8 prompt tokens that each decode 40 (no EOS) into 60 pages of 4 tokens:
+    admitted on their prompts alone, 8 run at once and the pool runs out as they grow (each
+    shortfall retracts the newest, which later computes its prompt and outputs again); with
+    the output reserve, admission keeps 0.7 of their remaining output free: fewer run at once,
+    fewer are retracted and less is computed twice. Every request gets all its tokens."""
+    results = {}
+    for c in (0.0, 1.0):
+        s = make(num_pages=61, page_size=4, conservativeness=c)
+        reqs = [req(f"r{i}", 8, max_new=40) for i in range(16)]
+        for r in reqs:
+            s.add(r)
+        tokens, widest = _drain(s)
+        assert all(len(r.output_ids) == 40 for r in reqs)
+        results[c] = (s.counters.retractions, widest, tokens)
+    (r0, w0, t0), (r1, w1, t1) = results[0.0], results[1.0]
+    assert 16 * (8 + 39) <= t1 < t0, results  # the last token of each is sampled, not fed
+    assert r1 < r0 and w1 < w0 == 8, results
+
+
+def test_output_reserve_decays_and_resets_at_retraction():
+    from anyware.scheduler.output_reserve import DECAY_STEPS, FLOOR_RATIO, INIT_RATIO, OutputReserve
+
+    res = OutputReserve(2.0, page_size=4, context_len=100)
+    assert res.ratio == 2 * INIT_RATIO
+    for _ in range(DECAY_STEPS + 5):
+        res.step(retracted=False)
+    assert abs(res.ratio - 2 * FLOOR_RATIO) < 1e-9
+    res.step(retracted=True)
+    assert res.ratio == 2 * INIT_RATIO
+    r = req("a", 10, max_new=30)  # 10 prompt tokens, none computed, no pages yet
+    assert res.pages(r) == -(-(10 + 42) // 4)  # 1.4 x 30 = 42 output tokens expected
+    r2 = req("b", 10, max_new=500)  # capped by the context: 90 tokens left, not 500
+    assert res.pages(r2) == -(-(10 + 126) // 4)
+    assert not OutputReserve(0.0, 4, 100).enabled
+    with pytest.raises(ValueError, match=">= 0"):
+        OutputReserve(-1.0, 4, 100)
+
+
+def test_a_lone_request_is_admitted_whatever_its_reserve():
+    """Nothing running: a request whose expected growth exceeds the pool still starts (it
+    may finish early); the reserve only decides who joins a running batch."""
+    s = make(num_pages=8, page_size=4, conservativeness=1.0)  # 7 usable pages = 28 tokens
+    a = req("a", 8, max_new=100)
+    s.add(a)
+    assert step(s).extend_lens == [8] and s.running == [a]
+
+
+def test_output_reserve_total_is_cached_and_rechecked():
+    """The running total is an overestimate kept across steps (a sum over every running
+    request is too slow per step): recomputed when asked exactly (at most every
+    RECHECK_STEPS steps), every REFRESH_STEPS steps, and after a retraction."""
+    from anyware.scheduler.output_reserve import RECHECK_STEPS, REFRESH_STEPS, OutputReserve
+
+    res = OutputReserve(1.0, page_size=4, context_len=1000)
+    running = [req("a", 8, max_new=40), req("b", 8, max_new=40)]
+    first = res.total(running)
+    assert first == 2 * res.pages(running[0]) > 0
+    running.pop()  # b left: the cached total still counts it
+    assert res.total(running) == first
+    assert res.total(running, exact=True) == first  # an exact check only every RECHECK_STEPS
+    for _ in range(RECHECK_STEPS):
+        res.step(retracted=False)
+    assert res.total(running, exact=True) == res.pages(running[0])
+    running.append(req("c", 8, max_new=40))
+    assert res.admitted(running[-1]) == sum(map(res.pages, running))
+    running.pop(0)
+    for _ in range(REFRESH_STEPS):
+        res.step(retracted=False)
+    assert res.total(running) == sum(map(res.pages, running))
+    running.append(req("d", 8, max_new=40))
+    res.step(retracted=True)
+    assert res.total(running) == sum(map(res.pages, running))
