@@ -1,11 +1,11 @@
 # Session 9 device runs (issue 21), three calls back to back on one warm machine (the second
 # and third read the first's sweeps from /tmp, which stays while the machine is held):
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sweep  # fp8 kernel tests (signed zeros), fp8 few-rows vs _scaled_mm, decode-attention sweeps
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 (quantisation fused into norm/SiLU vs not; gemv) and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh ab     # W1 fp8 (gemv) and W2 (bf16 256, fp8+KV8 1024) with the sweeps' options vs without
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh w5     # issue 14: W5 bs1 bf16 / fp8, the transformers slice at 64 prompts
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh spec   # issue 13's off-switch at batch 1 (spec_bench)
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh chunk  # issue 21 item 2: W2 bf16 at chunked-prefill 2048 (default) vs 4096
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sched  # issue 21 item 2: W2 bf16 at 512 running (graphs to 512) with the output reserve vs without; retractions recorded
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v9.sh sched  # issue 21 item 2: W1 fp8 with the quantisation fused into norm/SiLU vs not; W2 bf16 at 512 running (graphs to 512) with the output reserve vs without (retractions recorded)
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?sweep|ab|w5|spec|chunk|sched}"
@@ -34,8 +34,6 @@ ab)
   D16=$(python3 benchmarks/gpu/pick_options.py decode /tmp/decode_sweep_bf16.json)
   echo "gemv: ${G:-default} | decode fp8: ${D8:-default} | decode bf16: ${D16:-default}"
   run fp8w W1 $FP8
-  # plugin API 2.4: the norms / SiLU quantise for their projection (default) vs a launch each
-  run fp8w-unfused W1 $FP8 --platform-opt cuda_fp8_fused_activations=false
   [ -n "$G" ] && run fp8w-gemv W1 $FP8 $G
   M1024="--engine-opt max_running_requests=1024"
   run fp8wkv1024 W2 $FP8 $KV8 $M1024
@@ -61,6 +59,9 @@ chunk)
   run bf16-chunk4096 W2 --engine-opt chunked_prefill_size=4096
   ;;
 sched)
+  # plugin API 2.4: the norms / SiLU quantise for their projection (default) vs a launch each
+  run fp8w-fused W1 $FP8
+  run fp8w-unfused W1 $FP8 --platform-opt cuda_fp8_fused_activations=false
   M512="--engine-opt max_running_requests=512 --platform-opt cuda_graph_max_batch_size=512"
   run bf16-512-reserve W2 $M512
   run bf16-512-noreserve W2 $M512 --engine-opt schedule_conservativeness=0
