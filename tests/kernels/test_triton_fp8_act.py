@@ -16,6 +16,8 @@ from anyware.kernels.triton import activation, norm, quant
 from anyware.kernels.triton.ops import TritonOps
 from anyware.plugin import Fp8Rows
 
+from tests.engine.conftest import model_dir  # noqa: F401 - the fixture
+
 FP8 = torch.float8_e4m3fn
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -96,3 +98,32 @@ def test_few_rows_kernel_turns_the_producers_off():
     and SiLU unquantised (``fp8_activations`` False)."""
     assert TritonOps().fp8_activations
     assert not TritonOps(fp8_gemv_max_rows=4).fp8_activations
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16"])
+def test_engine_on_the_triton_ops_fused_equals_unfused(model_dir, monkeypatch, dtype):  # noqa: F811
+    """End to end on the CPU platform given the Triton ops (the interpreter, and torch's CPU
+    ``_scaled_mm``): a tiny Llama with ``--quantization fp8`` decodes the same tokens with the
+    same logprobs whether its norms and SiLU quantise for their projections (the default)
+    or each projection quantises its own input."""
+    from anyware import Engine, SamplingParams
+    from anyware_cpu.platform import CpuPlatform
+
+    monkeypatch.setattr(CpuPlatform, "_create_ops", lambda self: TritonOps())
+    params = SamplingParams(max_new_tokens=4, temperature=0, ignore_eos=True, logprobs=0)
+    prompts = [[5, 6, 7, 8, 9], [11, 12, 13]]
+    runs = {}
+    for fused in (True, False):
+        with Engine(str(model_dir("llama")), platform="cpu", dtype=dtype, quantization="fp8",
+                    show_progress=False, overlap_schedule=False) as engine:
+            ops = engine.core.platform.ops()
+            producers = [m for m in engine.core.worker.model.modules()
+                         if getattr(m, "fp8_out", False)]
+            assert len(producers) == 2 * 3  # set at load: 2 layers x (2 norms, SiLU)
+            for m in producers:
+                m.fp8_out = fused
+            outs = [o.outputs[0] for o in engine.generate(prompts, params)]
+            runs[fused] = [(o.token_ids, [lp.logprob for lp in o.logprobs]) for o in outs]
+            assert ops.calls["rms_norm_fp8" if fused else "rms_norm"] > 0
+            assert (ops.calls["silu_and_mul_fp8"] > 0) is fused
+    assert runs[True] == runs[False]
