@@ -66,7 +66,7 @@ def quantize_linears(model: torch.nn.Module, method: str, ops: KernelOps) -> Qua
         module.quantize_fp8(ops)
         after += module.weight.numel() + module.weight_scale.numel() * 4
         quantized += 1
-    fused = _fuse_producers(model) if quantized and getattr(ops, "fp8_activations", False) else 0
+    fused = _fuse_producers(model) if quantized and ops.fp8_activations else 0
     if kept:
         log.warning("--quantization fp8: %d layer(s) stay in the model dtype (a size not a "
                     "multiple of %d): %s", len(kept), FP8_ALIGN, ", ".join(kept[:4]))
@@ -79,7 +79,7 @@ def _fuse_producers(model: torch.nn.Module) -> int:
     for module in model.modules():
         pairs = getattr(module, "fp8_producers", None)
         for producer, projection in pairs() if callable(pairs) else ():
-            if getattr(projection, "weight_scale", None) is not None:
+            if projection.weight_scale is not None:
                 producer.fp8_out = True
                 count += 1
     return count

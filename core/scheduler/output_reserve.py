@@ -27,7 +27,10 @@ admission.
 
 from __future__ import annotations
 
+import math
+
 from anyware.request.request import Request
+from anyware.scheduler.kv_manager import KVManager
 
 INIT_RATIO = 0.7
 FLOOR_RATIO = 0.1
@@ -36,18 +39,14 @@ REFRESH_STEPS = 64
 RECHECK_STEPS = 4
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 class OutputReserve:
-    def __init__(self, conservativeness: float, page_size: int, context_len: int) -> None:
+    def __init__(self, conservativeness: float, kv: KVManager, context_len: int) -> None:
         if conservativeness < 0:
             raise ValueError(f"schedule_conservativeness must be >= 0, got {conservativeness}")
         self.init = INIT_RATIO * conservativeness
         self.floor = FLOOR_RATIO * conservativeness
         self.ratio = self.init
-        self.page_size, self.context_len = page_size, context_len
+        self.kv, self.context_len = kv, context_len
         self._total: int | None = None  # cached pages() of the running requests
         self._age = self._exact_age = 0  # steps since it was computed; since a blocked check
 
@@ -86,5 +85,4 @@ class OutputReserve:
         ``ratio`` of the output tokens its length limits still allow."""
         remaining = min(req.params.max_new_tokens - len(req.output_ids),
                         self.context_len - req.seq_len)
-        end = req.seq_len + int(self.ratio * max(remaining, 0) + 0.999)
-        return max(0, _cdiv(end, self.page_size) - len(req.pages))
+        return self.kv.pages_needed(req, req.seq_len + math.ceil(self.ratio * max(remaining, 0)))

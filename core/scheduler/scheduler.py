@@ -84,8 +84,7 @@ class Scheduler(Delivery):
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.counters = SchedulerCounters()
-        self.output_reserve = OutputReserve(cfg.schedule_conservativeness, kv.page_size,
-                                            cfg.context_len)
+        self.output_reserve = OutputReserve(cfg.schedule_conservativeness, kv, cfg.context_len)
         # KV copies of accepted tree paths, for the engine to apply (take_kv_moves)
         self._kv_moves: list[tuple[int, int]] = []
 
@@ -276,11 +275,11 @@ class Scheduler(Delivery):
             self.kv.admit(req)
             # at least a page of headroom per running request so decodes don't thrash
             headroom = max(len(self.running), future)
-            if (reserve.enabled and self.running
-                    and reserve.pages(req) + headroom > self.kv.available_pages):
+            own = reserve.pages(req) if reserve.enabled and self.running else 0
+            if own and own + headroom > self.kv.available_pages:
                 future = reserve.total(self.running, exact=True)  # the cached total is stale
                 headroom = max(len(self.running), future)
-                if reserve.pages(req) + headroom > self.kv.available_pages:
+                if own + headroom > self.kv.available_pages:
                     self.kv.release(req, cache_it=False)  # its own growth would not fit
                     break
             n = min(req.seq_len - req.num_computed, budget)

@@ -233,7 +233,7 @@ def test_output_reserve_admits_what_will_fit_and_avoids_retraction():
 def test_output_reserve_decays_and_resets_at_retraction():
     from anyware.scheduler.output_reserve import DECAY_STEPS, FLOOR_RATIO, INIT_RATIO, OutputReserve
 
-    res = OutputReserve(2.0, page_size=4, context_len=100)
+    res = OutputReserve(2.0, make(page_size=4).kv, context_len=100)
     assert res.ratio == 2 * INIT_RATIO
     for _ in range(DECAY_STEPS + 5):
         res.step(retracted=False)
@@ -244,9 +244,9 @@ def test_output_reserve_decays_and_resets_at_retraction():
     assert res.pages(r) == -(-(10 + 42) // 4)  # 1.4 x 30 = 42 output tokens expected
     r2 = req("b", 10, max_new=500)  # capped by the context: 90 tokens left, not 500
     assert res.pages(r2) == -(-(10 + 126) // 4)
-    assert not OutputReserve(0.0, 4, 100).enabled
+    assert not OutputReserve(0.0, make().kv, 100).enabled
     with pytest.raises(ValueError, match=">= 0"):
-        OutputReserve(-1.0, 4, 100)
+        OutputReserve(-1.0, make().kv, 100)
 
 
 def test_a_lone_request_is_admitted_whatever_its_reserve():
@@ -264,7 +264,7 @@ def test_output_reserve_total_is_cached_and_rechecked():
     RECHECK_STEPS steps), every REFRESH_STEPS steps, and after a retraction."""
     from anyware.scheduler.output_reserve import RECHECK_STEPS, REFRESH_STEPS, OutputReserve
 
-    res = OutputReserve(1.0, page_size=4, context_len=1000)
+    res = OutputReserve(1.0, make(page_size=4).kv, context_len=1000)
     running = [req("a", 8, max_new=40), req("b", 8, max_new=40)]
     first = res.total(running)
     assert first == 2 * res.pages(running[0]) > 0
