@@ -3,8 +3,8 @@
 #                                                                # producers, never run on a GPU before); W1 fp8 fused vs
 #                                                                # unfused; W2 bf16 at 512 running (graphs to 512) with the
 #                                                                # output reserve vs without (retractions recorded)
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v10.sh b   # W2 with the running cap sized from the KV capacity
-#                                                                # (bf16, fp8 + fp8 KV); W5 batch 1 bf16
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v10.sh b   # decode-attention sweeps (fp8 at 1024 rows, bf16 at 256),
+#                                                                # then W2 fp8 + fp8 KV at 1024 running, graphs to 1024, and W2 bf16 with the fastest configuration
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?a|b}"
@@ -27,7 +27,18 @@ a)
   run bf16-512-noreserve W2 $M512 --engine-opt schedule_conservativeness=0
   ;;
 b)
-  echo "part b is filled in once the running cap is sized from the KV capacity"
+  timeout 160 python3 benchmarks/kernels/decode_sweep.py --kv-dtype fp8 --budget-s 100 --heads-first-top 4 \
+    --out $OUT/decode_sweep_fp8.json > /tmp/ds8.log 2>&1
+  stamp "decode fp8 1024:"; grep -A4 "^fastest" /tmp/ds8.log
+  timeout 110 python3 benchmarks/kernels/decode_sweep.py --batch 256 --kv-dtype bf16 --budget-s 75 \
+    --heads-first-top 4 --out $OUT/decode_sweep_bf16.json > /tmp/ds16.log 2>&1
+  stamp "decode bf16 256:"; grep -A4 "^fastest" /tmp/ds16.log
+  D8=$(python3 benchmarks/gpu/pick_options.py decode $OUT/decode_sweep_fp8.json)
+  D16=$(python3 benchmarks/gpu/pick_options.py decode $OUT/decode_sweep_bf16.json)
+  echo "decode fp8: ${D8:-default} | decode bf16: ${D16:-default}"
+  run fp8wkv1024-g1024 W2 $FP8 $KV8 --engine-opt max_running_requests=1024 $D8 \
+    --platform-opt cuda_graph_max_batch_size=1024
+  [ $(( SECONDS - T0 )) -lt 440 ] && run bf16-tuned W2 $D16
   ;;
 esac
 ls $OUT

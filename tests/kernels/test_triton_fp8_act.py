@@ -17,6 +17,7 @@ from anyware.kernels.triton.ops import TritonOps
 from anyware.plugin import Fp8Rows
 
 from tests.engine.conftest import model_dir  # noqa: F401 - the fixture
+from tests.kernels.conftest import HAS_GPU
 
 FP8 = torch.float8_e4m3fn
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -89,7 +90,10 @@ def test_fp8_linear_of_rows_is_fp8_linear_of_the_tensor(device, dtype):
     assert ops.calls["rms_norm_fp8"] == 1 and ops.calls["fp8_linear"] == 2
     host = Fp8Rows(rows.data.cpu(), rows.scale.cpu(), rows.dtype)
     want = ref.fp8_linear(host, w.cpu(), ws.cpu(), bias.cpu())
-    torch.testing.assert_close(fused.cpu().float(), want.float(), atol=1e-4,
+    # on a GPU the product is cuBLASLt's, whose fp8 accumulation is not full fp32 (the bound
+    # of test_triton_fp8_linear's ``_atol``: the rows here are of magnitude ~1)
+    atol = 2e-3 if torch.device(device).type == "cuda" else 1e-4
+    torch.testing.assert_close(fused.cpu().float(), want.float(), atol=atol,
                                rtol=8e-3 if dtype == torch.bfloat16 else 1e-5)
 
 
@@ -100,6 +104,8 @@ def test_few_rows_kernel_turns_the_producers_off():
     assert not TritonOps(fp8_gemv_max_rows=4).fp8_activations
 
 
+@pytest.mark.skipif(HAS_GPU, reason="the CPU platform given the Triton ops runs them under "
+                    "the interpreter, which is off where a GPU is visible")
 @pytest.mark.parametrize("dtype", ["bfloat16"])
 def test_engine_on_the_triton_ops_fused_equals_unfused(model_dir, monkeypatch, dtype):  # noqa: F811
     """End to end on the CPU platform given the Triton ops (the interpreter, and torch's CPU
