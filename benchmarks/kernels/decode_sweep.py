@@ -105,6 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--block-n", type=ints, default=[32, 64, 128])
     ap.add_argument("--num-warps", type=ints, default=[4, 8])
     ap.add_argument("--num-stages", type=ints, default=[2, 3, 4])
+    ap.add_argument("--fp16-compute", type=ints, default=[1],
+                    help="fp16_compute values (an fp8 cache's tiles in fp16: 1, default; 0: in "
+                         "the query's dtype, as before session 10)")
     ap.add_argument("--splits", type=ints, default=[1, 2, 4],
                     help="num_splits values (choose_num_splits's pick is always added)")
     ap.add_argument("--warmup", type=int, default=3)
@@ -131,8 +134,9 @@ def make_grid(args: argparse.Namespace, default: dict) -> list[dict]:
         return [default, dict(block_n=32, num_warps=8, num_stages=3,
                               num_splits=max(2, default["num_splits"]))]
     splits = sorted(set(args.splits) | {default["num_splits"]})
-    grid = [dict(block_n=b, num_warps=w, num_stages=s, num_splits=n) for n, b, w, s in
-            itertools.product(splits, args.block_n, args.num_warps, args.num_stages)]
+    grid = [dict(block_n=b, num_warps=w, num_stages=s, num_splits=n, fp16_compute=bool(f))
+            for f, n, b, w, s in itertools.product(args.fp16_compute, splits, args.block_n,
+                                                   args.num_warps, args.num_stages)]
     return [default] + [cfg for cfg in grid if cfg != default]
 
 
@@ -178,19 +182,21 @@ def main(argv=None) -> None:
             state["i"] = (state["i"] + 1) % copies
             decode_attention(q, kc, vc, tables[state["i"]], seq, PAGE, D**-0.5,
                              cfg["num_splits"], out=out, workspace=ws, block_n=cfg["block_n"],
+                             fp16_compute=cfg.get("fp16_compute", True),
                              num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                              heads_first=cfg.get("heads_first", False))
 
         ms = time_calls(call, args.warmup, args.reps, cuda)
         # the output compared with the default's: always over copy 0's page table
         decode_attention(q, kc, vc, tables[0], seq, PAGE, D**-0.5, cfg["num_splits"],
+                         fp16_compute=cfg.get("fp16_compute", True),
                          out=out, workspace=ws, block_n=cfg["block_n"],
                          num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                          heads_first=cfg.get("heads_first", False))
         return ms, out
 
     default = dict(block_n=default_block_n, num_warps=4, num_stages=2,
-                   num_splits=default_splits)
+                   num_splits=default_splits, fp16_compute=True)
     grid = make_grid(args, default)
     result = {
         "env": env_info(), "args": vars(args),
@@ -232,7 +238,8 @@ def main(argv=None) -> None:
             timed = sorted((r for r in result["rows"] if "ms" in r and not r["flag"]),
                            key=lambda r: r["ms"])[: args.heads_first_top]
             grid += [dict({k: r[k] for k in ("block_n", "num_warps", "num_stages",
-                                              "num_splits")}, heads_first=True) for r in timed]
+                                              "num_splits", "fp16_compute")}, heads_first=True)
+                     for r in timed]
     report(result, args.batch)
     write(args.out, result)
 
@@ -244,7 +251,8 @@ def write(path: str, result: dict) -> None:
 
 def fmt(row: dict) -> str:
     cfg = (f"block_n={row['block_n']:<4} warps={row['num_warps']} stages={row['num_stages']} "
-           f"splits={row['num_splits']:<2} {'heads-first' if row.get('heads_first') else '':11s}")
+           f"splits={row['num_splits']:<2} {'heads-first' if row.get('heads_first') else '':11s}"
+           f"{'' if row.get('fp16_compute', True) else ' tiles-as-q'}")
     if "error" in row:
         return f"{cfg}  {row['error'][:100]}"
     mark = " *default" if row["default"] else ""
@@ -267,7 +275,8 @@ def report(result: dict, batch: int) -> None:
         opts = dict(decode_block_n=best["block_n"], decode_num_warps=best["num_warps"],
                     decode_num_stages=best["num_stages"],
                     decode_target_programs=best["num_splits"] * batch * HKV,
-                    decode_heads_first=bool(best.get("heads_first")))
+                    decode_heads_first=bool(best.get("heads_first")),
+                    decode_fp16_compute=bool(best.get("fp16_compute", True)))
         attrs = " ".join(f"--platform-opt triton_{k}={str(v).lower()}" for k, v in opts.items())
         print(f"\nfastest: {best['ms']:.3f} ms vs default {base['ms']:.3f} ms "
               f"({base['ms'] / best['ms']:.2f}x)\nbenchmarks/run.py {attrs}\n"

@@ -23,7 +23,8 @@ split-KV parallelism (the extend kernel has one program per request and head). A
 takes the extend kernel with the mask read on the device.
 
 Decode launch tuning: ``decode_block_n``, ``decode_num_warps``, ``decode_num_stages`` (``None``:
-the kernel's defaults) and ``decode_heads_first`` (the grid's order; all of them also from the
+the kernel's defaults), ``decode_heads_first`` (the grid's order) and ``decode_fp16_compute``
+(an fp8 cache's tiles in fp16, default on; all of them also from the
 platform options ``triton_<attribute>``, read before any capture) go to every decode-kernel launch (decode, the decode rows of a MIXED
 batch, chain verify), and ``decode_target_programs`` to every split count (``_num_splits``),
 so verify keeps the split count and launch configuration of a decode step of the same number
@@ -111,7 +112,7 @@ class _MixedPlan:
 
 OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decode_block_n, ...
 TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
-           "decode_target_programs")
+           "decode_target_programs", "decode_fp16_compute")
 
 
 class TritonAttentionBackend(AttentionBackend):
@@ -165,6 +166,8 @@ class TritonAttentionBackend(AttentionBackend):
         self.decode_num_stages: int | None = None
         self.decode_heads_first = False
         self.decode_target_programs = 512
+        # an fp8 cache is read into fp16 tiles (decode_attention's ``fp16_compute``)
+        self.decode_fp16_compute = True
         # the same, from the platform options (``--platform-option triton_decode_block_n=128``):
         # set here, before any graph is captured
         extra = platform.config.extra if getattr(platform, "config", None) is not None else {}
@@ -245,7 +248,8 @@ class TritonAttentionBackend(AttentionBackend):
     def _decode_launch(self) -> dict:
         """Launch configuration of every decode-kernel call (``None``: kernel defaults)."""
         return dict(block_n=self.decode_block_n, num_warps=self.decode_num_warps,
-                    num_stages=self.decode_num_stages, heads_first=self.decode_heads_first)
+                    num_stages=self.decode_num_stages, heads_first=self.decode_heads_first,
+                    fp16_compute=self.decode_fp16_compute)
 
     def _verify_plan(self, batch: ForwardBatch, padded: bool) -> _VerifyPlan:
         """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from
