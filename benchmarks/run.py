@@ -162,7 +162,7 @@ def offline(args, preset: str, wl: Workload, dtype: str, peer_slice: int | None,
     st = e.stats()  # was the running-request cap or the KV capacity the limit?
     res["ours"]["retractions"] = st.retractions
     res["ours"]["kv_capacity_tokens"] = st.kv_pages_total * e.core.worker.page_size
-    res["ours"]["max_running_requests"] = e.core.cfg.max_running_requests
+    res["ours"]["max_running_requests"] = e.core.max_running_requests
     if timer is not None:
         busy = timer.busy_ms()
         res["ours"]["device_busy_fraction"] = round(busy / (r.wall_s * 1e3), 4)

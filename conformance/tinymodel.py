@@ -31,6 +31,7 @@ class TinyModel:
         engine's models do."""
         self.platform, self.ops, self.page_size = platform, platform.ops(), page_size
         self.verify_tokens = verify_tokens  # StepProgram: width of its VERIFY steps (k + 1)
+        self.max_requests = 8  # StepProgram: the most requests of a forward (the spec's too)
         self.num_pages = num_pages
         dev, g = platform.device, torch.Generator().manual_seed(seed)
         self.vocab, self.eps = vocab, 1e-5
@@ -68,8 +69,8 @@ class TinyModel:
         self.norm = w("norm", hidden, scale=0.1, shift=1.0)
         self.lm_head = w("lm_head", vocab, hidden, scale=hidden**-0.5)
         self.shape = (heads, kv_heads, head_dim)
-        spec = AttentionSpec(layers, heads, kv_heads, head_dim, head_dim, dtype, 8,
-                             num_pages * page_size)
+        spec = AttentionSpec(layers, heads, kv_heads, head_dim, head_dim, dtype,
+                             self.max_requests, num_pages * page_size)
         self.attention = platform.attention_backend(spec)
         layout = self.attention.kv_layout(page_size, dtype)
         self.cache: KVCache = layout.allocate(platform, layers, num_pages)

@@ -81,8 +81,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="engine random seed")
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests: int = 256,
-                       group=None) -> None:
+def add_engine_options(parser: argparse.ArgumentParser, *,
+                       max_running_requests: int | None = None, group=None) -> None:
     """The engine's capacity and execution settings (in ``group`` when given: an argument
     group of ``parser``); speculative decoding in a group of its own."""
     add = group if group is not None else parser
@@ -92,11 +92,12 @@ def add_engine_options(parser: argparse.ArgumentParser, *, max_running_requests:
     add_parallel_options(parser)
 
 
-def _add_engine_arguments(parser, max_running_requests: int) -> None:
+def _add_engine_arguments(parser, max_running_requests: int | None) -> None:
     parser.add_argument("--page-size", type=int, default=None,
                         help="KV-cache page size in tokens (default: the platform's)")
     parser.add_argument("--max-running-requests", type=int, default=max_running_requests,
-                        help="most requests in the running batch")
+                        help="most requests in the running batch (default: sized from the KV "
+                             "cache, the requests of 2,048 tokens it holds, 256 to 1024)")
     parser.add_argument("--chunked-prefill-size", type=int, default=2048,
                         help="most prompt tokens prefilled per step")
     parser.add_argument("--schedule-conservativeness", type=float, default=1.0, metavar="C",

@@ -69,7 +69,9 @@ class EngineConfig:
     # weights per output channel, activations per token; Capabilities.quantization)
     quantization: str | None = None
     page_size: int | None = None
-    max_running_requests: int = 256
+    # None: sized from the KV pool once it exists (anyware.memory.running_cap: 256 to 1024;
+    # EngineCore.max_running_requests is the value in force)
+    max_running_requests: int | None = None
     chunked_prefill_size: int = 2048
     mixed_batches: bool = True
     kv_cache_bytes: int | None = None
@@ -168,8 +170,9 @@ class EngineConfig:
             raise InvalidRequestError(f"quantization {cfg.quantization!r}; choose from "
                                       f"{list(QUANTIZATIONS)} or leave it unset",
                                       "quantization")
-        if cfg.max_running_requests < 1:
-            raise InvalidRequestError("max_running_requests must be >= 1", "max_running_requests")
+        if cfg.max_running_requests is not None and cfg.max_running_requests < 1:
+            raise InvalidRequestError("max_running_requests must be >= 1 (or unset: sized from "
+                                      "the KV cache)", "max_running_requests")
         if not cfg.schedule_conservativeness >= 0:
             raise InvalidRequestError("schedule_conservativeness must be >= 0 (0 turns the "
                                       "output reserve off)", "schedule_conservativeness")

@@ -15,6 +15,7 @@ from anyware.engine.config import EngineConfig, parse_dtype, parse_kv_dtype
 from anyware.engine.outputs import EngineStats
 from anyware.executor.worker import KVBudget, ModelWorker, WorkerConfig
 from anyware.memory import PageAllocator
+from anyware.memory.running_cap import max_running_bound
 from anyware.model.config import PRESETS, ModelConfig, with_context_len
 from anyware.plugin import AttentionFeatures, CapabilityError, DeviceEvent, PlatformConfig
 from anyware.request import ScheduledBatch
@@ -82,7 +83,7 @@ def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
             dtype=parse_dtype(cfg.dtype), kv_cache_dtype=parse_kv_dtype(cfg.kv_cache_dtype),
             page_size=cfg.page_size, execution=cfg.execution,
             attention_backend=cfg.attention_backend, attention_features=features,
-            max_batch_size=cfg.max_running_requests,
+            max_batch_size=max_running_bound(cfg.max_running_requests),
             max_prefill_tokens=cfg.chunked_prefill_size, world_size=world_size,
             extra=dict(cfg.platform_options), quantization=cfg.quantization,
         ))
@@ -104,7 +105,7 @@ def configure_platform(platform, cfg: EngineConfig, spec: SpecConfig | None,
 def kv_budget(cfg: EngineConfig, model_cfg: ModelConfig) -> KVBudget:
     """The KV budget, leaving room for the activations and logits of the largest step."""
     reserve = (64 * cfg.chunked_prefill_size * model_cfg.hidden_size * 4
-               + model_cfg.vocab_size * cfg.max_running_requests * 8)
+               + model_cfg.vocab_size * max_running_bound(cfg.max_running_requests) * 8)
     return KVBudget(cfg.kv_cache_bytes, cfg.mem_fraction, reserve)
 
 
@@ -234,7 +235,7 @@ class EngineCore:
         self.kv = KVManager(self.allocator, self.worker.page_table, pcfg.page_size, cache)
         self.speculator = self._speculator(spec) if spec is not None else None
         self.scheduler = Scheduler(
-            SchedulerConfig(cfg.max_running_requests, cfg.chunked_prefill_size,
+            SchedulerConfig(self.worker.max_running_requests, cfg.chunked_prefill_size,
                             cfg.mixed_batches, model_cfg.context_len,
                             spec.num_draft_tokens if spec is not None else 0,
                             cfg.schedule_conservativeness),
@@ -248,9 +249,17 @@ class EngineCore:
         self.overlap = platform.capabilities().async_execution if overlap is None else overlap
         self._inflight: InFlightStep | None = None
         log.info("engine ready: platform=%s dtype=%s page_size=%d kv_pages=%d (%.1f MiB) "
-                 "overlap=%s speculative=%s", platform.name, pcfg.dtype, pcfg.page_size,
-                 self.worker.num_pages, self.worker.pool.bytes / 2**20, self.overlap,
-                 f"{spec.algorithm} k={spec.num_draft_tokens}" if spec else "off")
+                 "max_running_requests=%d%s overlap=%s speculative=%s", platform.name,
+                 pcfg.dtype, pcfg.page_size, self.worker.num_pages,
+                 self.worker.pool.bytes / 2**20, self.max_running_requests,
+                 " (sized from the KV pool)" if cfg.max_running_requests is None else "",
+                 self.overlap, f"{spec.algorithm} k={spec.num_draft_tokens}" if spec else "off")
+
+    @property
+    def max_running_requests(self) -> int:
+        """The running-request cap in force: the configured one, or the one sized from the KV
+        pool (``anyware.memory.running_cap``) when the configuration left it ``None``."""
+        return self.worker.max_running_requests
 
     def _speculator(self, spec: SpecConfig) -> Speculator:
         if spec.algorithm == "ngram":

@@ -66,11 +66,13 @@ class EngineInfo:
     platform: str
     device_name: str
     pid: int
+    max_running_requests: int  # in force: configured, or sized from the KV pool
 
     @classmethod
     def of(cls, core: Any, pid: int) -> EngineInfo:
         return cls(core.model_config, core.model_path, core.kv_capacity_tokens,
-                   core.kv.page_size, core.platform.name, core.platform.device_name(), pid)
+                   core.kv.page_size, core.platform.name, core.platform.device_name(), pid,
+                   core.max_running_requests)
 
 
 _encoder = msgspec.msgpack.Encoder()

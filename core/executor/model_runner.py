@@ -45,6 +45,11 @@ class ModelRunner:
     def kv_cache(self) -> KVCache:
         return self.pool.cache
 
+    @property
+    def max_requests(self) -> int:
+        """The most requests one forward carries: the page table's rows (``StepProgram``)."""
+        return self.page_table.table.shape[0]
+
     @torch.inference_mode()
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         return self.model(batch, self.pool.cache)

@@ -20,6 +20,7 @@ import torch
 from anyware.executor.model_runner import ModelRunner
 from anyware.executor.plan import StepPlan
 from anyware.memory import KVPool, PageTable, pages_for_budget
+from anyware.memory.running_cap import auto_max_running, max_running_bound
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext, TensorParallel
 from anyware.model.loader import build_model
@@ -58,7 +59,8 @@ class WorkerConfig:
     model_path: Path | None
     load_format: str = "auto"
     seed: int = 0
-    max_running_requests: int = 256
+    # None: sized from the KV pool once it exists (anyware.memory.running_cap)
+    max_running_requests: int | None = 256
     rank: int = 0
     world_size: int = 1
     show_progress: bool = True
@@ -79,7 +81,7 @@ class ModelWorker:
         heads, kv_heads = rank_heads(mcfg.num_heads, mcfg.num_kv_heads, cfg.world_size)
         self.attention = platform.attention_backend(AttentionSpec(
             mcfg.num_layers, heads, kv_heads, mcfg.head_dim, mcfg.head_dim, pcfg.dtype,
-            cfg.max_running_requests, mcfg.context_len))
+            max_running_bound(cfg.max_running_requests), mcfg.context_len))
         # the group's communicator (the launcher initialised the process group)
         self.comm = (platform.communicator(cfg.rank, cfg.world_size)
                      if cfg.world_size > 1 else None)
@@ -102,10 +104,18 @@ class ModelWorker:
         if share_pages_with is not None:  # same page ids, own pool (a draft model)
             self.page_table = share_pages_with.page_table
             self.num_pages = share_pages_with.num_pages
+            self.max_running_requests = share_pages_with.max_running_requests
         else:
             max_pages_per_req = -(-mcfg.context_len // pcfg.page_size)
-            self.page_table = PageTable(cfg.max_running_requests, max_pages_per_req, device)
             self.num_pages = self._num_pages(layout, budget, max_pages_per_req)
+            #: the running-request cap: the configured one, else sized from the pool (the
+            #: same on every rank: the pool is the smallest rank's)
+            self.max_running_requests = (
+                cfg.max_running_requests if cfg.max_running_requests is not None
+                else auto_max_running((self.num_pages - 1) * pcfg.page_size, mcfg.context_len))
+            # no more pages than the rows can hold (a cap sized below AUTO_MAX, short contexts)
+            self.num_pages = min(self.num_pages, self.max_running_requests * max_pages_per_req + 1)
+            self.page_table = PageTable(self.max_running_requests, max_pages_per_req, device)
         self.pool = KVPool(platform, layout, mcfg.num_layers, self.num_pages)
         if before_setup is not None:  # e.g. opt-in model hooks, before any graph capture
             before_setup(self)
@@ -122,7 +132,7 @@ class ModelWorker:
         self._moves: list[tuple[int, int]] = []
 
     def _num_pages(self, layout, budget: KVBudget, max_pages_per_req: int) -> int:
-        needed = self.cfg.max_running_requests * max_pages_per_req + 1
+        needed = max_running_bound(self.cfg.max_running_requests) * max_pages_per_req + 1
         if budget.bytes is not None:
             nbytes = budget.bytes
         else:

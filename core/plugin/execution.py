@@ -52,12 +52,18 @@ class StepProgram(Protocol):
         (``dummy(VERIFY, Bucket(tokens=n * verify_tokens, requests=n))``) and replay any
         batch whose requests each carry 1 to ``verify_tokens`` new tokens through it. A
         program without the attribute counts as 0.
+    max_requests: the most requests one forward of this program carries (its page-table
+        rows: the running-request cap, which the core resolves once the KV pool is sized, so
+        it may be below ``AttentionSpec.max_batch_size``). A strategy sizes its request
+        buckets up to it (no batch is wider) and not beyond. A program without the attribute
+        (2.4 and earlier) counts as ``attention.spec.max_batch_size``.
     """
 
     attention: AttentionBackend
     kv_cache: KVCache
     model: torch.nn.Module | None
     verify_tokens: int
+    max_requests: int
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Run the model; returns logits ``[len(batch.logits_indices), vocab]`` (fp32)."""

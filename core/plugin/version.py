@@ -24,9 +24,11 @@ with a default that composes the existing ops), and fp8 MoE experts: ``MoESpec.q
 overriding ``unsupported``; default False, so a 2.2 backend is unaffected); 2.4 added
 ``Fp8Rows`` and ``KernelOps.fp8_activations`` / ``quantize_fp8`` / ``rms_norm_fp8`` /
 ``fused_add_rms_norm_fp8`` / ``silu_and_mul_fp8`` (an fp8 projection's input quantised in the
-op that produces it; default off, so a 2.3 ops class is unaffected).
+op that produces it; default off, so a 2.3 ops class is unaffected); 2.5 added
+``StepProgram.max_requests`` (the running-request cap, which the core now sizes from the KV
+pool: graph and compile buckets stop there).
 """
 
 from __future__ import annotations
 
-PLUGIN_API_VERSION = "2.4.0"
+PLUGIN_API_VERSION = "2.5.0"

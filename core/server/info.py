@@ -64,7 +64,7 @@ async def server_info(state: ServerState) -> dict[str, Any]:
         "load_format": cfg.load_format,
         "context_length": state.context_len,
         "page_size": info.page_size,
-        "max_running_requests": cfg.max_running_requests,
+        "max_running_requests": info.max_running_requests,
         "chunked_prefill_size": cfg.chunked_prefill_size,
         "mem_fraction_static": cfg.mem_fraction,
         "disable_radix_cache": cfg.disable_radix_cache,

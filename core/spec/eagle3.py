@@ -66,7 +66,7 @@ class Eagle3Attachment:
         features, embed = self.features, target.model.embed_tokens.full_weight()
 
         def bind(worker: ModelWorker) -> None:
-            worker.model.bind(features, embed, self.head_cfg.max_running_requests * self.topk)
+            worker.model.bind(features, embed, worker.max_running_requests * self.topk)
 
         self.worker = ModelWorker(self.head_cfg, self.platform, self.pcfg, self.device,
                                   self.budget, share_pages_with=target, before_setup=bind)

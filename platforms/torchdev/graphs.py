@@ -91,10 +91,16 @@ class GraphPool:
         return self._pool, self._stream
 
 
+FINE_BUCKETS_UPTO = 256
+
+
 def default_buckets(max_batch_size: int) -> tuple[int, ...]:
-    """1, 2, 4, 8, then every multiple of 8 up to ``max_batch_size`` (which is included)."""
+    """1, 2, 4, 8, every multiple of 8 up to 256, then every multiple of 32 up to
+    ``max_batch_size`` (which is included): above 256 rows a step is no longer launch-bound
+    enough for 8 rows of padding to matter, and each bucket costs a capture."""
     sizes = {b for b in (1, 2, 4, 8) if b <= max_batch_size}
-    sizes.update(range(16, max_batch_size + 1, 8))
+    sizes.update(range(16, min(max_batch_size, FINE_BUCKETS_UPTO) + 1, 8))
+    sizes.update(range(FINE_BUCKETS_UPTO + 32, max_batch_size + 1, 32))
     sizes.add(max_batch_size)
     return tuple(sorted(sizes))
 
@@ -102,7 +108,9 @@ def default_buckets(max_batch_size: int) -> tuple[int, ...]:
 class TorchGraphExecution(ExecutionStrategy):
     """Graph capture and replay through ``module``'s graph API (kind ``graphs``).
 
-    batch_sizes: decode request buckets (default :func:`default_buckets` of ``max_batch_size``).
+    batch_sizes: decode request buckets (default :func:`default_buckets` of ``max_batch_size``);
+        either way ``setup`` drops those above the program's ``max_requests`` (no batch is
+        wider) and adds ``max_requests`` when ``max_batch_size`` is above it.
     warmup: eager forwards per bucket on the capture stream before capturing (kernels compile
         and autotune outside the capture).
     prefill_tokens: prefill token buckets (default :func:`default_prefill_buckets` of
@@ -130,6 +138,7 @@ class TorchGraphExecution(ExecutionStrategy):
         if prefill_tokens is None:
             prefill_tokens = default_prefill_buckets(max_prefill_tokens)
         self.prefill_tokens = tuple(sorted(set(prefill_tokens)))
+        self._max_verify = max_verify_batch_size
         self.verify_batch_sizes = tuple(b for b in self.batch_sizes if b <= max_verify_batch_size)
         self.verify_tokens = 0  # tokens per request of the verify graphs (set in setup)
         self.warmup = warmup
@@ -137,6 +146,9 @@ class TorchGraphExecution(ExecutionStrategy):
         self._graphs: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
         self._verify: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
         self._prefill: dict[int, tuple[object, ForwardBatch, torch.Tensor]] = {}
+        # one logits buffer every graph copies its rows into (see _capture)
+        self._logits: torch.Tensor | None = None
+        self._logit_rows = 0
         self.replays = 0
         self.verify_replays = 0
         self.prefill_replays = 0
@@ -154,6 +166,11 @@ class TorchGraphExecution(ExecutionStrategy):
                 f"{self.module.__name__} has no graph capture in torch {torch.__version__} — "
                 "use --execution eager, or a torch build with graphs for this device")
         self.api, attn = api, program.attention
+        rows = getattr(program, "max_requests", None) or attn.spec.max_batch_size
+        if self.max_batch_size > rows:  # no batch is wider than the program's rows
+            self.batch_sizes = (*(b for b in self.batch_sizes if b < rows), rows)
+            self.verify_batch_sizes = tuple(b for b in self.batch_sizes
+                                            if b <= self._max_verify)
         page_size = program.dummy(ForwardMode.DECODE, Bucket(requests=1)).page_size
         max_pages = -(-attn.spec.max_context_len // page_size) + 1
         attn.init_graph_buffers(self.max_batch_size, max_pages)
@@ -170,6 +187,8 @@ class TorchGraphExecution(ExecutionStrategy):
         else:
             self.verify_batch_sizes = ()
         # largest first (by tokens): smaller graphs reuse the pool's blocks
+        self._logit_rows = max([1, *self.batch_sizes,
+                                *(n * q for n in self.verify_batch_sizes)])
         plan = ([(n, "prefill", n) for n in self.prefill_tokens]
                 + [(n * q, "verify", n) for n in self.verify_batch_sizes]
                 + [(n, "decode", n) for n in self.batch_sizes])
@@ -214,12 +233,24 @@ class TorchGraphExecution(ExecutionStrategy):
         # the batch and the backend's buffers were written on the current stream
         stream.wait_stream(api.current_stream())
         with api.stream(stream):
+            out = None
             for _ in range(self.warmup):  # kernels compile / autotune outside capture
-                program.forward(batch)
+                out = program.forward(batch)
+            if self._logits is None:  # its width and dtype, from an eager forward
+                out = program.forward(batch) if out is None else out
+                self._logits = out.new_empty((self._logit_rows, out.shape[1]))
         stream.synchronize()
         graph = api.graph_class()
+        rows = batch.logits_indices.shape[0]
+        shared = rows <= self._logits.shape[0]
         with api.graph(graph, pool=pool, stream=stream):
             out = program.forward(batch)
+            if shared:
+                # the graph's own logits are a temporary of the pool, reused by the next
+                # capture; only the shared buffer stays. Without it every graph would keep
+                # its [rows, vocab] fp32 output: 31 GB for buckets every 8 rows up to 1,024
+                # with a 128k vocabulary (the H200's OOM in session 10)
+                out = self._logits[:rows].copy_(out)
         return graph, batch, out
 
     def bucket_for(self, batch_size: int) -> int | None:
@@ -301,3 +332,4 @@ class TorchGraphExecution(ExecutionStrategy):
         self._graphs.clear()
         self._verify.clear()
         self._prefill.clear()
+        self._logits = None

@@ -27,7 +27,6 @@ from anyware.plugin import (
 from anyware_torchdev.graph_api import supports_graphs
 from anyware_torchdev.probe import visible_device_count
 
-DEFAULT_GRAPH_MAX_BS = 256
 DEFAULT_GRAPH_MAX_PREFILL = 2048
 # verify graphs hold (k + 1) x the decode graphs' activations and logits; above this batch a
 # verify step is no longer launch-bound enough to pay for the capture time and memory
@@ -50,7 +49,8 @@ class TorchDevicePlatform(Platform):
 
     Graph options (``PlatformConfig.extra``, ``--platform-opt``), prefixed with the
     platform's ``name``: ``<name>_graph_batch_sizes`` (a list), ``<name>_graph_max_batch_size``
-    (default 256, capped at ``max_batch_size``), ``<name>_graph_max_prefill_tokens`` (default
+    (default ``max_batch_size``, and never above the program's ``max_requests``: the
+    running-request cap; buckets every 8 rows up to 256, every 32 above), ``<name>_graph_max_prefill_tokens`` (default
     2048, capped at ``max_prefill_tokens``; 0 turns prefill graphs off),
     ``<name>_graph_max_verify_batch_size`` (default 64, capped at the largest decode bucket; 0
     turns verify graphs off). The strategies this platform builds (a target model's and a
@@ -176,8 +176,10 @@ class TorchDevicePlatform(Platform):
         extra = self.config.extra if self.config else {}
         key = f"{self.name}_graph"
         sizes = extra.get(f"{key}_batch_sizes")
-        default_max = min(DEFAULT_GRAPH_MAX_BS, self.config.max_batch_size if self.config else 256)
-        max_bs = int(extra.get(f"{key}_max_batch_size", default_max))
+        # default: every request bucket up to max_batch_size (the running-request cap, or its
+        # upper bound when the core sizes it from the KV pool: setup stops at the program's rows)
+        max_bs = int(extra.get(f"{key}_max_batch_size",
+                               self.config.max_batch_size if self.config else 256))
         # prefill graphs pay off while eager prefill is launch-bound (below ~2k tokens on an
         # 8B model); 0 turns them off
         chunk = self.config.max_prefill_tokens if self.config else DEFAULT_GRAPH_MAX_PREFILL

@@ -11,7 +11,7 @@ padded batch's own read row 0 and are dropped afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from anyware.plugin import ForwardBatch, PlatformConfig
@@ -70,6 +70,13 @@ class BucketOptions:
         requests = _pow2(config.max_batch_size)
         return cls(max_tokens=_pow2(config.max_prefill_tokens + requests),
                    max_requests=requests, **cls.from_extra(config.extra))
+
+    def for_rows(self, rows: int) -> BucketOptions:
+        """These options with no request bucket above ``rows`` (rounded up to a power of
+        two): a program's ``max_requests``, which can be below ``max_batch_size`` when the
+        core sizes the running-request cap from the KV pool."""
+        requests = _pow2(rows)
+        return replace(self, max_requests=requests) if requests < self.max_requests else self
 
     def token_buckets(self) -> list[int]:
         out, t = [], _pow2(self.min_tokens)

@@ -73,6 +73,8 @@ class CompiledExecution(ExecutionStrategy):
     # ------------------------------------------------------------------ setup
     def setup(self, program: StepProgram) -> None:
         super().setup(program)
+        self.options = self.options.for_rows(
+            getattr(program, "max_requests", None) or program.attention.spec.max_batch_size)
         jax = jaxenv.jax_module()
         cache = program.kv_cache
         if cache.kv is None:

@@ -27,6 +27,7 @@ class FrozenPlanProgram:
         self.program, self.module, self.attention = program, module, program.attention
         self.pad, self.dummy = program.pad, program.dummy
         self.verify_tokens = program.verify_tokens
+        self.max_requests = program.max_requests
 
     def forward(self, batch):
         out = self.program.forward(batch)
@@ -41,6 +42,7 @@ class FrozenPlanProgram:
                 finally:
                     attn._plan = current
             self.module.capturing.fn = replay
+            self.module.capturing.outputs.append(out)
         return out
 
 

@@ -89,7 +89,7 @@ def test_model_and_server_info(http, server, engine):
     assert s["model_path"] == engine.config.model and s["served_model_name"] == server.model
     assert s["context_length"] == 1024 and s["max_req_input_len"] == 1023
     assert s["max_total_num_tokens"] == engine.core.kv_capacity_tokens
-    assert s["max_running_requests"] == engine.config.max_running_requests
+    assert s["max_running_requests"] == engine.core.max_running_requests == engine.info.max_running_requests
     assert set(s["internal_states"][0]) >= {"running", "waiting", "kv_pages_used"}
     assert s["version"] and s["api_key_set"] is False
     assert s["kv_cache_dtype"] == "auto" and s["quantization"] is None

@@ -26,6 +26,7 @@ from anyware_cpu.platform import CpuPlatform
 from anyware_torchdev import (
     TorchDevicePlatform,
     TorchGraphExecution,
+    default_buckets,
     graph_api,
     hidden_by_env,
     module_importable,
@@ -53,18 +54,34 @@ def fake_module(with_graphs: bool = True) -> types.ModuleType:
     current = Stream("current")
 
     class NPUGraph:
+        """Replays the forward the program registered (``fn``), then the copies the strategy
+        made of its output during the capture (``copies``: a real graph records them)."""
+
         def __init__(self):
-            self.fn = None
+            self.fn, self.outputs, self.copies = None, [], []
 
         def replay(self):
             self.fn()
+            for dst, src in self.copies:
+                torch.Tensor.copy_(dst, src)
 
     @contextlib.contextmanager
     def graph(g, pool=None, stream=None):
         mod.log.append(f"capture on {stream.name}")
         mod.capturing = g
-        yield
-        mod.capturing = None
+        plain = torch.Tensor.copy_
+
+        def copy_(dst, src, *args, **kwargs):
+            if any(src is out for out in g.outputs):  # a copy of a registered forward output
+                g.copies.append((dst, src))
+            return plain(dst, src, *args, **kwargs)
+
+        torch.Tensor.copy_ = copy_
+        try:
+            yield
+        finally:
+            torch.Tensor.copy_ = plain
+            mod.capturing = None
 
     @contextlib.contextmanager
     def stream(s):
@@ -92,6 +109,7 @@ class GraphSafeProgram:
         self.model, self.module, self.attention = model, module, model.attention
         self.pad, self.dummy = model.pad, model.dummy
         self.verify_tokens = model.verify_tokens
+        self.max_requests = model.max_requests
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         out = self.model.forward(batch)
@@ -105,6 +123,7 @@ class GraphSafeProgram:
                     extend_lens_cpu=batch.extend_lens.tolist())
                 out.copy_(self.model.forward(live))
             self.module.capturing.fn = replay
+            self.module.capturing.outputs.append(out)
         return out
 
 
@@ -255,6 +274,21 @@ def test_decode_graphs_replay_like_eager(cpu):
             lens[i] += 1
             feed[i] = [int(want[j].argmax())]
     assert (strat.replays, strat.eager_runs) == (4, 1)  # 5 requests run eagerly
+
+
+def test_decode_buckets_stop_at_the_programs_rows(cpu):
+    """A program with fewer rows than ``max_batch_size`` (the running-request cap the core
+    sized from the KV pool) gets no wider graph: its own row count is the last bucket."""
+    module = fake_module()
+    _, program = _models(cpu, module)
+    program.max_requests = 6
+    strat = TorchGraphExecution(module, max_batch_size=16, max_verify_batch_size=4)
+    assert strat.batch_sizes == (1, 2, 4, 8, 16)
+    strat.setup(program)
+    assert strat.batch_sizes == (1, 2, 4, 6) and sorted(strat._graphs) == [1, 2, 4, 6]
+    assert strat.bucket_for(5) == 6 and strat.bucket_for(7) is None
+    assert default_buckets(320) == (*default_buckets(256), 288, 320)
+    assert default_buckets(300)[-3:] == (256, 288, 300)
 
 
 def test_prefill_graphs_replay_like_eager(cpu):

@@ -1,0 +1,82 @@
+"""The running-request cap: sized from the KV pool when the configuration leaves it unset
+(``anyware.memory.running_cap``), the configured one otherwise; the page table, the scheduler
+and the reports all use the value in force."""
+
+from __future__ import annotations
+
+import pytest
+from anyware import Engine, SamplingParams
+from anyware.memory.running_cap import (
+    AUTO_MAX,
+    AUTO_MIN,
+    TOKENS_PER_REQUEST,
+    auto_max_running,
+    max_running_bound,
+)
+
+from tests.engine.conftest import PLATFORM, model_dir  # noqa: F401 - the fixture
+
+
+def test_auto_rule():
+    long = 131072
+    assert auto_max_running(0, long) == AUTO_MIN
+    assert auto_max_running(AUTO_MIN * TOKENS_PER_REQUEST - 1, long) == AUTO_MIN
+    assert auto_max_running(844544, long) == 412  # the 8B shape's bf16 pool on an H200
+    assert auto_max_running(10**9, long) == AUTO_MAX
+    assert auto_max_running(300 * 512, 512) == 300  # no request is longer than the context
+    assert max_running_bound(None) == AUTO_MAX and max_running_bound(7) == 7
+
+
+def _engine(model_dir, **kw):  # noqa: F811
+    return Engine(str(model_dir("llama")), platform=PLATFORM, show_progress=False,
+                  page_size=16, **kw)
+
+
+def _token_bytes(engine) -> int:
+    worker = engine.core.worker
+    return worker.pool.bytes // (worker.num_pages * worker.page_size)
+
+
+def test_a_small_pool_keeps_the_floor(model_dir):  # noqa: F811
+    with _engine(model_dir, kv_cache_bytes=1 << 20) as engine:
+        core = engine.core
+        assert engine.config.max_running_requests is None
+        assert core.max_running_requests == AUTO_MIN == engine.info.max_running_requests
+        assert core.scheduler.cfg.max_running_requests == AUTO_MIN
+        assert core.worker.page_table.table.shape[0] == AUTO_MIN
+        assert core.worker.runner.max_requests == AUTO_MIN
+        # the structures sized before the pool allow the bound
+        assert core.worker.attention.spec.max_batch_size == AUTO_MAX
+
+
+def test_a_large_pool_raises_the_cap_and_trims_unreachable_pages(model_dir):  # noqa: F811
+    with _engine(model_dir, kv_cache_bytes=1 << 20) as small:
+        per_token = _token_bytes(small)
+        context = small.core.model_config.context_len
+    rows = 300
+    footprint = min(TOKENS_PER_REQUEST, context)
+    with _engine(model_dir, kv_cache_bytes=per_token * (rows * footprint + 16)) as engine:
+        core = engine.core
+        assert core.max_running_requests == rows
+        assert core.worker.page_table.table.shape[0] == rows
+        # pages beyond what the rows can hold at the full context are not allocated
+        max_pages = -(-context // 16)
+        assert core.worker.num_pages <= rows * max_pages + 1
+        out = engine.generate([[5, 6, 7]], SamplingParams(max_new_tokens=3, temperature=0,
+                                                          ignore_eos=True))
+        assert len(out[0].outputs[0].token_ids) == 3
+
+
+def test_a_configured_cap_is_kept(model_dir):  # noqa: F811
+    with _engine(model_dir, kv_cache_bytes=1 << 20, max_running_requests=3) as engine:
+        core = engine.core
+        assert core.max_running_requests == 3 == core.scheduler.cfg.max_running_requests
+        assert core.worker.page_table.table.shape[0] == 3
+        assert core.worker.attention.spec.max_batch_size == 3
+
+
+def test_config_refuses_a_cap_below_one(model_dir):  # noqa: F811
+    from anyware.request.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="max_running_requests"):
+        _engine(model_dir, max_running_requests=0)
