@@ -5,9 +5,12 @@
 #                                                                # output reserve vs without (retractions recorded)
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v10.sh b   # decode-attention sweeps (fp8 at 1024 rows, bf16 at 256),
 #                                                                # then W2 fp8 + fp8 KV at 1024 running, graphs to 1024, and W2 bf16 with the fastest configuration
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v10.sh c   # fp8-KV decode kernel tests; fp16 vs bf16 tiles over an fp8
+#                                                                # cache; W2 fp8 + fp8 KV and bf16 with the running cap sized
+#                                                                # from the KV pool (graphs to it); W5 batch 1 bf16 if time is left
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?a|b}"
+PART="${1:?a|b|c}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
 export PYTHONPATH=$PWD
@@ -39,6 +42,19 @@ b)
   run fp8wkv1024-g1024 W2 $FP8 $KV8 --engine-opt max_running_requests=1024 $D8 \
     --platform-opt cuda_graph_max_batch_size=1024
   [ $(( SECONDS - T0 )) -lt 440 ] && run bf16-tuned W2 $D16
+  ;;
+c)
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_kv.py \
+    tests/kernels/test_triton_attention.py > /tmp/kernels.log 2>&1
+  stamp "$(tail -1 /tmp/kernels.log)"; grep -E "^FAILED" /tmp/kernels.log | head -10
+  timeout 100 python3 benchmarks/kernels/decode_sweep.py --kv-dtype fp8 --block-n 64,128 --num-warps 4 \
+    --num-stages 2 --splits 1 --fp16-compute 1,0 --heads-first-top 0 --out /tmp/ds8.json > /tmp/ds8.log 2>&1
+  stamp "decode fp8 1024, fp16 tiles vs bf16:"; grep -A6 "^== sorted" /tmp/ds8.log
+  run fp8wkv-auto W2 $FP8 $KV8
+  run bf16-auto W2
+  [ $(( SECONDS - T0 )) -lt 430 ] && { timeout 120 anyware bench --model qwen3-30b-a3b --load-format dummy \
+    --dtype bfloat16 --num-prompts 1 --input-len 128 --output-len 256 --context-len 4096 --no-progress \
+    --json $OUT/W5-bs1.json > /tmp/w5.log 2>&1; stamp "W5 bs1: $(grep -i "tok/s\|ms" /tmp/w5.log | tail -2 | tr '\n' ' ')"; }
   ;;
 esac
 ls $OUT
