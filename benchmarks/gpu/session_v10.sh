@@ -8,9 +8,11 @@
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v10.sh c   # fp8-KV decode kernel tests; fp16 vs bf16 tiles over an fp8
 #                                                                # cache; W2 fp8 + fp8 KV and bf16 with the running cap sized
 #                                                                # from the KV pool (graphs to it); W5 batch 1 bf16 if time is left
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v10.sh d   # profiles: W2 bf16 steady state at the auto cap (410 rows),
+#                                                                # W5 batch-1 decode; W1 bf16 if time is left
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?a|b|c}"
+PART="${1:?a|b|c|d}"
 export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
 source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
 export PYTHONPATH=$PWD
@@ -55,6 +57,14 @@ c)
   [ $(( SECONDS - T0 )) -lt 430 ] && { timeout 120 anyware bench --model qwen3-30b-a3b --load-format dummy \
     --dtype bfloat16 --num-prompts 1 --input-len 128 --output-len 256 --context-len 4096 --no-progress \
     --json $OUT/W5-bs1.json > /tmp/w5.log 2>&1; stamp "W5 bs1: $(grep -i "tok/s\|ms" /tmp/w5.log | tail -2 | tr '\n' ' ')"; }
+  ;;
+d)
+  P="python3 benchmarks/gpu/profile_steps.py --sizes= --top 14"
+  timeout 90 $P --decode-steps 0 --batch-decode 410 --out $OUT/profile-bd410-bf16.json > /tmp/p1.log 2>&1
+  stamp "bd410 bf16 $(grep -o '"ms_per_step": [0-9.]*' $OUT/profile-bd410-bf16.json)"
+  timeout 80 $P --model qwen3-30b-a3b --decode-steps 64 --out $OUT/profile-w5-bs1.json > /tmp/p2.log 2>&1
+  stamp "w5 bs1 $(grep -o '"ms_per_step": [0-9.]*' $OUT/profile-w5-bs1.json)"
+  [ $(( SECONDS - T0 )) -lt 200 ] && run bf16 W1
   ;;
 esac
 ls $OUT
