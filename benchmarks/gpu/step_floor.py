@@ -15,11 +15,13 @@ CLASSES = (
     ("sdpa", "attention"),  # cuDNN's flash attention (torch SDPA), before its "sm90"
     ("e4m3", "linear"),  # cuBLASLt fp8 GEMMs (torch._scaled_mm)
     ("quant", "quantize"),
+    # the fused-MoE kernels (kernels/triton/moe.py, moe_small.py), before "gemm"
+    ("moe", "moe"), ("gate_up", "moe"), ("down_combine", "moe"),
     ("nvjet", "linear"), ("gemv", "linear"), ("gemm", "linear"), ("xmma", "linear"),
     ("cutlass", "linear"), ("sm90", "linear"), ("splitk", "linear"),
     ("decode", "attention"), ("extend", "attention"), ("attn", "attention"),
     ("flash", "attention"), ("fmha", "attention"), ("stage", "attention"),
-    ("moe", "moe"), ("expert", "moe"),
+    ("expert", "moe"),
     ("rms", "norm"), ("norm", "norm"),
     ("rotary", "rotary"), ("rope", "rotary"),
     ("store_kv", "kv_store"),

@@ -20,7 +20,7 @@ import torch
 from anyware.executor.model_runner import ModelRunner
 from anyware.executor.plan import StepPlan
 from anyware.memory import KVPool, PageTable, pages_for_budget
-from anyware.memory.running_cap import auto_max_running, max_running_bound
+from anyware.memory.running_cap import AUTO_MIN, auto_max_running, max_running_bound
 from anyware.model.config import ModelConfig
 from anyware.model.context import ModelContext, TensorParallel
 from anyware.model.loader import build_model
@@ -113,8 +113,6 @@ class ModelWorker:
             self.max_running_requests = (
                 cfg.max_running_requests if cfg.max_running_requests is not None
                 else auto_max_running((self.num_pages - 1) * pcfg.page_size, mcfg.context_len))
-            # no more pages than the rows can hold (a cap sized below AUTO_MAX, short contexts)
-            self.num_pages = min(self.num_pages, self.max_running_requests * max_pages_per_req + 1)
             self.page_table = PageTable(self.max_running_requests, max_pages_per_req, device)
         self.pool = KVPool(platform, layout, mcfg.num_layers, self.num_pages)
         if before_setup is not None:  # e.g. opt-in model hooks, before any graph capture
@@ -132,7 +130,10 @@ class ModelWorker:
         self._moves: list[tuple[int, int]] = []
 
     def _num_pages(self, layout, budget: KVBudget, max_pages_per_req: int) -> int:
-        needed = max_running_bound(self.cfg.max_running_requests) * max_pages_per_req + 1
+        # the pool never exceeds what the rows could fill at the full context; unset, the
+        # pool is sized as for AUTO_MIN rows and the cap then follows from it (running_cap)
+        rows = self.cfg.max_running_requests
+        needed = (AUTO_MIN if rows is None else rows) * max_pages_per_req + 1
         if budget.bytes is not None:
             nbytes = budget.bytes
         else:

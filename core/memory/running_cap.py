@@ -14,6 +14,13 @@ requests still batch as wide as before on a small pool, admission being gated on
 anyway) nor above ``AUTO_MAX`` (per-row buffers: page-table rows, the logits reserve of
 ``vocab * rows * 8`` bytes, decode graphs captured up to the cap).
 
+The pool itself is sized as it was with the fixed cap: the device's budget, but never more
+than ``AUTO_MIN`` requests at the full context could fill. So the cap grows past ``AUTO_MIN``
+only where the pool holds more 2,048-token requests than that (a context above 2,048 tokens
+and a budget above ``AUTO_MIN * 2048`` tokens: the 8B shape at an 8k context on an H200
+gives 410 rows in bf16, 859 with an fp8 cache), and no pool grows because the cap did (on a
+host with memory to spare, tiny models keep their small pools).
+
 Structures that must exist before the pool is sized (the attention backend's spec, the
 platform's ``max_batch_size``, the activation reserve the pool is sized after) use
 ``AUTO_MAX`` as their bound; the page table and the scheduler use the resolved cap.

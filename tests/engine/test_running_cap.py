@@ -28,8 +28,9 @@ def test_auto_rule():
 
 
 def _engine(model_dir, **kw):  # noqa: F811
+    # a context above the 2,048-token footprint: the cap can then grow past AUTO_MIN
     return Engine(str(model_dir("llama")), platform=PLATFORM, show_progress=False,
-                  page_size=16, **kw)
+                  page_size=16, **{"context_len": 4096, **kw})
 
 
 def _token_bytes(engine) -> int:
@@ -49,7 +50,7 @@ def test_a_small_pool_keeps_the_floor(model_dir):  # noqa: F811
         assert core.worker.attention.spec.max_batch_size == AUTO_MAX
 
 
-def test_a_large_pool_raises_the_cap_and_trims_unreachable_pages(model_dir):  # noqa: F811
+def test_a_large_pool_raises_the_cap(model_dir):  # noqa: F811
     with _engine(model_dir, kv_cache_bytes=1 << 20) as small:
         per_token = _token_bytes(small)
         context = small.core.model_config.context_len
@@ -59,12 +60,19 @@ def test_a_large_pool_raises_the_cap_and_trims_unreachable_pages(model_dir):  # 
         core = engine.core
         assert core.max_running_requests == rows
         assert core.worker.page_table.table.shape[0] == rows
-        # pages beyond what the rows can hold at the full context are not allocated
-        max_pages = -(-context // 16)
-        assert core.worker.num_pages <= rows * max_pages + 1
+        # the pool is the budget's (below AUTO_MIN full-context requests' worth)
+        assert core.worker.num_pages * 16 >= rows * footprint
         out = engine.generate([[5, 6, 7]], SamplingParams(max_new_tokens=3, temperature=0,
                                                           ignore_eos=True))
         assert len(out[0].outputs[0].token_ids) == 3
+
+
+def test_a_short_context_keeps_the_floor_and_the_pool(model_dir):  # noqa: F811
+    """At a context of at most 2,048 tokens the pool holds at most AUTO_MIN whole requests
+    (as with the fixed cap), so the cap stays AUTO_MIN and the pool does not grow."""
+    with _engine(model_dir, context_len=512, kv_cache_bytes=1 << 30) as engine:
+        assert engine.core.max_running_requests == AUTO_MIN
+        assert engine.core.worker.num_pages == AUTO_MIN * (512 // 16) + 1
 
 
 def test_a_configured_cap_is_kept(model_dir):  # noqa: F811
