@@ -357,4 +357,8 @@ def test_decode_tuning_from_platform_options(device):
     tri = TritonAttentionBackend(platform, spec)
     assert (tri.decode_block_n, tri.decode_heads_first) == (16, True)
     assert (tri.decode_num_warps, tri.decode_num_stages, tri.decode_target_programs) == (None, None, 512)
-    assert tri._decode_launch() == dict(block_n=16, num_warps=None, num_stages=None, heads_first=True)
+    assert tri._decode_launch() == dict(block_n=16, num_warps=None, num_stages=None,
+                                        heads_first=True, fp16_compute=True)
+    # an fp8 cache's fp16 tiles can be turned off (A/B runs)
+    config.extra["triton_decode_fp16_compute"] = False
+    assert TritonAttentionBackend(platform, spec)._decode_launch()["fp16_compute"] is False
