@@ -9,12 +9,7 @@
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?sweep|ab|w5|spec|chunk|sched}"
-export ANYWARE_COMMIT="${ANYWARE_COMMIT:?set ANYWARE_COMMIT}" PYTHONUNBUFFERED=1
-source benchmarks/gpu/setup.sh > /tmp/setup.log 2>&1; tail -2 /tmp/setup.log
-export PYTHONPATH=$PWD
-[ -d .whl ] && python3 -m pip install -q --no-index --no-deps .whl/msgspec-*.whl > /dev/null 2>&1
-RUN_LOGS=/tmp
-source benchmarks/gpu/runlib.sh
+source benchmarks/gpu/session_setup.sh
 case "$PART" in
 sweep)
   timeout 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_fp8_linear.py tests/kernels/test_triton_fp8_kv.py \

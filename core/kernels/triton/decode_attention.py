@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+from anyware.kernels.triton.quant import FP8_DTYPE
 
 
 @triton.jit
@@ -230,7 +229,7 @@ def decode_attention(
         PRECISION="ieee" if fp32 else "tf32",
         UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
         HAS_ROWS=rows is not None, HEADS_FIRST=heads_first,
-        F16=fp16_compute and k_cache.dtype in FP8_DTYPES and q.dtype != torch.float32,
+        F16=fp16_compute and k_cache.dtype == FP8_DTYPE and q.dtype != torch.float32,
         num_warps=num_warps, num_stages=num_stages,
     )
     _decode_reduce_kernel[(bsz, hq)](
