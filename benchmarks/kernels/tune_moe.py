@@ -30,8 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anyware.kernels.reference import moe_dense, moe_route
 from anyware.kernels.triton.moe import fused_moe
-from anyware.kernels.triton.moe_config import device_tag, heuristic_config, table_name
-from anyware.kernels.triton.moe_small import DEFAULT_SMALL_CONFIG
+from anyware.kernels.triton.moe_config import (
+    device_tag,
+    get_small_config,
+    heuristic_config,
+    table_name,
+)
+from anyware.kernels.triton.moe_small import DEFAULT_SMALL_CONFIG, fused_moe_small
 from moe_bench import make_layer, time_fused, time_small, weight_copies
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
@@ -56,10 +61,22 @@ def candidates(tokens: int, top_k: int, experts: int) -> list[dict]:
 
 
 def small_candidates(kernel: int) -> list[dict]:
-    """Block sizes of one of the decode-sized path's two kernels (1: gate-up, 2: down)."""
-    out = [{f"BLOCK_N{kernel}": bn, f"BLOCK_K{kernel}": bk, f"WARPS{kernel}": w}
-           for bn, bk, w in itertools.product((4, 8, 16, 32, 64), (64, 128, 256, 512), (1, 2, 4, 8))
-           if bn * bk <= 16384]
+    """Block sizes of one of the decode-sized path's two kernels (1: gate-up, 2: down). At one
+    token each program's loads are its bytes in flight, so the K blocks go up to a whole row
+    (gate-up: ``H``) or all k experts' columns (the flat down kernel: ``k * I``), with few
+    rows per program; the down kernel also tries its pipeline depth and the per-expert walk."""
+    if kernel == 1:
+        out = [{"BLOCK_N1": bn, "BLOCK_K1": bk, "WARPS1": w}
+               for bn, bk, w in itertools.product((2, 4, 8, 16, 32), (256, 512, 1024, 2048),
+                                                  (2, 4, 8))
+               if bn * bk <= 16384]
+    else:
+        out = [{"BLOCK_N2": bn, "BLOCK_K2": bk, "WARPS2": w, "STAGES2": st, "FLAT2": 1}
+               for bn, bk, w, st in itertools.product((2, 4, 8, 16), (512, 1024, 2048, 4096, 8192),
+                                                      (4, 8), (1, 2, 3))
+               if bn * bk <= 16384]
+        out += [{"BLOCK_N2": bn, "BLOCK_K2": bk, "WARPS2": w, "FLAT2": 0}
+                for bn, bk, w in itertools.product((4, 8, 16), (256, 512), (2, 4))]
     random.Random(kernel).shuffle(out)
     return out
 
@@ -87,7 +104,26 @@ def tune_small(args, budget_s: float) -> dict:
                 best, best_ms = cfg, ms
     print(f"small path (1 token) best {best_ms:.4f} ms (defaults {base_ms:.4f}) after {tried} "
           f"configs: {best}", flush=True)
-    return {"best_ms": best_ms, "default_ms": base_ms, "tried": tried, "config": best}
+    report = {"best_ms": best_ms, "default_ms": base_ms, "tried": tried, "config": best}
+    installed = get_small_config(args.experts, args.inter, x.dtype)
+    if installed:  # the table in the tree, its down kernel as tuned and as the other walk
+        for flat in (0, 1):
+            cfg = {**DEFAULT_SMALL_CONFIG, **installed, "FLAT2": flat}
+            report[f"installed_flat{flat}_ms"] = time_small(x, logits, copies, args.top_k, cfg)
+        print(f"installed table {installed}: per-expert down {report['installed_flat0_ms']:.4f} "
+              f"ms, flat down {report['installed_flat1_ms']:.4f} ms", flush=True)
+    report["rel_err"] = check_small(x, logits, w13, w2, args.top_k, best)
+    if report["rel_err"] > 2e-2:
+        raise SystemExit(f"small path: best config {best} is wrong (rel err {report['rel_err']:.3g})")
+    return report
+
+
+def check_small(x, logits, w13, w2, top_k, config) -> float:
+    """Relative error of the decode-sized path vs the float64 dense reference (one token)."""
+    out = fused_moe_small(x, logits, w13, w2, top_k, True, config=config)
+    wts, ids = moe_route(logits.cpu(), top_k, True)
+    want = moe_dense(x.cpu(), wts, ids, w13.cpu(), w2.cpu())
+    return float((out.double().cpu() - want).norm() / want.norm())
 
 
 def check(x, logits, w13, w2, top_k, config) -> float:
@@ -112,7 +148,7 @@ def main() -> None:
                     help="tuning time for the decode-sized path (0: skip)")
     args = ap.parse_args()
     dtype = torch.bfloat16
-    buckets = [int(b) for b in args.buckets.split(",")]
+    buckets = [int(b) for b in args.buckets.split(",") if b]  # "": the small path only
     table: dict = {"source": f"benchmarks/kernels/tune_moe.py on {torch.cuda.get_device_name()}"}
     report = {}
     if args.small_budget_s > 0:

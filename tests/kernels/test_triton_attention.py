@@ -14,6 +14,7 @@ pytest.importorskip("triton", reason="triton is not installed (pip install anywa
 from _helpers import TOL, random_paged_kv, rel_err
 from anyware.kernels.reference import paged_attention
 from anyware.kernels.triton import decode_attention, extend_attention
+from anyware.kernels.triton.decode_attention import decode_workspace
 from conftest import HAS_GPU
 
 # (num q heads, num kv heads, head dim, length scale)
@@ -76,6 +77,33 @@ def test_decode_attention_heads_first_is_the_same_result(device):
             for first in (False, True))
     assert torch.equal(a, b)
     _check_decode(device, torch.float32, 16, hq, hkv, d, seq_lens, 2, heads_first=True)
+
+
+@pytest.mark.parametrize("num_splits", [1, 3, 8])
+def test_decode_attention_merge_in_launch(device, num_splits):
+    """The splits merged by the split launch's last program (the default) vs by a second
+    launch: the same values within fp32 rounding (the same bits with one split). The counters
+    are zero after every launch, so one workspace serves launch after launch, as graph
+    replays reuse it; both ways match the reference."""
+    hq, hkv, d = _heads(4)
+    seq_lens = [1, 9 * SHAPE[3], 70 * SHAPE[3], 33 * SHAPE[3] + 5]
+    k_cache, v_cache, pt = random_paged_kv(seq_lens, 16, hkv, d, torch.float32, device)
+    seq = torch.tensor(seq_lens, dtype=torch.int32, device=device)
+    ws = decode_workspace(len(seq_lens), hq, num_splits, d, device)
+    for _ in range(3):
+        q = torch.randn(len(seq_lens), hq, d, device=device)
+        fused = decode_attention(q, k_cache, v_cache, pt, seq, 16, d**-0.5, num_splits,
+                                 workspace=ws)
+        assert not ws[2].any()
+        two = decode_attention(q, k_cache, v_cache, pt, seq, 16, d**-0.5, num_splits,
+                               workspace=ws, fused_reduce=False)
+        if num_splits == 1:
+            assert torch.equal(fused, two)
+        else:
+            assert rel_err(fused, two) < 1e-5
+    for merge in (True, False):
+        _check_decode(device, torch.bfloat16, 16, hq, hkv, d, seq_lens, num_splits,
+                      fused_reduce=merge)
 
 
 def _check_decode(device, dtype, page_size, hq, hkv, d, seq_lens, splits, window=None,

@@ -358,7 +358,10 @@ def test_decode_tuning_from_platform_options(device):
     assert (tri.decode_block_n, tri.decode_heads_first) == (16, True)
     assert (tri.decode_num_warps, tri.decode_num_stages, tri.decode_target_programs) == (None, None, 512)
     assert tri._decode_launch() == dict(block_n=16, num_warps=None, num_stages=None,
-                                        heads_first=True, fp16_compute=True)
-    # an fp8 cache's fp16 tiles can be turned off (A/B runs)
+                                        heads_first=True, fp16_compute=True,
+                                        fused_reduce=True)
+    # an fp8 cache's fp16 tiles and the in-launch merge can be turned off (A/B runs)
     config.extra["triton_decode_fp16_compute"] = False
-    assert TritonAttentionBackend(platform, spec)._decode_launch()["fp16_compute"] is False
+    config.extra["triton_decode_fused_reduce"] = False
+    launch = TritonAttentionBackend(platform, spec)._decode_launch()
+    assert launch["fp16_compute"] is False and launch["fused_reduce"] is False

@@ -1,5 +1,6 @@
 """The decode-sized fused-MoE path (routing recomputed per program, GEMVs, combine in the down
-kernel) vs the float64 dense reference of the reference routing (CPU: Triton interpreter)."""
+kernel: the k experts as one flat reduction, or walked one by one) vs the float64 dense
+reference of the reference routing (CPU: Triton interpreter)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ CASES = {  # tokens, hidden, intermediate, experts, top_k, scoring, renormalize,
 }
 
 
+@pytest.mark.parametrize("flat", [1, 0], ids=["flat-down", "per-expert-down"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", list(CASES))
-def test_small_path_matches_dense_reference(device, case, dtype):
+def test_small_path_matches_dense_reference(device, case, dtype, flat):
     t, h, inter, e, k, scoring, renorm, scale, multiple = CASES[case]
     spec = MoESpec(e, k, h, inter, dtype)
     gate, up = torch.randn(e, inter, h) * h**-0.5, torch.randn(e, inter, h) * h**-0.5
@@ -34,7 +36,7 @@ def test_small_path_matches_dense_reference(device, case, dtype):
     weights, ids = moe_route(logits.cpu(), k, renorm, scoring, scale)
     want = moe_dense(x.cpu(), weights, ids, torch.cat([gate, up], 1).to(dtype).float(),
                      down.to(dtype).float())
-    out = fused_moe_small(x, logits, w13, w2, k, renorm, scoring, scale, SMALL)
+    out = fused_moe_small(x, logits, w13, w2, k, renorm, scoring, scale, {**SMALL, "FLAT2": flat})
     assert out.dtype == dtype and out.shape == (t, h)
     assert rel_err(out, want) < TOL[dtype]
 

@@ -112,7 +112,7 @@ class _MixedPlan:
 
 OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decode_block_n, ...
 TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
-           "decode_target_programs", "decode_fp16_compute")
+           "decode_target_programs", "decode_fp16_compute", "decode_fused_reduce")
 
 
 class TritonAttentionBackend(AttentionBackend):
@@ -141,7 +141,7 @@ class TritonAttentionBackend(AttentionBackend):
         self._buf_seq: torch.Tensor | None = None
         self._buf_pt: torch.Tensor | None = None
         # split scratch of graph-replayed decode steps, kept alive per (batch size, splits)
-        self._graph_ws: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._graph_ws: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
         # per-row buffers of graph-replayed verify steps, kept alive per (tokens, splits)
         self._verify_plans: dict[tuple[int, int], _VerifyPlan] = {}
         # chain verify through the decode kernel (else the extend kernel)
@@ -168,6 +168,9 @@ class TritonAttentionBackend(AttentionBackend):
         self.decode_target_programs = 512
         # an fp8 cache is read into fp16 tiles (decode_attention's ``fp16_compute``)
         self.decode_fp16_compute = True
+        # the splits merged by the split launch's last program (decode_attention's
+        # ``fused_reduce``), not by a second launch
+        self.decode_fused_reduce = True
         # the same, from the platform options (``--platform-option triton_decode_block_n=128``):
         # set here, before any graph is captured
         extra = platform.config.extra if getattr(platform, "config", None) is not None else {}
@@ -249,7 +252,8 @@ class TritonAttentionBackend(AttentionBackend):
         """Launch configuration of every decode-kernel call (``None``: kernel defaults)."""
         return dict(block_n=self.decode_block_n, num_warps=self.decode_num_warps,
                     num_stages=self.decode_num_stages, heads_first=self.decode_heads_first,
-                    fp16_compute=self.decode_fp16_compute)
+                    fp16_compute=self.decode_fp16_compute,
+                    fused_reduce=self.decode_fused_reduce)
 
     def _verify_plan(self, batch: ForwardBatch, padded: bool) -> _VerifyPlan:
         """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from

@@ -3,9 +3,18 @@
 Pass 1, grid ``(B, Hkv, num_splits)``: each program loads the query rows of the ``G`` query
 heads sharing one KV head (GQA: every K/V tile is read once per group), walks its share of the
 request's KV positions through the page table, and writes a partial output and log-sum-exp.
-Pass 2, grid ``(B, Hq)``: merges the splits. ``num_splits`` is a launch constant; each request
-divides its own ``seq_len`` (read on the device) among the splits, so a captured graph stays
-valid for any sequence lengths.
+Then the splits are merged, in one of two ways:
+
+- **in the same launch** (the default): each program counts itself done on an int32 counter of
+  its ``(request, KV head)`` (an acquire-release atomic after a CTA barrier); the program that
+  finishes last merges the group's ``G x num_splits`` partials (read through L2) and writes the
+  output, then sets the counter back to 0 for the next launch or graph replay. With one split
+  the program writes its output directly. This removes a launch per layer (at batch 1 half the
+  decode attention's launches; session 8's W1 profile: 63 launches, 0.20 ms, cost per launch);
+- **pass 2**, grid ``(B, Hq)`` (``fused_reduce=False``, or a workspace without counters).
+
+``num_splits`` is a launch constant; each request divides its own ``seq_len`` (read on the
+device) among the splits, so a captured graph stays valid for any sequence lengths.
 """
 
 from __future__ import annotations
@@ -18,16 +27,16 @@ from anyware.kernels.triton.quant import FP8_DTYPE
 
 @triton.jit
 def _decode_split_kernel(
-    q_ptr, kc_ptr, vc_ptr, pt_ptr, seq_ptr, po_ptr, plse_ptr, row_ptr,
+    q_ptr, kc_ptr, vc_ptr, pt_ptr, seq_ptr, po_ptr, plse_ptr, row_ptr, cnt_ptr, o_ptr,
     stride_qt, stride_qh, stride_kcs, stride_kch, stride_vcs, stride_vch, stride_pt,
-    stride_pob, stride_poh, stride_pos, stride_lb, stride_lh,
+    stride_pob, stride_poh, stride_pos, stride_lb, stride_lh, stride_cb, stride_ot, stride_oh,
     scale, softcap, window,
     G: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, PAGE: tl.constexpr,
     NUM_SPLITS: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, HAS_ROWS: tl.constexpr, HEADS_FIRST: tl.constexpr,
-    F16: tl.constexpr,
+    F16: tl.constexpr, FUSED_REDUCE: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
     if HEADS_FIRST:  # grid (Hkv, B, splits): a request's KV heads run side by side
         hk = tl.program_id(0)
@@ -97,12 +106,39 @@ def _decode_split_kernel(
     # empty split: l_i == 0 -> lse = -inf, output 0
     safe_l = tl.where(l_i > 0, l_i, 1.0)
     out = acc / safe_l[:, None]
-    lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
-    tl.store(
-        po_ptr + b * stride_pob + heads[:, None] * stride_poh + split * stride_pos + dv[None, :],
-        out, mask=gmask[:, None] & (dv[None, :] < DV),
-    )
-    tl.store(plse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=gmask)
+    omask = gmask[:, None] & (dv[None, :] < DV)
+    o_rows = o_ptr + b * stride_ot + heads[:, None] * stride_oh + dv[None, :]
+    if FUSED_REDUCE and NUM_SPLITS == 1:  # the split is the whole output (as pass 2 gives it)
+        tl.store(o_rows, out.to(o_ptr.dtype.element_ty), mask=omask)
+    else:
+        lse = tl.where(l_i > 0, m_i + tl.log2(safe_l), float("-inf"))
+        po_rows = po_ptr + b * stride_pob + heads[:, None] * stride_poh + dv[None, :]
+        tl.store(po_rows + split * stride_pos, out, mask=omask)
+        tl.store(plse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=gmask)
+        if FUSED_REDUCE:
+            tl.debug_barrier()  # every thread's partial stored before the release below
+            cnt = cnt_ptr + b * stride_cb + hk
+            if tl.atomic_add(cnt, 1, sem="acq_rel") == NUM_SPLITS - 1:
+                # the last split of this (request, KV head): merge the group's partials,
+                # read through L2 (.cg), where the other programs' released stores are
+                sp = tl.arange(0, BLOCK_S)
+                all_lse = tl.load(
+                    plse_ptr + b * stride_lb + heads[:, None] * stride_lh + sp[None, :],
+                    mask=gmask[:, None] & (sp[None, :] < NUM_SPLITS), other=float("-inf"),
+                    cache_modifier=".cg")
+                m = tl.max(all_lse, 1)
+                m = tl.where(m == float("-inf"), 0.0, m)
+                w = tl.exp2(all_lse - m[:, None])
+                w = tl.where(sp[None, :] < NUM_SPLITS, w, 0.0)
+                total = tl.sum(w, 1)
+                merged = tl.zeros([BLOCK_G, BLOCK_DV], tl.float32)
+                for i in tl.static_range(NUM_SPLITS):
+                    part = tl.load(po_rows + i * stride_pos, mask=omask, other=0.0,
+                                   cache_modifier=".cg")
+                    merged += part * tl.sum(tl.where(sp[None, :] == i, w, 0.0), 1)[:, None]
+                merged = merged / tl.where(total > 0, total, 1.0)[:, None]
+                tl.store(o_rows, merged.to(o_ptr.dtype.element_ty), mask=omask)
+                tl.atomic_xchg(cnt, 0, sem="relaxed")  # ready for the next launch
 
 
 @triton.jit
@@ -132,12 +168,16 @@ def _decode_reduce_kernel(
 
 
 def decode_workspace(batch_size: int, num_heads: int, num_splits: int, v_head_dim: int,
-                     device) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 scratch for the partial outputs ``[B, Hq, S, Dv]`` and log-sum-exps ``[B, Hq, S]``."""
+                     device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 scratch for the partial outputs ``[B, Hq, S, Dv]`` and log-sum-exps ``[B, Hq, S]``,
+    and the in-launch merge's int32 counters ``[B, Hq]`` (zeros; each launch leaves them zero,
+    so one workspace serves consecutive launches and graph replays on one stream, not two
+    launches running at once)."""
     po = torch.empty((batch_size, num_heads, num_splits, v_head_dim), dtype=torch.float32,
                      device=device)
     lse = torch.empty((batch_size, num_heads, num_splits), dtype=torch.float32, device=device)
-    return po, lse
+    counters = torch.zeros((batch_size, num_heads), dtype=torch.int32, device=device)
+    return po, lse, counters
 
 
 def choose_num_splits(batch_size: int, num_kv_heads: int, max_seq_len: int,
@@ -168,6 +208,7 @@ def decode_attention(
     heads_first: bool = False,
     rows: torch.Tensor | None = None,
     fp16_compute: bool = True,
+    fused_reduce: bool = True,
 ) -> torch.Tensor:
     """Attention of one new token per request over its whole KV (already stored).
 
@@ -178,6 +219,12 @@ def decode_attention(
     ``k + 1`` tokens of a request are ``k + 1`` rows with consecutive lengths, each computed
     exactly as a decode step at that position with the same ``num_splits`` would be.
     Returns ``[B, Hq, Dv]`` in ``q.dtype``. No host sync: safe inside a captured graph.
+
+    ``workspace``: :func:`decode_workspace`'s ``(partials, lse, counters)`` for this batch
+    size and ``num_splits`` (``None``: fresh ones). ``fused_reduce`` (default on, and only
+    with a workspace that has counters) merges the splits in the split launch, otherwise a
+    second launch does; the merged values agree within fp32 rounding (the two sum the splits
+    in different orders), and with one split they are the same bits.
 
     Launch configuration of the split pass (``None``: the defaults; for tuning sweeps):
     ``block_n`` KV positions per tile (64, 32 if the head dim exceeds 128; 16 under the
@@ -205,7 +252,8 @@ def decode_attention(
         return out
     if workspace is None:
         workspace = decode_workspace(bsz, hq, num_splits, dv, q.device)
-    po, lse = workspace
+    po, lse, *rest = workspace
+    counters = rest[0] if rest and fused_reduce else None
     interp = q.device.type == "cpu"
     if block_n is None:
         block_n = 16 if interp else (32 if d > 128 else 64)
@@ -215,12 +263,16 @@ def decode_attention(
         num_stages = 2
     fp32 = q.dtype == torch.float32
     grid = (hkv, bsz, num_splits) if heads_first else (bsz, hkv, num_splits)
+    fused = fused_reduce and (counters is not None or num_splits == 1)
+    cnt = counters if counters is not None else seq_lens  # unused without a merge
+    block_s = max(2, triton.next_power_of_2(num_splits))
     _decode_split_kernel[grid](
         q, k_cache, v_cache, page_table, seq_lens, po, lse,
-        rows if rows is not None else seq_lens,
+        rows if rows is not None else seq_lens, cnt, out,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
         v_cache.stride(0), v_cache.stride(1), page_table.stride(0),
         po.stride(0), po.stride(1), po.stride(2), lse.stride(0), lse.stride(1),
+        cnt.stride(0), out.stride(0), out.stride(1),
         scale, logit_softcap or 1.0, sliding_window or 0,
         G=group, D=d, DV=dv, PAGE=page_size, NUM_SPLITS=num_splits,
         BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
@@ -230,13 +282,16 @@ def decode_attention(
         UPCAST=interp,  # the interpreter's low-precision dot is not reliable: do it in fp32
         HAS_ROWS=rows is not None, HEADS_FIRST=heads_first,
         F16=fp16_compute and k_cache.dtype == FP8_DTYPE and q.dtype != torch.float32,
+        FUSED_REDUCE=fused, BLOCK_S=block_s,
         num_warps=num_warps, num_stages=num_stages,
     )
+    if fused:
+        return out
     _decode_reduce_kernel[(bsz, hq)](
         po, lse, out,
         po.stride(0), po.stride(1), po.stride(2), lse.stride(0), lse.stride(1),
         out.stride(0), out.stride(1),
-        DV=dv, NUM_SPLITS=num_splits, BLOCK_S=max(2, triton.next_power_of_2(num_splits)),
+        DV=dv, NUM_SPLITS=num_splits, BLOCK_S=block_s,
         BLOCK_DV=triton.next_power_of_2(dv),
     )
     return out

@@ -10,12 +10,22 @@ are most of its time: six launches per layer, ~50 layers per step. Here:
    semantics of :func:`anyware.kernels.triton.moe_route.route`), and computes
    ``silu(gate) * up`` for a ``BLOCK_N1`` slice of the pair's expert as a GEMV (fp32
    accumulation), stored in fp32 ``[T * k, I_pad]``.
-2. **Down + combine** (grid ``[T, cdiv(H, BLOCK_N2)]``): each program re-derives its token's
-   routing and sums ``weight_j * (w2[e_j] @ inter[t, j])`` over the k experts in fp32, storing
-   ``[T, H]`` in the hidden dtype: the routing weights and the sum over k are applied here.
+   The programs of the first ``BLOCK_N1`` slice also store the pair's expert id and routing
+   weight (int32 / fp32 ``[T * k]``) for the down kernel.
+2. **Down + combine** (grid ``[T, cdiv(H, BLOCK_N2)]``): each program sums
+   ``weight_j * (w2[e_j] @ inter[t, j])`` over the k experts in fp32, storing ``[T, H]`` in
+   the hidden dtype: the routing weights and the sum over k are applied here. In bf16 / fp16 /
+   fp32 (``FLAT2``, the default) the k experts' columns are one reduction of ``k * I_pad``
+   columns: each ``BLOCK_K2`` chunk gathers its columns' experts and scales the intermediate by
+   their weights, so the loop's loads are independent of each other and pipeline
+   (``STAGES2``). The first version walked the experts one after another, a chain of dependent
+   loads per program that held the kernel to about a third of the bandwidth at one token
+   (session 10's profile: as long as gate-up, which reads twice the bytes). fp8 experts keep
+   the per-expert walk: each expert's output is scaled and rounded before the weighted sum,
+   as ``MoEBackend.experts``' spec does.
 
-Recomputing the top-k in every program costs a few hundred flops on ``E`` logits, much less
-than the separate routing launch. Pairs are not grouped by expert: two tokens choosing the same
+Recomputing the top-k in every gate-up program costs a few hundred flops on ``E`` logits, much
+less than a separate routing launch. Pairs are not grouped by expert: two tokens choosing the same
 expert read its weights twice, so this path is for batches where that is rare (see
 :func:`use_small_path`). No host syncs: graph-safe. Block sizes: :data:`DEFAULT_SMALL_CONFIG`,
 overridden by the ``"small"`` entry of the tuned table (``moe_config``).
@@ -29,7 +39,7 @@ import triton.language as tl
 from anyware.kernels.triton.quant import fp8_quantize, fp8_scale
 
 DEFAULT_SMALL_CONFIG = {"BLOCK_N1": 16, "BLOCK_K1": 256, "WARPS1": 4,
-                        "BLOCK_N2": 16, "BLOCK_K2": 256, "WARPS2": 4}
+                        "BLOCK_N2": 16, "BLOCK_K2": 256, "WARPS2": 4, "STAGES2": 3, "FLAT2": 1}
 
 
 def use_small_path(tokens: int, num_experts: int, top_k: int) -> bool:
@@ -80,7 +90,8 @@ def _row_scale(row_ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, stride_x, stride_l,
+def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, ids_ptr, wts_ptr,
+                    stride_x, stride_l,
                     num_experts, scale, hidden, ip, stride_we, stride_wn, stride_wk, stride_se,
                     TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
                     SIGMOID: tl.constexpr, RENORM: tl.constexpr, FP8: tl.constexpr,
@@ -88,9 +99,13 @@ def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, stride_x, st
     pair = tl.program_id(0)
     tok = (pair // TOP_K).to(tl.int64)
     j = pair % TOP_K
-    _, ids = _topk_route(logits_ptr, tok, stride_l, num_experts, scale, TOP_K, K_P2, E_P2,
-                         SIGMOID, RENORM)
-    expert = tl.sum(tl.where(tl.arange(0, K_P2) == j, ids, 0), 0).to(tl.int64)
+    weights, ids = _topk_route(logits_ptr, tok, stride_l, num_experts, scale, TOP_K, K_P2,
+                               E_P2, SIGMOID, RENORM)
+    pick = tl.arange(0, K_P2) == j
+    expert = tl.sum(tl.where(pick, ids, 0), 0).to(tl.int64)
+    if tl.program_id(1) == 0:  # the pair's routing, for the down kernel
+        tl.store(ids_ptr + pair, expert.to(tl.int32))
+        tl.store(wts_ptr + pair, tl.sum(tl.where(pick, weights, 0.0), 0))
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < ip
     base = w13_ptr + expert * stride_we + offs_n[:, None].to(tl.int64) * stride_wn
@@ -119,6 +134,30 @@ def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, stride_x, st
     if FP8:  # the intermediate in the activation dtype, as the reference rounds it
         h = h.to(x_ptr.dtype.element_ty).to(tl.float32)
     tl.store(inter_ptr + pair.to(tl.int64) * ip + offs_n, h, mask=n_ok)
+
+
+@triton.jit
+def _down_flat_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, stride_o, hidden, ip,
+                      stride_we, stride_wn, stride_wk,
+                      TOP_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    tok = tl.program_id(0).to(tl.int64)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < hidden
+    rows = w2_ptr + offs_n[:, None].to(tl.int64) * stride_wn
+    first = tok * TOP_K  # the token's pairs are rows first .. first + k - 1 of ``inter``
+    cols = TOP_K * ip
+    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for c0 in range(0, cols, BLOCK_K):
+        c = c0 + tl.arange(0, BLOCK_K)
+        c_ok = c < cols
+        j = c // ip
+        expert = tl.load(ids_ptr + first + j, mask=c_ok, other=0).to(tl.int64)
+        a = tl.load(inter_ptr + first * ip + c, mask=c_ok, other=0.0)
+        a = a * tl.load(wts_ptr + first + j, mask=c_ok, other=0.0)
+        b = tl.load(rows + expert[None, :] * stride_we + (c - j * ip)[None, :] * stride_wk,
+                    mask=n_ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
+        acc += tl.sum(b * a[None, :], 1)
+    tl.store(out_ptr + tok * stride_o + offs_n, acc.to(out_ptr.dtype.element_ty), mask=n_ok)
 
 
 @triton.jit
@@ -185,16 +224,26 @@ def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torc
     x = hidden if hidden.stride(-1) == 1 else hidden.contiguous()
     logits = router_logits if router_logits.stride(-1) == 1 else router_logits.contiguous()
     inter = torch.empty((t * top_k, ip), dtype=torch.float32, device=hidden.device)
+    pair_ids = torch.empty(t * top_k, dtype=torch.int32, device=hidden.device)
+    pair_wts = torch.empty(t * top_k, dtype=torch.float32, device=hidden.device)
     route = dict(TOP_K=top_k, K_P2=triton.next_power_of_2(top_k), E_P2=triton.next_power_of_2(e),
                  SIGMOID=scoring == "sigmoid", RENORM=renormalize)
     scale = float(routed_scaling_factor)
     fp8 = scales is not None
     s13, s2 = (s.float().contiguous() for s in scales) if fp8 else (inter, inter)
     _gate_up_kernel[(t * top_k, triton.cdiv(ip, cfg["BLOCK_N1"]))](
-        x, logits, w13, inter, s13, x.stride(0), logits.stride(0), e, scale, h, ip,
+        x, logits, w13, inter, s13, pair_ids, pair_wts, x.stride(0), logits.stride(0), e,
+        scale, h, ip,
         w13.stride(0), w13.stride(1), w13.stride(2), s13.stride(0), **route, FP8=fp8,
         BLOCK_N=cfg["BLOCK_N1"], BLOCK_K=cfg["BLOCK_K1"], num_warps=cfg["WARPS1"])
-    _down_combine_kernel[(t, triton.cdiv(h, cfg["BLOCK_N2"]))](
+    grid2 = (t, triton.cdiv(h, cfg["BLOCK_N2"]))
+    if cfg["FLAT2"] and not fp8:
+        _down_flat_kernel[grid2](
+            inter, pair_ids, pair_wts, w2, out, out.stride(0), h, ip, w2.stride(0),
+            w2.stride(1), w2.stride(2), TOP_K=top_k, BLOCK_N=cfg["BLOCK_N2"],
+            BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"], num_stages=cfg["STAGES2"])
+        return out
+    _down_combine_kernel[grid2](
         inter, logits, w2, out, s2, logits.stride(0), out.stride(0), e, scale, h, ip,
         w2.stride(0), w2.stride(1), w2.stride(2), s2.stride(0), **route, FP8=fp8,
         BLOCK_N=cfg["BLOCK_N2"], BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"])

@@ -1,0 +1,49 @@
+# Session 11 device runs (issues 14 and 21), one call per part:
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh a   # kernel tests of the in-launch decode merge and the flat MoE
+#                                                                # down kernel on the GPU; the decode-sized MoE path tuned at
+#                                                                # one token (the installed table's blocks timed with the
+#                                                                # per-expert and the flat down kernel), its table merged into
+#                                                                # this copy of the tree; W5 batch 1 and its profile; W1 bf16
+#                                                                # with the in-launch merge and with the second launch
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh b   # issue 21 item 2: W2 bf16 at chunked prefill 2048 (default),
+#                                                                # 4096 and 8192 tokens (the running cap sized from the pool)
+# A call returns at most 8 files: each part keeps its results to a few JSON files.
+set -u
+PART="${1:?a|b}"
+source benchmarks/gpu/session_setup.sh
+case "$PART" in
+a)
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_triton_attention.py \
+    tests/kernels/test_triton_moe_small.py tests/kernels/test_triton_attention_backend.py > /tmp/kernels.log 2>&1
+  stamp "$(tail -1 /tmp/kernels.log)"; grep -E "^FAILED" /tmp/kernels.log | head -10
+  cp /tmp/kernels.log $OUT/kernels.log
+  timeout 200 python3 benchmarks/kernels/tune_moe.py --buckets "" --small-budget-s 130 --out /tmp/tune \
+    > /tmp/tune.log 2>&1
+  stamp "tune:"; grep -E "small path|installed" /tmp/tune.log
+  cp /tmp/tune/tune_moe_report_E128.json $OUT/tune-moe-small.json 2>/dev/null
+  # the tuned "small" entry into the table the engine loads (this copy of the tree only)
+  python3 - <<'PY'
+import json, pathlib
+rep = json.loads(pathlib.Path("/tmp/tune/tune_moe_report_E128.json").read_text())
+path = pathlib.Path("core/kernels/triton/moe_configs") / rep["install_as"]
+table = json.loads(path.read_text())
+table["small"] = rep["buckets"]["small"]["config"]
+path.write_text(json.dumps(table, indent=1) + "\n")
+print("installed small:", table["small"])
+PY
+  timeout 120 anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1 \
+    --input-len 128 --output-len 256 --context-len 4096 --no-progress --json $OUT/W5-bs1.json > /tmp/w5.log 2>&1
+  stamp "W5 bs1: $(grep -i "tok/s\|ms" /tmp/w5.log | tail -2 | tr '\n' ' ')"
+  P="python3 benchmarks/gpu/profile_steps.py --sizes= --top 14"
+  timeout 80 $P --model qwen3-30b-a3b --decode-steps 64 --out $OUT/profile-w5-bs1.json > /tmp/p2.log 2>&1
+  stamp "w5 bs1 profile $(grep -o '"ms_per_step": [0-9.]*' $OUT/profile-w5-bs1.json)"
+  run bf16 W1
+  run bf16-2launch W1 --platform-opt triton_decode_fused_reduce=false
+  ;;
+b)
+  run bf16 W2
+  run bf16-chunk4096 W2 --engine-opt chunked_prefill_size=4096
+  [ $(( SECONDS - T0 )) -lt 400 ] && run bf16-chunk8192 W2 --engine-opt chunked_prefill_size=8192
+  ;;
+esac
+ls $OUT
