@@ -5,11 +5,15 @@
 #                                                                # per-expert and the flat down kernel), its table merged into
 #                                                                # this copy of the tree; W5 batch 1 and its profile; W1 bf16
 #                                                                # with the in-launch merge and with the second launch
-#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh b   # issue 21 item 2: W2 bf16 at chunked prefill 2048 (default),
-#                                                                # 4096 and 8192 tokens (the running cap sized from the pool)
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh b   # the fp8 decode kernel with one stage (its tiles loaded to
+#                                                                # registers and converted before the shared-memory staging:
+#                                                                # never swept); bf16 linear layers at one row, cuBLAS vs the
+#                                                                # few-rows Triton kernel (gemv_small_m.py)
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh c   # issue 21 item 2: W2 bf16 at chunked prefill 2048 (default),
+#                                                                # 4096 and 8192 tokens
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?a|b}"
+PART="${1:?a|b|c}"
 source benchmarks/gpu/session_setup.sh
 case "$PART" in
 a)
@@ -41,9 +45,17 @@ PY
   run bf16-2launch W1 --platform-opt triton_decode_fused_reduce=false
   ;;
 b)
+  timeout 100 python3 benchmarks/kernels/decode_sweep.py --kv-dtype fp8 --block-n 64,128 --num-warps 4,8 \
+    --num-stages 1,2 --splits 1 --heads-first-top 0 --out $OUT/decode_sweep_fp8_stages.json > /tmp/ds8.log 2>&1
+  stamp "decode fp8 1024, pipelined vs register loads (stages 1):"; grep -A9 "^== sorted" /tmp/ds8.log
+  timeout 240 python3 benchmarks/kernels/gemv_small_m.py --shape-budget-s 25 --out $OUT/gemv_small_m.json \
+    > /tmp/gemv.log 2>&1
+  stamp "gemv:"; grep -A6 "^== per-step" /tmp/gemv.log
+  ;;
+c)
   run bf16 W2
   run bf16-chunk4096 W2 --engine-opt chunked_prefill_size=4096
-  [ $(( SECONDS - T0 )) -lt 400 ] && run bf16-chunk8192 W2 --engine-opt chunked_prefill_size=8192
+  [ $(( SECONDS - T0 )) -lt 380 ] && run bf16-chunk8192 W2 --engine-opt chunked_prefill_size=8192
   ;;
 esac
 ls $OUT
