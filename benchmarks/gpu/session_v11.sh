@@ -45,10 +45,18 @@ PY
   run bf16-2launch W1 --platform-opt triton_decode_fused_reduce=false
   ;;
 b)
+  # the in-launch merge over the non-empty splits only (call a's merged all 32 of a graph's splits)
+  run bf16-merge W1
+  run bf16-2launch W1 --platform-opt triton_decode_fused_reduce=false
+  W5="anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1 --input-len 128
+    --output-len 256 --context-len 4096 --no-progress"
+  timeout 100 $W5 --json $OUT/W5-bs1-merge.json > /tmp/w5a.log 2>&1
+  timeout 100 $W5 --platform-option triton_decode_fused_reduce=false --json $OUT/W5-bs1-2launch.json > /tmp/w5b.log 2>&1
+  stamp "W5 bs1 ITL median merge / 2 launches: $(grep -o '"itl_ms_median": [0-9.]*' $OUT/W5-bs1-merge.json) / $(grep -o '"itl_ms_median": [0-9.]*' $OUT/W5-bs1-2launch.json)"
   timeout 100 python3 benchmarks/kernels/decode_sweep.py --kv-dtype fp8 --block-n 64,128 --num-warps 4,8 \
     --num-stages 1,2 --splits 1 --heads-first-top 0 --out $OUT/decode_sweep_fp8_stages.json > /tmp/ds8.log 2>&1
   stamp "decode fp8 1024, pipelined vs register loads (stages 1):"; grep -A9 "^== sorted" /tmp/ds8.log
-  timeout 240 python3 benchmarks/kernels/gemv_small_m.py --shape-budget-s 25 --out $OUT/gemv_small_m.json \
+  timeout 200 python3 benchmarks/kernels/gemv_small_m.py --shape-budget-s 14 --out $OUT/gemv_small_m.json \
     > /tmp/gemv.log 2>&1
   stamp "gemv:"; grep -A6 "^== per-step" /tmp/gemv.log
   ;;

@@ -16,7 +16,7 @@ CLASSES = (
     ("e4m3", "linear"),  # cuBLASLt fp8 GEMMs (torch._scaled_mm)
     ("quant", "quantize"),
     # the fused-MoE kernels (kernels/triton/moe.py, moe_small.py), before "gemm"
-    ("moe", "moe"), ("gate_up", "moe"), ("down_combine", "moe"),
+    ("moe", "moe"), ("gate_up", "moe"), ("down_combine", "moe"), ("down_flat", "moe"),
     ("nvjet", "linear"), ("gemv", "linear"), ("gemm", "linear"), ("xmma", "linear"),
     ("cutlass", "linear"), ("sm90", "linear"), ("splitk", "linear"),
     ("decode", "attention"), ("extend", "attention"), ("attn", "attention"),
