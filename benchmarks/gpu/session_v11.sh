@@ -10,7 +10,7 @@
 #                                                                # never swept); bf16 linear layers at one row, cuBLAS vs the
 #                                                                # few-rows Triton kernel (gemv_small_m.py)
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh c   # issue 21 item 2: W2 bf16 at chunked prefill 2048 (default),
-#                                                                # 4096 and 8192 tokens
+#                                                                # 4096 and 8192 tokens; the W5 batch-1 profile if time is left
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?a|b|c}"
@@ -64,6 +64,9 @@ c)
   run bf16 W2
   run bf16-chunk4096 W2 --engine-opt chunked_prefill_size=4096
   [ $(( SECONDS - T0 )) -lt 380 ] && run bf16-chunk8192 W2 --engine-opt chunked_prefill_size=8192
+  [ $(( SECONDS - T0 )) -lt 480 ] && { timeout 80 python3 benchmarks/gpu/profile_steps.py --sizes= --top 14 \
+    --model qwen3-30b-a3b --decode-steps 64 --out $OUT/profile-w5-bs1.json > /tmp/p2.log 2>&1
+    stamp "w5 bs1 profile $(grep -o '"ms_per_step": [0-9.]*' $OUT/profile-w5-bs1.json)"; }
   ;;
 esac
 ls $OUT
