@@ -1,8 +1,15 @@
-"""bf16 linear layers at decode-sized row counts on the GPU: ``F.linear`` (cuBLAS) against the
-few-rows Triton kernel (``anyware.kernels.triton.gemv``) at the W1 (Llama-3.1-8B) and W5
-(Qwen3-30B-A3B) shapes, to decide whether the model's layers should take it below some row
+"""bf16 linear layers at decode-sized row counts on the GPU: ``F.linear`` (cuBLAS) against a
+few-rows Triton kernel (defined here: :func:`small_m_linear`) at the W1 (Llama-3.1-8B) and
+W5 (Qwen3-30B-A3B) shapes, to decide whether the model's layers should take it below some row
 count (issues 14 and 21: at batch 1 the W5 step's dense layers read their weights at ~48% of
 the bandwidth, the 8B's at ~87%).
+
+The probe kernel: ``y = x @ W^T`` for ``x [M <= 16, K]``, one program per ``BLOCK_N`` output
+channels walking all of ``K`` in tiles that feed ``tl.dot`` (rows padded to 16), so Triton's
+software pipeline keeps ``num_stages`` weight tiles in flight through asynchronous copies; no
+split-K, fp32 accumulation. Measured on an H200 (session 11, docs/performance.md): the best
+configuration per shape against cuBLAS summed to 1.193 vs 1.200 ms per W5 step and 3.885 vs
+3.950 ms per W1 step, so no layer uses it; it stays here as the measurement.
 
 Each method runs as CUDA-graph replays over enough copies of the weight to exceed the L2
 cache (2 GB, as a step's layers do), reported as µs per call, weight GB/s and % of
@@ -26,7 +33,81 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from anyware.kernels.triton.gemv import small_m_linear
+import triton
+import triton.language as tl
+
+MAX_ROWS = 16
+
+
+@triton.jit
+def _gemv_kernel(x_ptr, w_ptr, b_ptr, out_ptr, M, N, K, stride_x, stride_w, stride_o,
+                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_K: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = offs_m < M
+    n_ok = offs_n < N
+    cols = tl.arange(0, BLOCK_K)
+    x_rows = x_ptr + offs_m[:, None] * stride_x
+    w_rows = w_ptr + offs_n[None, :].to(tl.int64) * stride_w  # [1, BLOCK_N]: W^T tiles
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + cols
+        k_ok = k < K
+        x = tl.load(x_rows + k[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        w = tl.load(w_rows + k[:, None], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        if UPCAST:  # the interpreter's low-precision dot is not reliable: do it in fp32
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(x, w, acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(out_ptr + offs_m[:, None] * stride_o + offs_n[None, :],
+             acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+def default_blocks(n: int, k: int, device: torch.device) -> dict:
+    """Launch configuration: about four programs per SM where ``N`` allows (16 channels at
+    least, the smallest ``tl.dot`` tile), 128-column tiles, four stages."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count \
+        if device.type == "cuda" else 8
+    block_n = 16
+    while block_n < 64 and triton.cdiv(n, block_n * 2) >= 4 * sms:
+        block_n *= 2
+    interp = device.type == "cpu"
+    return {"block_n": block_n, "block_k": 32 if interp else 128, "num_warps": 4,
+            "num_stages": 1 if interp else 4}
+
+
+def small_m_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                   block_n: int | None = None, block_k: int | None = None,
+                   num_warps: int | None = None, num_stages: int | None = None) -> torch.Tensor:
+    """``x [M, K] @ weight[N, K]^T (+ bias [N])`` -> ``[M, N]`` in ``x.dtype``, ``M <= 16``.
+    ``None`` launch settings take :func:`default_blocks`. Raises ``ValueError`` for more
+    rows or mismatched shapes."""
+    m, k = x.shape
+    n, kw = weight.shape
+    if m > MAX_ROWS or kw != k:
+        raise ValueError(f"small_m_linear: x {tuple(x.shape)} and weight {tuple(weight.shape)} "
+                         f"(at most {MAX_ROWS} rows, matching K)")
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    x = x if x.stride(-1) == 1 else x.contiguous()
+    cfg = default_blocks(n, k, x.device)
+    for key, val in (("block_n", block_n), ("block_k", block_k), ("num_warps", num_warps),
+                     ("num_stages", num_stages)):
+        if val is not None:
+            cfg[key] = val
+    _gemv_kernel[(triton.cdiv(n, cfg["block_n"]),)](
+        x, weight, bias if bias is not None else weight, out, m, n, k, x.stride(0),
+        weight.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_M=16,
+        BLOCK_N=cfg["block_n"], BLOCK_K=cfg["block_k"],
+        PRECISION="ieee" if x.dtype == torch.float32 or x.device.type == "cpu" else "tf32",
+        UPCAST=x.device.type == "cpu",
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return out
+
 
 # name -> (N, K, layers per step)
 SHAPES = {
