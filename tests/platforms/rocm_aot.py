@@ -4,8 +4,8 @@ Run as a script (``python -m tests.platforms.rocm_aot``), never under ``TRITON_I
 A fake HIP driver whose target is ``GPUTarget("hip", "gfx942", 64)`` is made active and every
 ``JITFunction.run`` is turned into a warm-up (compile, never launch); then the plugin's own
 code paths run on CPU tensors: the portable ops (RMSNorm, fused add-RMSNorm, rotary,
-SiLU-and-mul, KV store) and the portable attention backend on decode, extend and mixed
-batches. Each kernel that compiled is printed with the size of its HSA code object; the exit
+SiLU-and-mul, KV store) and the portable attention backend on decode (the splits merged in
+the split launch, and by the reduce launch), extend and mixed batches. Each kernel that compiled is printed with the size of its HSA code object; the exit
 status is non-zero if a kernel failed to compile or none did.
 """
 
@@ -63,10 +63,13 @@ def main() -> int:
     platform = PlatformDriver(platform)
     gen = torch.Generator().manual_seed(0)
     layer = AttentionLayer(0, 4, 2, 64, 64, 0.125)
-    for mode, prefix, extend in ((ForwardMode.DECODE, [17, 40], [1, 1]),
-                                 (ForwardMode.EXTEND, [0, 20], [9, 5]),
-                                 (ForwardMode.MIXED, [12, 33], [6, 1])):
+    # decode twice: splits merged in the split launch (the default) and by the reduce launch
+    for mode, prefix, extend, merge in ((ForwardMode.DECODE, [17, 40], [1, 1], True),
+                                        (ForwardMode.DECODE, [17, 40], [1, 1], False),
+                                        (ForwardMode.EXTEND, [0, 20], [9, 5], True),
+                                        (ForwardMode.MIXED, [12, 33], [6, 1], True)):
         backend = platform.attention_backend(spec_for(4, 2, 64, "bfloat16", 4, 256))
+        backend.decode_fused_reduce = merge
         sc = build(platform, backend, gen, dtype="bfloat16", page_size=16, num_heads=4,
                    num_kv_heads=2, head_dim=64, prefix_lens=prefix, extend_lens=extend,
                    mode=mode, scale=0.125)
