@@ -11,9 +11,10 @@
 #                                                                # few-rows Triton kernel (gemv_small_m.py)
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh c   # issue 21 item 2: W2 bf16 at chunked prefill 2048 (default),
 #                                                                # 4096 and 8192 tokens; the W5 batch-1 profile if time is left
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v11.sh d   # no-regression check: W6, W4 (16 groups), W3 if time is left
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?a|b|c}"
+PART="${1:?a|b|c|d}"
 source benchmarks/gpu/session_setup.sh
 case "$PART" in
 a)
@@ -67,6 +68,12 @@ c)
   [ $(( SECONDS - T0 )) -lt 480 ] && { timeout 80 python3 benchmarks/gpu/profile_steps.py --sizes= --top 14 \
     --model qwen3-30b-a3b --decode-steps 64 --out $OUT/profile-w5-bs1.json > /tmp/p2.log 2>&1
     stamp "w5 bs1 profile $(grep -o '"ms_per_step": [0-9.]*' $OUT/profile-w5-bs1.json)"; }
+  ;;
+d)
+  # issue 21's no-regression check at this session's head: W6 (host-bound 0.5B), W4 (radix cache on vs off)
+  run bf16 W6
+  run g16 W4 --w4-groups 16
+  [ $(( SECONDS - T0 )) -lt 200 ] && run bf16 W3
   ;;
 esac
 ls $OUT

@@ -60,7 +60,7 @@ class WorkerConfig:
     load_format: str = "auto"
     seed: int = 0
     # None: sized from the KV pool once it exists (anyware.memory.running_cap)
-    max_running_requests: int | None = 256
+    max_running_requests: int | None = None
     rank: int = 0
     world_size: int = 1
     show_progress: bool = True
