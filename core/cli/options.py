@@ -97,7 +97,8 @@ def _add_engine_arguments(parser, max_running_requests: int | None) -> None:
                         help="KV-cache page size in tokens (default: the platform's)")
     parser.add_argument("--max-running-requests", type=int, default=max_running_requests,
                         help="most requests in the running batch (default: sized from the KV "
-                             "cache, the requests of 2,048 tokens it holds, 256 to 1024)")
+                             "cache, the requests of 2,048 tokens it holds, 256 to 1024; 256 "
+                             "where a request's KV is too small to keep the device busy)")
     parser.add_argument("--chunked-prefill-size", type=int, default=2048,
                         help="most prompt tokens prefilled per step")
     parser.add_argument("--schedule-conservativeness", type=float, default=1.0, metavar="C",

@@ -112,7 +112,9 @@ class ModelWorker:
             #: same on every rank: the pool is the smallest rank's)
             self.max_running_requests = (
                 cfg.max_running_requests if cfg.max_running_requests is not None
-                else auto_max_running((self.num_pages - 1) * pcfg.page_size, mcfg.context_len))
+                else auto_max_running((self.num_pages - 1) * pcfg.page_size, mcfg.context_len,
+                                      layout.bytes_per_page() * mcfg.num_layers
+                                      // pcfg.page_size))
             self.page_table = PageTable(self.max_running_requests, max_pages_per_req, device)
         self.pool = KVPool(platform, layout, mcfg.num_layers, self.num_pages)
         if before_setup is not None:  # e.g. opt-in model hooks, before any graph capture

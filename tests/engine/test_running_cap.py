@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 from anyware import Engine, SamplingParams
+from anyware.memory import running_cap
 from anyware.memory.running_cap import (
     AUTO_MAX,
     AUTO_MIN,
+    AUTO_MIN_ROW_BYTES,
     TOKENS_PER_REQUEST,
     auto_max_running,
     max_running_bound,
@@ -18,13 +20,24 @@ from tests.engine.conftest import PLATFORM, model_dir  # noqa: F401 - the fixtur
 
 
 def test_auto_rule():
-    long = 131072
-    assert auto_max_running(0, long) == AUTO_MIN
-    assert auto_max_running(AUTO_MIN * TOKENS_PER_REQUEST - 1, long) == AUTO_MIN
-    assert auto_max_running(844544, long) == 412  # the 8B shape's bf16 pool on an H200
-    assert auto_max_running(10**9, long) == AUTO_MAX
-    assert auto_max_running(300 * 512, 512) == 300  # no request is longer than the context
+    long, kv8b = 131072, 128 << 10  # the 8B shape: 128 KiB of bf16 KV per token
+    assert auto_max_running(0, long, kv8b) == AUTO_MIN
+    assert auto_max_running(AUTO_MIN * TOKENS_PER_REQUEST - 1, long, kv8b) == AUTO_MIN
+    assert auto_max_running(844544, long, kv8b) == 412  # its bf16 pool on an H200
+    assert auto_max_running(1_760_000, long, kv8b // 2) == 859  # and its fp8 pool
+    assert auto_max_running(10**9, long, kv8b) == AUTO_MAX
+    # no request is longer than the context (512 tokens of 128 KiB: 64 MiB per row)
+    assert auto_max_running(300 * 512, 512, kv8b * 2) == 300
     assert max_running_bound(None) == AUTO_MAX and max_running_bound(7) == 7
+
+
+def test_host_bound_rows_keep_the_floor():
+    """A small model's rows read too little KV per step for more of them to pay for their host
+    time (W6: qwen2.5-0.5b, 12 KiB per token, a 2.1M-token pool on an H200)."""
+    assert auto_max_running(2_097_152, 32768, 12 << 10) == AUTO_MIN
+    # the threshold: 64 MiB of KV at the 2,048-token footprint
+    assert auto_max_running(10**9, 32768, AUTO_MIN_ROW_BYTES // TOKENS_PER_REQUEST) == AUTO_MAX
+    assert auto_max_running(10**9, 32768, AUTO_MIN_ROW_BYTES // TOKENS_PER_REQUEST - 1) == AUTO_MIN
 
 
 def _engine(model_dir, **kw):  # noqa: F811
@@ -50,7 +63,9 @@ def test_a_small_pool_keeps_the_floor(model_dir):  # noqa: F811
         assert core.worker.attention.spec.max_batch_size == AUTO_MAX
 
 
-def test_a_large_pool_raises_the_cap(model_dir):  # noqa: F811
+def test_a_large_pool_raises_the_cap(model_dir, monkeypatch):  # noqa: F811
+    # the tiny model's rows are host-bound by the rule's bytes: lift that bound here
+    monkeypatch.setattr(running_cap, "AUTO_MIN_ROW_BYTES", 0)
     with _engine(model_dir, kv_cache_bytes=1 << 20) as small:
         per_token = _token_bytes(small)
         context = small.core.model_config.context_len
