@@ -1,0 +1,26 @@
+# Queued for the next device session (written in session 11, not yet run):
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v12.sh a   # W6 at the running cap's host-bound floor (256, the
+#                                                                # default since ce17aab) vs the 1,024 its pool allows,
+#                                                                # alternated twice on one machine; the fp8 V^T-page probe
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v12.sh b   # W2 fp8 linear + fp8 KV at the head (the in-launch decode
+#                                                                # merge at 859 rows; session 10: 10,637), W2 bf16 at
+#                                                                # chunked prefill 8192 again (session 11: 9,397 vs 9,120)
+# A call returns at most 8 files: each part keeps its results to a few JSON files.
+set -u
+PART="${1:?a|b}"
+source benchmarks/gpu/session_setup.sh
+case "$PART" in
+a)
+  for i in 1 2; do
+    run bf16-cap256-$i W6
+    run bf16-cap1024-$i W6 --engine-opt max_running_requests=1024
+  done
+  timeout 150 python3 benchmarks/kernels/decode_fp8_vt_probe.py --out $OUT/decode_fp8_vt.json > /tmp/vt.log 2>&1
+  stamp "V^T probe:"; tail -1 /tmp/vt.log
+  ;;
+b)
+  run fp8wkv-auto W2 $FP8 $KV8
+  run bf16-chunk8192 W2 --engine-opt chunked_prefill_size=8192
+  ;;
+esac
+ls $OUT
