@@ -21,7 +21,7 @@ its KV. A request whose KV at the 2,048-token footprint is under ``AUTO_MIN_ROW_
 rows add host time faster than they amortise device time. Measured (session 11): W6, a 0.5B
 model (12 KB of KV per token, 24 MiB per row), ran 14.4k tok/s at the 1,024 the pool allowed
 against 16–27k at 256 in earlier sessions, and on the CPU harness (``benchmarks/host_steps.py``,
-W6's shape) the host spent 35% more time per token at 1,024 rows than at 256 (per-row work
+W6's shape) the host spent 34% more time per token at 1,024 rows than at 256 (per-row work
 touching 4x the request objects per step). The 8B shape (256 MiB per row in bf16, 128 in fp8)
 keeps the pool-sized cap.
 

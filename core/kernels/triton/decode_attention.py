@@ -26,6 +26,16 @@ from anyware.kernels.triton.quant import FP8_DTYPE
 
 
 @triton.jit
+def _split_weights(lse, valid, AXIS: tl.constexpr):
+    """The merge weights of the splits' log2-sum-exps along ``AXIS`` (relative to their max;
+    0 for invalid or empty splits) and their sum: both merges (in launch, pass 2) use it."""
+    m = tl.max(lse, AXIS)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.where(valid, tl.exp2(lse - tl.expand_dims(m, AXIS)), 0.0)
+    return w, tl.sum(w, AXIS)
+
+
+@triton.jit
 def _decode_split_kernel(
     q_ptr, kc_ptr, vc_ptr, pt_ptr, seq_ptr, po_ptr, plse_ptr, row_ptr, cnt_ptr, o_ptr,
     stride_qt, stride_qh, stride_kcs, stride_kch, stride_vcs, stride_vch, stride_pt,
@@ -122,15 +132,11 @@ def _decode_split_kernel(
                 # the last split of this (request, KV head): merge the group's partials,
                 # read through L2 (.cg), where the other programs' released stores are
                 sp = tl.arange(0, BLOCK_S)
+                valid = sp[None, :] < NUM_SPLITS
                 all_lse = tl.load(
                     plse_ptr + b * stride_lb + heads[:, None] * stride_lh + sp[None, :],
-                    mask=gmask[:, None] & (sp[None, :] < NUM_SPLITS), other=float("-inf"),
-                    cache_modifier=".cg")
-                m = tl.max(all_lse, 1)
-                m = tl.where(m == float("-inf"), 0.0, m)
-                w = tl.exp2(all_lse - m[:, None])
-                w = tl.where(sp[None, :] < NUM_SPLITS, w, 0.0)
-                total = tl.sum(w, 1)
+                    mask=gmask[:, None] & valid, other=float("-inf"), cache_modifier=".cg")
+                w, total = _split_weights(all_lse, valid, 1)
                 merged = tl.zeros([BLOCK_G, BLOCK_DV], tl.float32)
                 # only the splits that hold positions: a graph's split count comes from the
                 # longest context, so at short lengths most are empty (weight 0, output 0)
@@ -155,15 +161,11 @@ def _decode_reduce_kernel(
     dv = tl.arange(0, BLOCK_DV)
     smask = s < NUM_SPLITS
     lse = tl.load(plse_ptr + b * stride_lb + h * stride_lh + s, mask=smask, other=float("-inf"))
-    m = tl.max(lse, 0)
-    m = tl.where(m == float("-inf"), 0.0, m)
-    w = tl.exp2(lse - m)
-    w = tl.where(smask, w, 0.0)
+    w, total = _split_weights(lse, smask, 0)
     parts = tl.load(
         po_ptr + b * stride_pob + h * stride_poh + s[:, None] * stride_pos + dv[None, :],
         mask=smask[:, None] & (dv[None, :] < DV), other=0.0,
     )
-    total = tl.sum(w, 0)
     out = tl.sum(parts * w[:, None], 0) / tl.where(total > 0, total, 1.0)
     tl.store(o_ptr + b * stride_ot + h * stride_oh + dv, out.to(o_ptr.dtype.element_ty),
              mask=dv < DV)

@@ -11,7 +11,7 @@ are most of its time: six launches per layer, ~50 layers per step. Here:
    ``silu(gate) * up`` for a ``BLOCK_N1`` slice of the pair's expert as a GEMV (fp32
    accumulation), stored in fp32 ``[T * k, I_pad]``.
    The programs of the first ``BLOCK_N1`` slice also store the pair's expert id and routing
-   weight (int32 / fp32 ``[T * k]``) for the down kernel.
+   weight (int32 / fp32 ``[T * k]``): the down kernel reads them rather than routing again.
 2. **Down + combine** (grid ``[T, cdiv(H, BLOCK_N2)]``): each program sums
    ``weight_j * (w2[e_j] @ inter[t, j])`` over the k experts in fp32, storing ``[T, H]`` in
    the hidden dtype: the routing weights and the sum over k are applied here. In bf16 / fp16 /
@@ -24,9 +24,10 @@ are most of its time: six launches per layer, ~50 layers per step. Here:
    the per-expert walk: each expert's output is scaled and rounded before the weighted sum,
    as ``MoEBackend.experts``' spec does.
 
-Recomputing the top-k in every gate-up program costs a few hundred flops on ``E`` logits, much
-less than a separate routing launch. Pairs are not grouped by expert: two tokens choosing the same
-expert read its weights twice, so this path is for batches where that is rare (see
+Recomputing the top-k in every gate-up program (the pair's expert decides which weights it
+reads) costs a few hundred flops on ``E`` logits, much less than a separate routing launch.
+Pairs are not grouped by expert: two tokens choosing the same expert read its weights twice,
+so this path is for batches where that is rare (see
 :func:`use_small_path`). No host syncs: graph-safe. Block sizes: :data:`DEFAULT_SMALL_CONFIG`,
 overridden by the ``"small"`` entry of the tuned table (``moe_config``).
 """
@@ -161,22 +162,17 @@ def _down_flat_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, stride_o, hi
 
 
 @triton.jit
-def _down_combine_kernel(inter_ptr, logits_ptr, w2_ptr, out_ptr, s2_ptr, stride_l, stride_o,
-                         num_experts, scale, hidden, ip, stride_we, stride_wn, stride_wk,
-                         stride_se,
-                         TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
-                         SIGMOID: tl.constexpr, RENORM: tl.constexpr, FP8: tl.constexpr,
+def _down_combine_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, s2_ptr, stride_o,
+                         hidden, ip, stride_we, stride_wn, stride_wk, stride_se,
+                         TOP_K: tl.constexpr, FP8: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     tok = tl.program_id(0).to(tl.int64)
-    weights, ids = _topk_route(logits_ptr, tok, stride_l, num_experts, scale, TOP_K, K_P2,
-                               E_P2, SIGMOID, RENORM)
-    ks = tl.arange(0, K_P2)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < hidden
     acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-    for j in tl.static_range(TOP_K):
-        expert = tl.sum(tl.where(ks == j, ids, 0), 0).to(tl.int64)
-        weight = tl.sum(tl.where(ks == j, weights, 0.0), 0)
+    for j in tl.static_range(TOP_K):  # the pairs' routing as the gate-up kernel stored it
+        expert = tl.load(ids_ptr + tok * TOP_K + j).to(tl.int64)
+        weight = tl.load(wts_ptr + tok * TOP_K + j)
         base = w2_ptr + expert * stride_we + offs_n[:, None].to(tl.int64) * stride_wn
         row = inter_ptr + (tok * TOP_K + j) * ip
         if FP8:  # the intermediate row quantised per row (padding columns are 0)
@@ -244,7 +240,7 @@ def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torc
             BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"], num_stages=cfg["STAGES2"])
         return out
     _down_combine_kernel[grid2](
-        inter, logits, w2, out, s2, logits.stride(0), out.stride(0), e, scale, h, ip,
-        w2.stride(0), w2.stride(1), w2.stride(2), s2.stride(0), **route, FP8=fp8,
+        inter, pair_ids, pair_wts, w2, out, s2, out.stride(0), h, ip, w2.stride(0),
+        w2.stride(1), w2.stride(2), s2.stride(0), TOP_K=top_k, FP8=fp8,
         BLOCK_N=cfg["BLOCK_N2"], BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"])
     return out
