@@ -112,26 +112,22 @@ def tune_small(args, budget_s: float) -> dict:
             report[f"installed_flat{flat}_ms"] = time_small(x, logits, copies, args.top_k, cfg)
         print(f"installed table {installed}: per-expert down {report['installed_flat0_ms']:.4f} "
               f"ms, flat down {report['installed_flat1_ms']:.4f} ms", flush=True)
-    report["rel_err"] = check_small(x, logits, w13, w2, args.top_k, best)
+    report["rel_err"] = check(x, logits, w13, w2, args.top_k, best, small=True)
     if report["rel_err"] > 2e-2:
         raise SystemExit(f"small path: best config {best} is wrong (rel err {report['rel_err']:.3g})")
     return report
 
 
-def check_small(x, logits, w13, w2, top_k, config) -> float:
-    """Relative error of the decode-sized path vs the float64 dense reference (one token)."""
-    out = fused_moe_small(x, logits, w13, w2, top_k, True, config=config)
+def check(x, logits, w13, w2, top_k, config, small: bool = False) -> float:
+    """Relative error of the fused layer on 16 tokens (``small``: the decode-sized path on the
+    tokens given) vs the float64 dense reference."""
+    if not small:
+        x, logits = x[:16], logits[:16]
+        out = fused_moe(x, *moe_route(logits, top_k, True), w13, w2, config)
+    else:
+        out = fused_moe_small(x, logits, w13, w2, top_k, True, config=config)
     wts, ids = moe_route(logits.cpu(), top_k, True)
     want = moe_dense(x.cpu(), wts, ids, w13.cpu(), w2.cpu())
-    return float((out.double().cpu() - want).norm() / want.norm())
-
-
-def check(x, logits, w13, w2, top_k, config) -> float:
-    """Relative error of the fused layer vs the float64 dense reference on 16 tokens."""
-    xs, ls = x[:16], logits[:16]
-    out = fused_moe(xs, *moe_route(ls, top_k, True), w13, w2, config)
-    wts, ids = moe_route(ls.cpu(), top_k, True)
-    want = moe_dense(xs.cpu(), wts, ids, w13.cpu(), w2.cpu())
     return float((out.double().cpu() - want).norm() / want.norm())
 
 
