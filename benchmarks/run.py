@@ -44,7 +44,9 @@ def hf_config(preset: str) -> dict:
 
 class StepTimer:
     """Wraps the execution strategy to measure how much of the wall time the device has work
-    queued (CUDA events around each forward): 1 - busy/wall is the scheduler's idle share."""
+    queued (CUDA events around each forward): 1 - busy/wall is the scheduler's idle share.
+    Each forward is also counted by mode (decode, extend, mixed, verify) with its host time
+    inside the strategy's ``run`` (launches or a graph replay) and its events' device span."""
 
     def __init__(self, engine: Engine) -> None:
         self.strategy = engine.core.worker.strategy
@@ -54,15 +56,39 @@ class StepTimer:
 
     def _run(self, batch):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        replays = self._replays()
+        t0 = time.perf_counter()
         start.record()
         out = self.inner(batch)
         end.record()
-        self.events.append((start, end))
+        host = time.perf_counter() - t0
+        graph = self._replays() != replays
+        mode = getattr(batch.mode, "name", str(batch.mode)).lower()
+        self.events.append((start, end, mode, graph, host, int(batch.input_ids.shape[0])))
         return out
+
+    def _replays(self) -> int:
+        return sum(getattr(self.strategy, k, 0) or 0
+                   for k in ("replays", "prefill_replays", "verify_replays"))
 
     def busy_ms(self) -> float:
         torch.cuda.synchronize()
-        return sum(s.elapsed_time(e) for s, e in self.events)
+        return sum(e[0].elapsed_time(e[1]) for e in self.events)
+
+    def breakdown(self) -> dict:
+        """Per (mode, graph or eager): forwards, tokens, host ms in ``run`` and device ms
+        between the events (totals over the run)."""
+        torch.cuda.synchronize()
+        out: dict = {}
+        for start, end, mode, graph, host, tokens in self.events:
+            row = out.setdefault(f"{mode}-{'graph' if graph else 'eager'}",
+                                 {"forwards": 0, "tokens": 0, "host_ms": 0.0, "device_ms": 0.0})
+            row["forwards"] += 1
+            row["tokens"] += tokens
+            row["host_ms"] += host * 1e3
+            row["device_ms"] += start.elapsed_time(end)
+        return {k: {**v, "host_ms": round(v["host_ms"], 1), "device_ms": round(v["device_ms"], 1)}
+                for k, v in out.items()}
 
 
 ENGINE_OPTS: dict = {}  # from --engine-opt, applied to every engine this run builds
@@ -168,6 +194,7 @@ def offline(args, preset: str, wl: Workload, dtype: str, peer_slice: int | None,
         res["ours"]["device_busy_fraction"] = round(busy / (r.wall_s * 1e3), 4)
         res["ours"]["forwards"] = len(timer.events)
         res["ours"]["graph_replays"] = getattr(e.core.worker.strategy, "replays", None)
+        res["ours"]["forwards_by_mode"] = timer.breakdown()
     free(e)
     e = timer = None
     free(None)
