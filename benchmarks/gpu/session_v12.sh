@@ -5,6 +5,10 @@
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v12.sh b   # W2 fp8 linear + fp8 KV at the head (the in-launch decode
 #                                                                # merge at 859 rows; session 10: 10,637), W2 bf16 at
 #                                                                # chunked prefill 8192 again (session 11: 9,397 vs 9,120)
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v12.sh c   # W6 at chunked prefill 2048 vs 8192, alternated
+#                                                                # (its 249 eager mixed steps were 4.6 s of 12.8);
+#                                                                # then Nsight Compute on the decode kernel
+#                                                                # (benchmarks/gpu/ncu_decode.sh), fp8 vs bf16 cache
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?a|b}"
@@ -21,6 +25,13 @@ a)
 b)
   run fp8wkv-auto W2 $FP8 $KV8
   run bf16-chunk8192 W2 --engine-opt chunked_prefill_size=8192
+  ;;
+c)
+  for i in 1 2; do
+    run chunk2048-$i W6
+    run chunk8192-$i W6 --engine-opt chunked_prefill_size=8192
+  done
+  NCU_SETUP_DONE=1 source benchmarks/gpu/ncu_decode.sh
   ;;
 esac
 ls $OUT
