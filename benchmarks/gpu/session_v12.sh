@@ -9,6 +9,10 @@
 #                                                                # (its 249 eager mixed steps were 4.6 s of 12.8);
 #                                                                # then Nsight Compute on the decode kernel
 #                                                                # (benchmarks/gpu/ncu_decode.sh), fp8 vs bf16 cache
+#   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v12.sh d   # the decode kernel's load variants (unmasked head
+#                                                                # dims, K by rows; decode_fp8_variants.py), then W2
+#                                                                # fp8 + fp8 KV with the masked loads of before vs the
+#                                                                # fastest variant (or once at the head if none gains)
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?a|b}"
@@ -32,6 +36,19 @@ c)
     run chunk8192-$i W6 --engine-opt chunked_prefill_size=8192
   done
   NCU_SETUP_DONE=1 source benchmarks/gpu/ncu_decode.sh
+  ;;
+d)
+  timeout 170 python3 benchmarks/kernels/decode_fp8_variants.py --out $OUT/decode_variants.json \
+    --opts-out /tmp/fp8.opts > /tmp/variants.log 2>&1
+  stamp "$(grep '^==' /tmp/variants.log)"
+  OPTS=$(cat /tmp/fp8.opts 2>/dev/null)
+  RUN_TIMEOUT=200
+  if [ -n "$OPTS" ]; then
+    run fp8wkv-masked W2 $FP8 $KV8 --platform-opt triton_decode_even_dims=false
+    run fp8wkv-best W2 $FP8 $KV8 $OPTS
+  else
+    run fp8wkv-head W2 $FP8 $KV8
+  fi
   ;;
 esac
 ls $OUT

@@ -79,6 +79,29 @@ def test_decode_attention_heads_first_is_the_same_result(device):
     _check_decode(device, torch.float32, 16, hq, hkv, d, seq_lens, 2, heads_first=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float8_e4m3fn])
+def test_decode_attention_load_variants_are_the_same_result(device, dtype):
+    """Head-dim loads without masks (``even_dims``, the default) read the same values as the
+    masked ones: the same output bit for bit. K tiles loaded by rows (``k_rows``) too; their
+    transposed tile may sum q.k in another order: equal within rounding. The masked path
+    still serves a head dim that is not a power of two."""
+    hq, hkv, d = _heads(4)
+    seq_lens = [1, 9 * SHAPE[3], 3 * SHAPE[3] + 5]
+    cache_dtype = torch.bfloat16 if dtype == torch.float8_e4m3fn else dtype
+    k_cache, v_cache, pt = random_paged_kv(seq_lens, 16, hkv, d, cache_dtype, device)
+    k_cache, v_cache = k_cache.to(dtype), v_cache.to(dtype)
+    q = torch.randn(len(seq_lens), hq, d, dtype=cache_dtype, device=device)
+    seq = torch.tensor(seq_lens, dtype=torch.int32, device=device)
+    outs = [decode_attention(q, k_cache, v_cache, pt, seq, 16, d**-0.5, 2, even_dims=even,
+                             k_rows=rows)
+            for even, rows in ((False, False), (True, False), (True, True), (False, True))]
+    assert torch.equal(outs[1], outs[0]) and torch.equal(outs[3], outs[2])
+    assert rel_err(outs[2], outs[0]) < (1e-5 if dtype == torch.float32 else 4e-3)  # bf16 rounding
+    # a head dim that is not a power of two (the blocks are wider than the rows)
+    _check_decode(device, torch.float32, 16, hq, hkv, d - 8 if d > 16 else 24, seq_lens, 2,
+                  k_rows=True)
+
+
 @pytest.mark.parametrize("num_splits", [1, 3, 8])
 def test_decode_attention_merge_in_launch(device, num_splits):
     """The splits merged by the split launch's last program (the default) vs by a second

@@ -359,9 +359,13 @@ def test_decode_tuning_from_platform_options(device):
     assert (tri.decode_num_warps, tri.decode_num_stages, tri.decode_target_programs) == (None, None, 512)
     assert tri._decode_launch() == dict(block_n=16, num_warps=None, num_stages=None,
                                         heads_first=True, fp16_compute=True,
-                                        fused_reduce=True)
-    # an fp8 cache's fp16 tiles and the in-launch merge can be turned off (A/B runs)
+                                        fused_reduce=True, even_dims=True, k_rows=False)
+    # an fp8 cache's fp16 tiles, the in-launch merge and the unmasked head dims can be turned
+    # off, K tiles loaded by rows on (A/B runs)
     config.extra["triton_decode_fp16_compute"] = False
     config.extra["triton_decode_fused_reduce"] = False
+    config.extra["triton_decode_even_dims"] = False
+    config.extra["triton_decode_k_rows"] = True
     launch = TritonAttentionBackend(platform, spec)._decode_launch()
     assert launch["fp16_compute"] is False and launch["fused_reduce"] is False
+    assert launch["even_dims"] is False and launch["k_rows"] is True

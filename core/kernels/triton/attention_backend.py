@@ -112,7 +112,8 @@ class _MixedPlan:
 
 OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decode_block_n, ...
 TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
-           "decode_target_programs", "decode_fp16_compute", "decode_fused_reduce")
+           "decode_target_programs", "decode_fp16_compute", "decode_fused_reduce",
+           "decode_even_dims", "decode_k_rows")
 
 
 class TritonAttentionBackend(AttentionBackend):
@@ -171,6 +172,9 @@ class TritonAttentionBackend(AttentionBackend):
         # the splits merged by the split launch's last program (decode_attention's
         # ``fused_reduce``), not by a second launch
         self.decode_fused_reduce = True
+        # unmasked head-dim loads where the dims are powers of two; K tiles as [positions, D]
+        self.decode_even_dims = True
+        self.decode_k_rows = False
         # the same, from the platform options (``--platform-option triton_decode_block_n=128``):
         # set here, before any graph is captured
         extra = platform.config.extra if getattr(platform, "config", None) is not None else {}
@@ -253,7 +257,8 @@ class TritonAttentionBackend(AttentionBackend):
         return dict(block_n=self.decode_block_n, num_warps=self.decode_num_warps,
                     num_stages=self.decode_num_stages, heads_first=self.decode_heads_first,
                     fp16_compute=self.decode_fp16_compute,
-                    fused_reduce=self.decode_fused_reduce)
+                    fused_reduce=self.decode_fused_reduce,
+                    even_dims=self.decode_even_dims, k_rows=self.decode_k_rows)
 
     def _verify_plan(self, batch: ForwardBatch, padded: bool) -> _VerifyPlan:
         """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from

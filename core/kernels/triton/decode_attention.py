@@ -47,6 +47,7 @@ def _decode_split_kernel(
     HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, HAS_ROWS: tl.constexpr, HEADS_FIRST: tl.constexpr,
     F16: tl.constexpr, FUSED_REDUCE: tl.constexpr, BLOCK_S: tl.constexpr,
+    EVEN_D: tl.constexpr, K_ROWS: tl.constexpr,
 ):
     if HEADS_FIRST:  # grid (Hkv, B, splits): a request's KV heads run side by side
         hk = tl.program_id(0)
@@ -73,9 +74,15 @@ def _decode_split_kernel(
     heads = hk * G + g
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
+    if EVEN_D:  # the blocks are the head dims: no per-column masks (wider vector loads)
+        dmask = d < BLOCK_D
+        dvmask = dv < BLOCK_DV
+    else:
+        dmask = d < D
+        dvmask = dv < DV
     q = tl.load(
         q_ptr + b * stride_qt + heads[:, None] * stride_qh + d[None, :],
-        mask=gmask[:, None] & (d[None, :] < D), other=0.0,
+        mask=gmask[:, None] & dmask[None, :], other=0.0,
     )
     if UPCAST:
         q = q.to(tl.float32)
@@ -90,10 +97,20 @@ def _decode_split_kernel(
         nmask = pos < hi
         page = tl.load(pt_row + pos // PAGE, mask=nmask, other=0)
         slot = page.to(tl.int64) * PAGE + pos % PAGE
-        k = tl.load(
-            kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
-            mask=nmask[None, :] & (d[:, None] < D), other=0.0,
-        )
+        if K_ROWS:  # a [positions, D] tile (rows contiguous, as V's), transposed for the dot
+            if EVEN_D:
+                k = tl.load(kc_ptr + slot[:, None] * stride_kcs + hk * stride_kch + d[None, :],
+                            mask=nmask[:, None], other=0.0)
+            else:
+                k = tl.load(kc_ptr + slot[:, None] * stride_kcs + hk * stride_kch + d[None, :],
+                            mask=nmask[:, None] & dmask[None, :], other=0.0)
+            k = tl.trans(k)
+        elif EVEN_D:
+            k = tl.load(kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
+                        mask=nmask[None, :], other=0.0)
+        else:
+            k = tl.load(kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
+                        mask=nmask[None, :] & dmask[:, None], other=0.0)
         k = k.to(q.dtype)  # an fp8 cache (or the interpreter's fp32 upcast) computes as q
         s = tl.dot(q, k, input_precision=PRECISION)
         if HAS_SOFTCAP:
@@ -106,17 +123,19 @@ def _decode_split_kernel(
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(
-            vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
-            mask=nmask[:, None] & (dv[None, :] < DV), other=0.0,
-        )
+        if EVEN_D:
+            v = tl.load(vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
+                        mask=nmask[:, None], other=0.0)
+        else:
+            v = tl.load(vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
+                        mask=nmask[:, None] & dvmask[None, :], other=0.0)
         v = v.to(q.dtype)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     # empty split: l_i == 0 -> lse = -inf, output 0
     safe_l = tl.where(l_i > 0, l_i, 1.0)
     out = acc / safe_l[:, None]
-    omask = gmask[:, None] & (dv[None, :] < DV)
+    omask = gmask[:, None] & dvmask[None, :]
     o_rows = o_ptr + b * stride_ot + heads[:, None] * stride_oh + dv[None, :]
     if FUSED_REDUCE and NUM_SPLITS == 1:  # the split is the whole output (as pass 2 gives it)
         tl.store(o_rows, out.to(o_ptr.dtype.element_ty), mask=omask)
@@ -213,6 +232,8 @@ def decode_attention(
     rows: torch.Tensor | None = None,
     fp16_compute: bool = True,
     fused_reduce: bool = True,
+    even_dims: bool = True,
+    k_rows: bool = False,
 ) -> torch.Tensor:
     """Attention of one new token per request over its whole KV (already stored).
 
@@ -238,6 +259,13 @@ def decode_attention(
     between them; the same results bit for bit). The others change the accumulation order,
     not the math: results agree within rounding, and two calls with the same configuration
     and ``num_splits`` agree bit for bit.
+
+    ``even_dims`` (default on): where the head dims are powers of two, the tiles' loads carry
+    no per-column masks, only the positions' (the same values; a probe of why an fp8 cache
+    reads at about half the bandwidth of a bf16 one, whose 128-byte rows the per-element
+    masks may keep from vectorising). ``k_rows``: the K tile is loaded as ``[positions, D]``
+    (as V's) and transposed for the dot, instead of loaded as ``[D, positions]`` (the same
+    values; a tuning knob).
 
     ``fp16_compute`` (an fp8 cache with bf16 / fp16 queries; default on): the K and V tiles
     convert to fp16, not the query's dtype, and q is clamped to fp16's range (±65504) and
@@ -287,6 +315,8 @@ def decode_attention(
         HAS_ROWS=rows is not None, HEADS_FIRST=heads_first,
         F16=fp16_compute and k_cache.dtype == FP8_DTYPE and q.dtype != torch.float32,
         FUSED_REDUCE=fused, BLOCK_S=block_s,
+        EVEN_D=even_dims and d == triton.next_power_of_2(d) and dv == triton.next_power_of_2(dv),
+        K_ROWS=k_rows,
         num_warps=num_warps, num_stages=num_stages,
     )
     if fused:
