@@ -11,8 +11,8 @@
 #                                                                # (benchmarks/gpu/ncu_decode.sh), fp8 vs bf16 cache
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v12.sh d   # the decode kernel's load variants (unmasked head
 #                                                                # dims, K by rows; decode_fp8_variants.py), then W2
-#                                                                # fp8 + fp8 KV with the masked loads of before vs the
-#                                                                # fastest variant (or once at the head if none gains)
+#                                                                # fp8 + fp8 KV once, with the fastest variant's options
+#                                                                # when it gains (else the head's defaults)
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
 PART="${1:?a|b}"
@@ -43,12 +43,8 @@ d)
   stamp "$(grep '^==' /tmp/variants.log)"
   OPTS=$(cat /tmp/fp8.opts 2>/dev/null)
   RUN_TIMEOUT=200
-  if [ -n "$OPTS" ]; then
-    run fp8wkv-masked W2 $FP8 $KV8 --platform-opt triton_decode_even_dims=false
-    run fp8wkv-best W2 $FP8 $KV8 $OPTS
-  else
-    run fp8wkv-head W2 $FP8 $KV8
-  fi
+  # one W2 run (the device budget left): with the fastest variant's options, if any gained
+  run fp8wkv-best W2 $FP8 $KV8 $OPTS
   ;;
 esac
 ls $OUT
