@@ -74,12 +74,8 @@ def _decode_split_kernel(
     heads = hk * G + g
     d = tl.arange(0, BLOCK_D)
     dv = tl.arange(0, BLOCK_DV)
-    if EVEN_D:  # the blocks are the head dims: no per-column masks (wider vector loads)
-        dmask = d < BLOCK_D
-        dvmask = dv < BLOCK_DV
-    else:
-        dmask = d < D
-        dvmask = dv < DV
+    dmask = d < D  # the K/V tiles' loads leave these out where EVEN_D (blocks = head dims)
+    dvmask = dv < DV
     q = tl.load(
         q_ptr + b * stride_qt + heads[:, None] * stride_qh + d[None, :],
         mask=gmask[:, None] & dmask[None, :], other=0.0,
@@ -98,19 +94,18 @@ def _decode_split_kernel(
         page = tl.load(pt_row + pos // PAGE, mask=nmask, other=0)
         slot = page.to(tl.int64) * PAGE + pos % PAGE
         if K_ROWS:  # a [positions, D] tile (rows contiguous, as V's), transposed for the dot
-            if EVEN_D:
-                k = tl.load(kc_ptr + slot[:, None] * stride_kcs + hk * stride_kch + d[None, :],
-                            mask=nmask[:, None], other=0.0)
-            else:
-                k = tl.load(kc_ptr + slot[:, None] * stride_kcs + hk * stride_kch + d[None, :],
-                            mask=nmask[:, None] & dmask[None, :], other=0.0)
-            k = tl.trans(k)
-        elif EVEN_D:
-            k = tl.load(kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
-                        mask=nmask[None, :], other=0.0)
+            k_off = slot[:, None] * stride_kcs + hk * stride_kch + d[None, :]
+            kmask = nmask[:, None]
+            if not EVEN_D:
+                kmask = kmask & dmask[None, :]
         else:
-            k = tl.load(kc_ptr + slot[None, :] * stride_kcs + hk * stride_kch + d[:, None],
-                        mask=nmask[None, :] & dmask[:, None], other=0.0)
+            k_off = slot[None, :] * stride_kcs + hk * stride_kch + d[:, None]
+            kmask = nmask[None, :]
+            if not EVEN_D:
+                kmask = kmask & dmask[:, None]
+        k = tl.load(kc_ptr + k_off, mask=kmask, other=0.0)
+        if K_ROWS:
+            k = tl.trans(k)
         k = k.to(q.dtype)  # an fp8 cache (or the interpreter's fp32 upcast) computes as q
         s = tl.dot(q, k, input_precision=PRECISION)
         if HAS_SOFTCAP:
@@ -123,12 +118,11 @@ def _decode_split_kernel(
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        if EVEN_D:
-            v = tl.load(vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
-                        mask=nmask[:, None], other=0.0)
-        else:
-            v = tl.load(vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
-                        mask=nmask[:, None] & dvmask[None, :], other=0.0)
+        vmask = nmask[:, None]
+        if not EVEN_D:
+            vmask = vmask & dvmask[None, :]
+        v = tl.load(vc_ptr + slot[:, None] * stride_vcs + hk * stride_vch + dv[None, :],
+                    mask=vmask, other=0.0)
         v = v.to(q.dtype)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
@@ -261,11 +255,12 @@ def decode_attention(
     and ``num_splits`` agree bit for bit.
 
     ``even_dims`` (default on): where the head dims are powers of two, the tiles' loads carry
-    no per-column masks, only the positions' (the same values; a probe of why an fp8 cache
-    reads at about half the bandwidth of a bf16 one, whose 128-byte rows the per-element
-    masks may keep from vectorising). ``k_rows``: the K tile is loaded as ``[positions, D]``
-    (as V's) and transposed for the dot, instead of loaded as ``[D, positions]`` (the same
-    values; a tuning knob).
+    only the positions' masks, no per-column ones (the same values, bit for bit). ``k_rows``:
+    the K tile is loaded as ``[positions, D]`` (as V's) and transposed for the dot, instead of
+    as ``[D, positions]`` (the same values within rounding). Both came from a profile of the
+    pass over an fp8 cache (narrow loads); on an H200 (session 12, 1,024 fp8 rows) the
+    unmasked loads alone were neutral and ``k_rows`` with 3 stages 7.6% faster in the kernel,
+    with no gain measured on W2 fp8 as a whole, so ``k_rows`` stays off (docs/performance.md).
 
     ``fp16_compute`` (an fp8 cache with bf16 / fp16 queries; default on): the K and V tiles
     convert to fp16, not the query's dtype, and q is clamped to fp16's range (±65504) and
