@@ -369,3 +369,14 @@ def test_decode_tuning_from_platform_options(device):
     launch = TritonAttentionBackend(platform, spec)._decode_launch()
     assert launch["fp16_compute"] is False and launch["fused_reduce"] is False
     assert launch["even_dims"] is False and launch["k_rows"] is True
+    # text values (the CLI's, JSON-parsed or not) take the defaults' types: "False" is false
+    config.extra.update({"triton_decode_fused_reduce": "False", "triton_decode_k_rows": "on",
+                         "triton_decode_block_n": "32", "triton_decode_num_warps": "none"})
+    tri = TritonAttentionBackend(platform, spec)
+    assert (tri.decode_fused_reduce, tri.decode_k_rows) == (False, True)
+    assert (tri.decode_block_n, tri.decode_num_warps) == (32, None)
+    for key, bad in (("triton_decode_even_dims", "maybe"), ("triton_decode_block_n", "big")):
+        bad_platform = types.SimpleNamespace(device=torch.device(device),
+                                             config=types.SimpleNamespace(extra={key: bad}))
+        with pytest.raises(ValueError, match=key):
+            TritonAttentionBackend(bad_platform, spec)

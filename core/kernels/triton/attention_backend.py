@@ -116,6 +116,29 @@ TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_he
            "decode_even_dims", "decode_k_rows")
 
 
+def _coerce(name: str, value, default):
+    """A platform option's value as the type of its default: booleans from ``true/false/1/0/
+    yes/no/on/off`` in any case (so ``False`` is false, not a truthy string), numbers from
+    text; ``None`` defaults (the kernel's own choice) take an int or ``None``/``none``."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"platform option {name} takes true or false, not {value!r}")
+    if value is None or str(value).strip().lower() in ("none", "null", ""):
+        if default is None:
+            return None
+        raise ValueError(f"platform option {name} needs a number, not {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"platform option {name} takes a whole number, not {value!r}") from None
+
+
 class TritonAttentionBackend(AttentionBackend):
     """Split-KV decode and causal extend over the NHD paged cache (any page size)."""
 
@@ -180,7 +203,8 @@ class TritonAttentionBackend(AttentionBackend):
         extra = platform.config.extra if getattr(platform, "config", None) is not None else {}
         for key in TUNABLE:
             if f"{OPTION_PREFIX}{key}" in extra:
-                setattr(self, key, extra[f"{OPTION_PREFIX}{key}"])
+                setattr(self, key, _coerce(f"{OPTION_PREFIX}{key}", extra[f"{OPTION_PREFIX}{key}"],
+                                           getattr(self, key)))
 
     # ------------------------------------------------------------ graph buffers
     def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:
