@@ -57,6 +57,7 @@ from anyware.kernels.triton.decode_attention import (
     decode_workspace,
 )
 from anyware.kernels.triton.extend_attention import extend_attention
+from anyware.kernels.triton.options import apply_platform_options
 from anyware.kernels.triton.store import store_kv
 from anyware.plugin import (
     AttentionBackend,
@@ -114,29 +115,6 @@ OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decod
 TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
            "decode_target_programs", "decode_fp16_compute", "decode_fused_reduce",
            "decode_even_dims", "decode_k_rows")
-
-
-def _coerce(name: str, value, default):
-    """A platform option's value as the type of its default: booleans from ``true/false/1/0/
-    yes/no/on/off`` in any case (so ``False`` is false, not a truthy string), numbers from
-    text; ``None`` defaults (the kernel's own choice) take an int or ``None``/``none``."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"platform option {name} takes true or false, not {value!r}")
-    if value is None or str(value).strip().lower() in ("none", "null", ""):
-        if default is None:
-            return None
-        raise ValueError(f"platform option {name} needs a number, not {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"platform option {name} takes a whole number, not {value!r}") from None
 
 
 class TritonAttentionBackend(AttentionBackend):
@@ -200,11 +178,7 @@ class TritonAttentionBackend(AttentionBackend):
         self.decode_k_rows = False
         # the same, from the platform options (``--platform-option triton_decode_block_n=128``):
         # set here, before any graph is captured
-        extra = platform.config.extra if getattr(platform, "config", None) is not None else {}
-        for key in TUNABLE:
-            if f"{OPTION_PREFIX}{key}" in extra:
-                setattr(self, key, _coerce(f"{OPTION_PREFIX}{key}", extra[f"{OPTION_PREFIX}{key}"],
-                                           getattr(self, key)))
+        apply_platform_options(self, platform, OPTION_PREFIX, TUNABLE)
 
     # ------------------------------------------------------------ graph buffers
     def init_graph_buffers(self, max_batch_size: int, max_pages_per_req: int) -> None:
