@@ -21,7 +21,6 @@ import argparse
 import json
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -138,7 +137,7 @@ def main() -> None:
            "triton": triton.__version__}
     for name, make in cases.items():
         entry = {}
-        for rnd in range(2):  # alternated: off, on, off, on
+        for _rnd in range(2):  # alternated: off, on, off, on
             for pdl in (False, True):
                 entry.setdefault("pdl" if pdl else "plain", []).append(time_graph(make, pdl))
         entry["max_abs_diff_off_vs_on"] = check_same(make)
