@@ -2,9 +2,14 @@
 #   ANYWARE_COMMIT=<sha> bash benchmarks/gpu/session_v13.sh a   # what programmatic dependent launch saves per kernel
 #                                                                # in a graph (benchmarks/kernels/pdl_chain.py); W1 bf16
 #                                                                # and W5 batch 1 at the head (this machine's baseline)
+#   ... b   # PDL in the engine: the GPU kernel tests with PDL (same bits eager and in a graph);
+#           # W5 batch 1 and W1 bf16 with triton_pdl off / on, alternated
+#   ... c   # W2 bf16 with triton_pdl on (the default) and off
+#   ... d   # W2 fp8 weights + KV, W3, W4 (16 groups), W6 at the head: issue 21's closing table
+#   ... e   # W5 offline 1000 x 1024/1024 through the CLI, transformers' generate_batch slice
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?a}"
+PART="${1:?a|b|c|d|e}"
 source benchmarks/gpu/session_setup.sh
 W5="anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1 --input-len 128
   --output-len 256 --context-len 4096 --no-progress"
@@ -20,6 +25,38 @@ a)
   stamp "pdl chain:"; cat /tmp/pdl.log | tail -4
   run bf16 W1
   w5 head
+  ;;
+b)
+  timeout 200 python3 -m pytest -q -x tests/kernels/test_triton_pdl.py tests/kernels/test_triton_moe_small.py \
+    tests/kernels/test_triton_elementwise.py tests/kernels/test_norm_rotary.py > /tmp/pytest.log 2>&1
+  stamp "GPU kernel tests: $(tail -1 /tmp/pytest.log)"
+  grep -E "^(FAILED|ERROR)" /tmp/pytest.log | head -5
+  for i in 1 2; do
+    w5 pdl-off-$i --platform-option triton_pdl=false
+    w5 pdl-on-$i
+  done
+  for i in 1 2; do
+    run pdl-off-$i W1 --platform-opt triton_pdl=false
+    run pdl-on-$i W1
+  done
+  ;;
+c)
+  run pdl-on W2
+  run pdl-off W2 --platform-opt triton_pdl=false
+  ;;
+d)
+  run fp8wkv W2 $FP8 $KV8
+  run bf16 W3
+  run bf16 W4 --w4-groups 16
+  run bf16 W6
+  ;;
+e)
+  timeout 330 anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1000 \
+    --input-len 1024 --output-len 1024 --no-progress --json $OUT/W5-offline.json > /tmp/w5off.log 2>&1
+  stamp "W5 offline: $(grep -o '"output_tok_s": [0-9.]*' $OUT/W5-offline.json)"
+  tail -3 /tmp/w5off.log | grep -i error || true
+  timeout 150 python3 benchmarks/gpu/w5_moe.py --peer --prompts 0 --parts peer --out $OUT > /tmp/peer.log 2>&1
+  stamp "transformers slice:"; tail -3 /tmp/peer.log
   ;;
 esac
 ls $OUT

@@ -7,9 +7,16 @@ Options of its own (``--platform-option``): ``cuda_fp8_gemv_max_rows`` (default 
 (``anyware.kernels.triton.fp8_gemv``) instead of quantisation + ``torch._scaled_mm``;
 ``cuda_fp8_fused_activations`` (default true; false for A/B runs): the norms and SiLU-and-mul
 in front of fp8 projections quantise their output in their own launch (plugin API 2.4).
+``triton_pdl`` (default: on where every visible GPU is Hopper or later and Triton has the
+intrinsics; false turns it off; true where it cannot work is refused at start-up): the
+portable Triton kernels launch with programmatic dependent launch
+(:mod:`anyware.kernels.triton.pdl`), so each overlaps its predecessor's tail.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import os
 
 import torch
 from anyware.plugin import (
@@ -76,15 +83,35 @@ class CudaPlatform(TorchDevicePlatform):
                     f"fp8 linear layers need compute capability 8.9+ (Ada, Hopper); this GPU is "
                     f"{major}.{minor}{which}; leave --quantization unset, or hide the older "
                     f"GPUs with CUDA_VISIBLE_DEVICES")
-        return super()._configure(config)
+        return super()._configure(self._with_pdl(config))
+
+    def _with_pdl(self, config: PlatformConfig) -> PlatformConfig:
+        """``triton_pdl`` settled: its default from the oldest visible GPU (9.0+ and a Triton
+        with the intrinsics, not the interpreter), an explicit true checked against the same."""
+        from anyware.kernels.triton.options import coerce_option
+        from anyware.kernels.triton.pdl import supports_pdl
+
+        devices = range(self.visible_device_count())
+        caps = [tuple(torch.cuda.get_device_capability(d)) for d in devices]
+        interpreted = os.environ.get("TRITON_INTERPRET", "0").strip() not in ("", "0")
+        usable, why = supports_pdl(min(caps) if caps else None, interpreted)
+        if "triton_pdl" in config.extra:
+            if coerce_option("triton_pdl", config.extra["triton_pdl"], False) and not usable:
+                raise CapabilityError(f"--platform-option triton_pdl=true: {why}; leave the "
+                                      f"option unset (it is on wherever it can work)")
+            return config
+        return dataclasses.replace(config, extra={**config.extra, "triton_pdl": usable})
 
     # ---------------------------------------------------------------- ops
     def _create_ops(self):
         from anyware.kernels.triton.ops import TritonOps
+        from anyware.kernels.triton.options import coerce_option
 
         extra = self.config.extra if self.config is not None else {}
-        ops = TritonOps(fp8_gemv_max_rows=int(extra.get(f"{self.name}_fp8_gemv_max_rows", 0)))
-        if not _flag(extra.get(f"{self.name}_fp8_fused_activations", True)):
+        rows_key, fused_key = f"{self.name}_fp8_gemv_max_rows", f"{self.name}_fp8_fused_activations"
+        ops = TritonOps(fp8_gemv_max_rows=coerce_option(rows_key, extra.get(rows_key, 0), 0),
+                        pdl=coerce_option("triton_pdl", extra.get("triton_pdl", False), False))
+        if not coerce_option(fused_key, extra.get(fused_key, True), True):
             ops.fp8_activations = False
         return ops
 
@@ -104,14 +131,3 @@ class CudaPlatform(TorchDevicePlatform):
     def _communicator(self, rank, world_size):
         return TorchDistributedCommunicator(rank, world_size)
 
-
-def _flag(value) -> bool:
-    """A boolean platform option: a bool, or ``true/false/1/0/yes/no/on/off`` as text."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"a boolean platform option takes true or false, not {value!r}")

@@ -52,8 +52,8 @@ def test_fp8_needs_compute_capability_8_9(monkeypatch, cc, ok):
     plat = CudaPlatform()
     plat._configure(PlatformConfig(execution="eager"))  # no quantization: never asked
     config = PlatformConfig(execution="eager", quantization="fp8")
-    if ok:
-        assert plat._configure(config) is config
+    if ok:  # accepted as asked (only ``triton_pdl``'s default is added)
+        assert plat._configure(config).quantization == "fp8"
     else:
         with pytest.raises(CapabilityError, match=rf"8\.9\+.*this GPU is {cc[0]}\.{cc[1]}"):
             plat._configure(config)
@@ -70,7 +70,7 @@ def test_fp8_asks_every_visible_gpu(monkeypatch):
         CudaPlatform()._configure(PlatformConfig(execution="eager", quantization="fp8"))
     caps[1] = (9, 0)
     config = PlatformConfig(execution="eager", quantization="fp8")
-    assert CudaPlatform()._configure(config) is config
+    assert CudaPlatform()._configure(config).quantization == "fp8"
 
 
 def test_backend_preference_order():
@@ -146,3 +146,40 @@ def test_fp8_ops_options(extra, fused, gemv):
     plat.config = PlatformConfig(extra={"cuda_fp8_fused_activations": "maybe"})
     with pytest.raises(ValueError, match="true or false"):
         plat._create_ops()
+
+
+@pytest.mark.parametrize("caps,interpreted,on", [
+    ([(9, 0)], False, True), ([(10, 0), (9, 0)], False, True),
+    ([(9, 0), (8, 9)], False, False),  # the oldest visible GPU decides
+    ([(8, 0)], False, False), ([], False, False), ([(9, 0)], True, False),
+])
+def test_pdl_default_from_the_devices(monkeypatch, caps, interpreted, on):
+    """``triton_pdl`` defaults on where every visible GPU is 9.0+ (and Triton compiles, not
+    interprets); it then reaches the ops and the MoE backend (the attention backend's reading
+    of it: ``test_decode_tuning_from_platform_options``). An explicit false stays."""
+    pytest.importorskip("triton")
+    from anyware.kernels.triton.moe_backend import TritonMoEBackend
+    from anyware.plugin import MoESpec, PlatformConfig
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: caps[device])
+    monkeypatch.setattr(CudaPlatform, "visible_device_count", lambda self: len(caps))
+    monkeypatch.setenv("TRITON_INTERPRET", "1" if interpreted else "0")
+    plat = CudaPlatform()
+    plat.config = plat._configure(PlatformConfig(execution="eager"))
+    assert plat.config.extra["triton_pdl"] is on
+    assert plat._create_ops().pdl is on
+    assert TritonMoEBackend(plat, MoESpec(8, 2, 32, 16, torch.float32)).pdl is on
+    off = plat._configure(PlatformConfig(execution="eager", extra={"triton_pdl": "false"}))
+    plat.config = off
+    assert off.extra["triton_pdl"] == "false" and plat._create_ops().pdl is False
+
+
+def test_pdl_true_where_it_cannot_work_is_refused(monkeypatch):
+    from anyware.plugin import CapabilityError, PlatformConfig
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(CudaPlatform, "visible_device_count", lambda self: 1)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    config = PlatformConfig(execution="eager", extra={"triton_pdl": True})
+    with pytest.raises(CapabilityError, match=r"triton_pdl=true.*9\.0\+.*this GPU is 8\.0"):
+        CudaPlatform()._configure(config)

@@ -359,16 +359,19 @@ def test_decode_tuning_from_platform_options(device):
     assert (tri.decode_num_warps, tri.decode_num_stages, tri.decode_target_programs) == (None, None, 512)
     assert tri._decode_launch() == dict(block_n=16, num_warps=None, num_stages=None,
                                         heads_first=True, fp16_compute=True,
-                                        fused_reduce=True, even_dims=True, k_rows=False)
+                                        fused_reduce=True, even_dims=True, k_rows=False,
+                                        pdl=False)
     # an fp8 cache's fp16 tiles, the in-launch merge and the unmasked head dims can be turned
     # off, K tiles loaded by rows on (A/B runs)
     config.extra["triton_decode_fp16_compute"] = False
     config.extra["triton_decode_fused_reduce"] = False
     config.extra["triton_decode_even_dims"] = False
     config.extra["triton_decode_k_rows"] = True
+    config.extra["triton_pdl"] = True  # set by the platform where the device has it
     launch = TritonAttentionBackend(platform, spec)._decode_launch()
     assert launch["fp16_compute"] is False and launch["fused_reduce"] is False
-    assert launch["even_dims"] is False and launch["k_rows"] is True
+    assert launch["even_dims"] is False and launch["k_rows"] is True and launch["pdl"] is True
+    del config.extra["triton_pdl"]
     # text values (the CLI's, JSON-parsed or not) take the defaults' types: "False" is false
     config.extra.update({"triton_decode_fused_reduce": "False", "triton_decode_k_rows": "on",
                          "triton_decode_block_n": "32", "triton_decode_num_warps": "none"})

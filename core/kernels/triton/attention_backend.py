@@ -114,7 +114,7 @@ class _MixedPlan:
 OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decode_block_n, ...
 TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
            "decode_target_programs", "decode_fp16_compute", "decode_fused_reduce",
-           "decode_even_dims", "decode_k_rows")
+           "decode_even_dims", "decode_k_rows", "pdl")
 
 
 class TritonAttentionBackend(AttentionBackend):
@@ -176,6 +176,9 @@ class TritonAttentionBackend(AttentionBackend):
         # unmasked head-dim loads where the dims are powers of two; K tiles as [positions, D]
         self.decode_even_dims = True
         self.decode_k_rows = False
+        # the KV store and decode kernels launched with programmatic dependent launch (pdl.py;
+        # option ``triton_pdl``, whose default the platform sets where the device has it)
+        self.pdl = False
         # the same, from the platform options (``--platform-option triton_decode_block_n=128``):
         # set here, before any graph is captured
         apply_platform_options(self, platform, OPTION_PREFIX, TUNABLE)
@@ -256,7 +259,7 @@ class TritonAttentionBackend(AttentionBackend):
                     num_stages=self.decode_num_stages, heads_first=self.decode_heads_first,
                     fp16_compute=self.decode_fp16_compute,
                     fused_reduce=self.decode_fused_reduce,
-                    even_dims=self.decode_even_dims, k_rows=self.decode_k_rows)
+                    even_dims=self.decode_even_dims, k_rows=self.decode_k_rows, pdl=self.pdl)
 
     def _verify_plan(self, batch: ForwardBatch, padded: bool) -> _VerifyPlan:
         """The decode-kernel plan of a chain verify. Padded (a graph): launch constants from
@@ -343,7 +346,7 @@ class TritonAttentionBackend(AttentionBackend):
     ) -> torch.Tensor:
         self.calls += 1
         k_cache, v_cache = cache.k[layer.layer_id], cache.v[layer.layer_id]
-        store_kv(k_cache, v_cache, k, v, batch.out_slots)
+        store_kv(k_cache, v_cache, k, v, batch.out_slots, pdl=self.pdl)
         plan = self._plan
         if plan is None:
             raise RuntimeError("TritonAttentionBackend.forward before prepare()")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from anyware.kernels.triton.pdl import gdc_enter, launch_options
 from anyware.kernels.triton.quant import FP8_DTYPE
 
 
@@ -47,8 +48,9 @@ def _decode_split_kernel(
     HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, HAS_ROWS: tl.constexpr, HEADS_FIRST: tl.constexpr,
     F16: tl.constexpr, FUSED_REDUCE: tl.constexpr, BLOCK_S: tl.constexpr,
-    EVEN_D: tl.constexpr, K_ROWS: tl.constexpr,
+    EVEN_D: tl.constexpr, K_ROWS: tl.constexpr, GDC: tl.constexpr,
 ):
+    gdc_enter(GDC)
     if HEADS_FIRST:  # grid (Hkv, B, splits): a request's KV heads run side by side
         hk = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)
@@ -167,7 +169,9 @@ def _decode_reduce_kernel(
     po_ptr, plse_ptr, o_ptr,
     stride_pob, stride_poh, stride_pos, stride_lb, stride_lh, stride_ot, stride_oh,
     DV: tl.constexpr, NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr,
+    GDC: tl.constexpr,
 ):
+    gdc_enter(GDC)
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     s = tl.arange(0, BLOCK_S)
@@ -228,6 +232,7 @@ def decode_attention(
     fused_reduce: bool = True,
     even_dims: bool = True,
     k_rows: bool = False,
+    pdl: bool = False,
 ) -> torch.Tensor:
     """Attention of one new token per request over its whole KV (already stored).
 
@@ -269,6 +274,8 @@ def decode_attention(
     still runs at 52% of bandwidth against 96% for a bf16 cache, at the same elements per
     second, so the conversion is not its main limit (docs/performance.md). Every e4m3 value
     is exact in fp16, and the probabilities keep 3 more bits than in bf16.
+
+    ``pdl``: both passes launched with programmatic dependent launch (:mod:`.pdl`).
     """
     bsz, hq, d = q.shape
     hkv, dv = v_cache.shape[1], v_cache.shape[2]
@@ -311,8 +318,8 @@ def decode_attention(
         F16=fp16_compute and k_cache.dtype == FP8_DTYPE and q.dtype != torch.float32,
         FUSED_REDUCE=fused, BLOCK_S=block_s,
         EVEN_D=even_dims and d == triton.next_power_of_2(d) and dv == triton.next_power_of_2(dv),
-        K_ROWS=k_rows,
-        num_warps=num_warps, num_stages=num_stages,
+        K_ROWS=k_rows, GDC=pdl,
+        num_warps=num_warps, num_stages=num_stages, **launch_options(pdl),
     )
     if fused:
         return out
@@ -321,6 +328,6 @@ def decode_attention(
         po.stride(0), po.stride(1), po.stride(2), lse.stride(0), lse.stride(1),
         out.stride(0), out.stride(1),
         DV=dv, NUM_SPLITS=num_splits, BLOCK_S=block_s,
-        BLOCK_DV=triton.next_power_of_2(dv),
+        BLOCK_DV=triton.next_power_of_2(dv), GDC=pdl, **launch_options(pdl),
     )
     return out

@@ -27,6 +27,7 @@ from anyware.kernels.triton.moe import expert_gemms, fused_moe
 from anyware.kernels.triton.moe_config import get_config, get_small_config
 from anyware.kernels.triton.moe_route import route
 from anyware.kernels.triton.moe_small import fused_moe_small, use_small_path
+from anyware.kernels.triton.options import apply_platform_options
 from anyware.plugin import Dispatched, MoEBackend, MoEWeightLayout
 
 
@@ -38,6 +39,10 @@ class TritonMoEBackend(MoEBackend):
     def __init__(self, platform, spec, communicator=None) -> None:
         super().__init__(platform, spec, communicator)
         self._configs: dict[int, dict] = {}
+        # the decode-sized path's two kernels launched with programmatic dependent launch
+        # (pdl.py; platform option ``triton_pdl``, whose default the platform sets)
+        self.pdl = False
+        apply_platform_options(self, platform, "triton_", ("pdl",))
 
     def weight_layout(self) -> MoEWeightLayout:
         return MoEWeightLayout()
@@ -80,6 +85,6 @@ class TritonMoEBackend(MoEBackend):
         if use_small_path(hidden.shape[0], s.num_experts, s.top_k):
             cfg = get_small_config(s.num_experts, s.intermediate_size, s.dtype)
             return fused_moe_small(hidden, router_logits, w13, w2, s.top_k, s.renormalize,
-                                   s.scoring, s.routed_scaling_factor, cfg, scales)
+                                   s.scoring, s.routed_scaling_factor, cfg, scales, pdl=self.pdl)
         weights, ids = self.route(router_logits)
         return fused_moe(hidden, weights, ids, w13, w2, self.config(hidden.shape[0]), scales)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from anyware.kernels.triton.pdl import gdc_enter, launch_options
 from anyware.kernels.triton.quant import fp8_quantize, fp8_scale
 
 DEFAULT_SMALL_CONFIG = {"BLOCK_N1": 16, "BLOCK_K1": 256, "WARPS1": 4,
@@ -96,7 +97,8 @@ def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, ids_ptr, wts
                     num_experts, scale, hidden, ip, stride_we, stride_wn, stride_wk, stride_se,
                     TOP_K: tl.constexpr, K_P2: tl.constexpr, E_P2: tl.constexpr,
                     SIGMOID: tl.constexpr, RENORM: tl.constexpr, FP8: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GDC: tl.constexpr):
+    gdc_enter(GDC)
     pair = tl.program_id(0)
     tok = (pair // TOP_K).to(tl.int64)
     j = pair % TOP_K
@@ -140,7 +142,9 @@ def _gate_up_kernel(x_ptr, logits_ptr, w13_ptr, inter_ptr, s13_ptr, ids_ptr, wts
 @triton.jit
 def _down_flat_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, stride_o, hidden, ip,
                       stride_we, stride_wn, stride_wk,
-                      TOP_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                      TOP_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                      GDC: tl.constexpr):
+    gdc_enter(GDC)
     tok = tl.program_id(0).to(tl.int64)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < hidden
@@ -165,7 +169,8 @@ def _down_flat_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, stride_o, hi
 def _down_combine_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, s2_ptr, stride_o,
                          hidden, ip, stride_we, stride_wn, stride_wk, stride_se,
                          TOP_K: tl.constexpr, FP8: tl.constexpr,
-                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GDC: tl.constexpr):
+    gdc_enter(GDC)
     tok = tl.program_id(0).to(tl.int64)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < hidden
@@ -199,7 +204,8 @@ def _down_combine_kernel(inter_ptr, ids_ptr, wts_ptr, w2_ptr, out_ptr, s2_ptr, s
 def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torch.Tensor,
                     w2: torch.Tensor, top_k: int, renormalize: bool, scoring: str = "softmax",
                     routed_scaling_factor: float = 1.0, config: dict | None = None,
-                    scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                    scales: tuple[torch.Tensor, torch.Tensor] | None = None, *,
+                    pdl: bool = False) -> torch.Tensor:
     """``hidden [T, H]``, ``router_logits [T, E]``, weights in the
     :class:`~anyware.plugin.MoEWeightLayout` (``w13 [E, 2 I_pad, H]``, ``w2 [E, H, I_pad]``)
     -> ``[T, H]`` in ``hidden.dtype``; routing as :func:`~anyware.kernels.triton.moe_route.route`.
@@ -207,7 +213,8 @@ def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torc
     ``scales`` ``(w13_scale [E, 2 I_pad], w2_scale [E, H])``: fp8 W8A8 experts
     (``MoEBackend.experts``' spec): each program quantises its token row (gate-up) or its
     intermediate row (down) per row itself — the row is a few thousand elements, re-read from
-    cache — so the path stays two launches."""
+    cache — so the path stays two launches. ``pdl``: both launched with programmatic dependent
+    launch (:mod:`.pdl`)."""
     if scoring not in ("softmax", "sigmoid"):
         raise ValueError(f"router scoring {scoring!r}; known: softmax, sigmoid")
     cfg = {**DEFAULT_SMALL_CONFIG, **(config or {})}
@@ -231,16 +238,19 @@ def fused_moe_small(hidden: torch.Tensor, router_logits: torch.Tensor, w13: torc
         x, logits, w13, inter, s13, pair_ids, pair_wts, x.stride(0), logits.stride(0), e,
         scale, h, ip,
         w13.stride(0), w13.stride(1), w13.stride(2), s13.stride(0), **route, FP8=fp8,
-        BLOCK_N=cfg["BLOCK_N1"], BLOCK_K=cfg["BLOCK_K1"], num_warps=cfg["WARPS1"])
+        BLOCK_N=cfg["BLOCK_N1"], BLOCK_K=cfg["BLOCK_K1"], GDC=pdl, num_warps=cfg["WARPS1"],
+        **launch_options(pdl))
     grid2 = (t, triton.cdiv(h, cfg["BLOCK_N2"]))
     if cfg["FLAT2"] and not fp8:
         _down_flat_kernel[grid2](
             inter, pair_ids, pair_wts, w2, out, out.stride(0), h, ip, w2.stride(0),
             w2.stride(1), w2.stride(2), TOP_K=top_k, BLOCK_N=cfg["BLOCK_N2"],
-            BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"], num_stages=cfg["STAGES2"])
+            BLOCK_K=cfg["BLOCK_K2"], GDC=pdl, num_warps=cfg["WARPS2"], num_stages=cfg["STAGES2"],
+            **launch_options(pdl))
         return out
     _down_combine_kernel[grid2](
         inter, pair_ids, pair_wts, w2, out, s2, out.stride(0), h, ip, w2.stride(0),
         w2.stride(1), w2.stride(2), s2.stride(0), TOP_K=top_k, FP8=fp8,
-        BLOCK_N=cfg["BLOCK_N2"], BLOCK_K=cfg["BLOCK_K2"], num_warps=cfg["WARPS2"])
+        BLOCK_N=cfg["BLOCK_N2"], BLOCK_K=cfg["BLOCK_K2"], GDC=pdl, num_warps=cfg["WARPS2"],
+        **launch_options(pdl))
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from anyware.kernels.triton.pdl import gdc_enter, launch_options
 from anyware.kernels.triton.quant import FP8_DTYPE, fp8_quantize, fp8_scale
 from anyware.plugin import Fp8Rows
 
@@ -15,8 +16,9 @@ def _rms_norm_kernel(
     x_ptr, r_ptr, w_ptr, out_ptr, rout_ptr, s_ptr,
     stride_x, stride_r, stride_o, stride_ro,
     N, eps,
-    HAS_RESIDUAL: tl.constexpr, QUANT: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, QUANT: tl.constexpr, BLOCK: tl.constexpr, GDC: tl.constexpr,
 ):
+    gdc_enter(GDC)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < N
@@ -38,7 +40,7 @@ def _rms_norm_kernel(
     tl.store(out_ptr + row * stride_o + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(x, residual, weight, eps, quant: bool = False):
+def _launch(x, residual, weight, eps, quant: bool = False, pdl: bool = False):
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
     if x2.stride(-1) != 1:
@@ -59,34 +61,39 @@ def _launch(x, residual, weight, eps, quant: bool = False):
             x2, r2, weight, out, rout, scale,
             x2.stride(0), r2.stride(0), out.stride(0), rout.stride(0),
             n, eps,
-            HAS_RESIDUAL=residual is not None, QUANT=quant, BLOCK=block,
-            num_warps=min(16, max(1, block // 256)),
+            HAS_RESIDUAL=residual is not None, QUANT=quant, BLOCK=block, GDC=pdl,
+            num_warps=min(16, max(1, block // 256)), **launch_options(pdl),
         )
     if quant:
         return Fp8Rows(out, scale, x.dtype), rout.reshape(shape)
     return out.reshape(shape), rout.reshape(shape)
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``x * rsqrt(mean(x^2) + eps) * weight`` over the last dim, fp32 math, ``x.dtype`` out."""
-    return _launch(x, None, weight, eps)[0]
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, *, pdl: bool = False
+             ) -> torch.Tensor:
+    """``x * rsqrt(mean(x^2) + eps) * weight`` over the last dim, fp32 math, ``x.dtype`` out.
+    ``pdl``: launched with programmatic dependent launch (:mod:`.pdl`), here and below."""
+    return _launch(x, None, weight, eps, pdl=pdl)[0]
 
 
 def fused_add_rms_norm(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, *,
+    pdl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``r = x + residual`` (rounded to ``x.dtype``); returns ``(rms_norm(r), r)``."""
-    return _launch(x, residual, weight, eps)
+    return _launch(x, residual, weight, eps, pdl=pdl)
 
 
-def rms_norm_fp8(x: torch.Tensor, weight: torch.Tensor, eps: float) -> Fp8Rows:
+def rms_norm_fp8(x: torch.Tensor, weight: torch.Tensor, eps: float, *, pdl: bool = False
+                 ) -> Fp8Rows:
     """``KernelOps.rms_norm_fp8`` in one launch: each normed row rounded to ``x.dtype``, then
     quantised per row exactly as ``quant.quantize_fp8_rows`` does. ``x`` ``[T, H]``."""
-    return _launch(x, None, weight, eps, quant=True)[0]
+    return _launch(x, None, weight, eps, quant=True, pdl=pdl)[0]
 
 
 def fused_add_rms_norm_fp8(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, *,
+    pdl: bool = False,
 ) -> tuple[Fp8Rows, torch.Tensor]:
     """``KernelOps.fused_add_rms_norm_fp8`` in one launch: ``(rms_norm_fp8(r), r)``."""
-    return _launch(x, residual, weight, eps, quant=True)
+    return _launch(x, residual, weight, eps, quant=True, pdl=pdl)

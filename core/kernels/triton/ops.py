@@ -20,48 +20,53 @@ class TritonOps(ReferenceOps):
 
     ``fp8_activations``: the norms and SiLU-and-mul before an fp8 projection quantise their
     output in their own launch (``rms_norm_fp8`` ...), which ``fp8_linear`` then multiplies
-    as it is. Off where the few-rows kernel is on: that kernel quantises its own input."""
+    as it is. Off where the few-rows kernel is on: that kernel quantises its own input.
+
+    ``pdl``: the norm, rotary and SiLU-and-mul kernels launch with programmatic dependent
+    launch (:mod:`anyware.kernels.triton.pdl`; Hopper and later, set by the platform)."""
 
     provider = "triton"
 
-    def __init__(self, fp8_gemv_max_rows: int = 0) -> None:
+    def __init__(self, fp8_gemv_max_rows: int = 0, pdl: bool = False) -> None:
         super().__init__()
         self.fp8_gemv_max_rows = fp8_gemv_max_rows
         self.fp8_activations = fp8_gemv_max_rows == 0
+        self.pdl = pdl
 
     def rms_norm(self, x, weight, eps):
         self.calls["rms_norm"] += 1
-        return norm.rms_norm(x, weight, eps)
+        return norm.rms_norm(x, weight, eps, pdl=self.pdl)
 
     def fused_add_rms_norm(self, x, residual, weight, eps):
         self.calls["fused_add_rms_norm"] += 1
-        return norm.fused_add_rms_norm(x, residual, weight, eps)
+        return norm.fused_add_rms_norm(x, residual, weight, eps, pdl=self.pdl)
 
     def rotary(self, q, k, positions, cos_sin, is_neox=True):
         self.calls["rotary"] += 1
-        return rotary.apply_rotary(q, k, positions, cos_sin, is_neox)
+        return rotary.apply_rotary(q, k, positions, cos_sin, is_neox, pdl=self.pdl)
 
     def norm_rotary(self, q, k, positions, cos_sin, is_neox=True, q_weight=None, k_weight=None,
                     eps=1e-6):
         # one launch for q and k: per-head RMSNorm kept in fp32, then rotary
         self.calls["norm_rotary"] += 1
-        return rotary.norm_rotary(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps)
+        return rotary.norm_rotary(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps,
+                                  pdl=self.pdl)
 
     def silu_and_mul(self, x):
         self.calls["silu_and_mul"] += 1
-        return activation.silu_and_mul(x)
+        return activation.silu_and_mul(x, pdl=self.pdl)
 
     def rms_norm_fp8(self, x, weight, eps):
         self.calls["rms_norm_fp8"] += 1
-        return norm.rms_norm_fp8(x, weight, eps)
+        return norm.rms_norm_fp8(x, weight, eps, pdl=self.pdl)
 
     def fused_add_rms_norm_fp8(self, x, residual, weight, eps):
         self.calls["fused_add_rms_norm_fp8"] += 1
-        return norm.fused_add_rms_norm_fp8(x, residual, weight, eps)
+        return norm.fused_add_rms_norm_fp8(x, residual, weight, eps, pdl=self.pdl)
 
     def silu_and_mul_fp8(self, x):
         self.calls["silu_and_mul_fp8"] += 1
-        return activation.silu_and_mul_fp8(x)
+        return activation.silu_and_mul_fp8(x, pdl=self.pdl)
 
     def quantize_fp8(self, x):
         self.calls["quantize_fp8"] += 1
@@ -69,7 +74,7 @@ class TritonOps(ReferenceOps):
 
     def store_kv(self, k_cache, v_cache, k, v, slots):
         self.calls["store_kv"] += 1
-        store.store_kv(k_cache, v_cache, k, v, slots)
+        store.store_kv(k_cache, v_cache, k, v, slots, pdl=self.pdl)
 
     def fp8_linear(self, x, weight, weight_scale, bias=None):
         self.calls["fp8_linear"] += 1

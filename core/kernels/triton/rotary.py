@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from anyware.kernels.triton.pdl import gdc_enter, launch_options
 
 
 @triton.jit
@@ -23,8 +24,9 @@ def _rotary_kernel(
     stride_qot, stride_qoh, stride_kot, stride_koh, stride_cs,
     HQ, HK, NQB, eps,
     D: tl.constexpr, ROT: tl.constexpr, IS_NEOX: tl.constexpr, HAS_W: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, GDC: tl.constexpr,
 ):
+    gdc_enter(GDC)
     t = tl.program_id(0).to(tl.int64)
     hb = tl.program_id(1)
     # q or k, decided per program; selects rather than branches, so that an int argument
@@ -74,7 +76,7 @@ def _rotary_kernel(
     tl.store(o_ptr + t * sot + h * soh + d, y.to(x_in.dtype), mask=mask)
 
 
-def _launch(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps):
+def _launch(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps, pdl=False):
     """One launch for q ``[T, Hq, D]`` and k ``[T, Hk, D]`` (strided views allowed, last dim
     contiguous); returns new contiguous ``(q, k)`` in the input dtype. No host sync."""
     t, hq, d = q.shape
@@ -109,7 +111,7 @@ def _launch(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps):
         q_out.stride(0), q_out.stride(1), k_out.stride(0), k_out.stride(1), cos_sin.stride(0),
         hq, hk, nqb, float(eps),
         D=d, ROT=cos_sin.shape[-1], IS_NEOX=is_neox, HAS_W=has_w,
-        BLOCK_H=block_h, BLOCK_D=triton.next_power_of_2(d),
+        BLOCK_H=block_h, BLOCK_D=triton.next_power_of_2(d), GDC=pdl, **launch_options(pdl),
     )
     return q_out, k_out
 
@@ -120,10 +122,12 @@ def apply_rotary(
     positions: torch.Tensor,
     cos_sin: torch.Tensor,
     is_neox: bool = True,
+    *,
+    pdl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q ``[T, Hq, D]``, k ``[T, Hk, D]``, positions int ``[T]``; returns new ``(q, k)``
-    (one launch for both)."""
-    return _launch(q, k, positions, cos_sin, is_neox, None, None, 0.0)
+    (one launch for both). ``pdl``: programmatic dependent launch (:mod:`.pdl`)."""
+    return _launch(q, k, positions, cos_sin, is_neox, None, None, 0.0, pdl)
 
 
 def norm_rotary(
@@ -135,9 +139,11 @@ def norm_rotary(
     q_weight: torch.Tensor | None = None,
     k_weight: torch.Tensor | None = None,
     eps: float = 1e-6,
+    *,
+    pdl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-head RMSNorm of q and k over the head dim (weights ``[D]``, both or neither), kept
     in fp32, then rotary; see ``KernelOps.norm_rotary``. One launch; returns new ``(q, k)``."""
     if (q_weight is None) != (k_weight is None):
         raise ValueError("norm_rotary takes both q_weight and k_weight, or neither")
-    return _launch(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps)
+    return _launch(q, k, positions, cos_sin, is_neox, q_weight, k_weight, eps, pdl)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from anyware.kernels.triton.pdl import gdc_enter, launch_options
 
 
 @triton.jit
@@ -38,8 +39,9 @@ def _store_kv_kernel(
     stride_kcs, stride_kch, stride_vcs, stride_vch,
     H: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
-    SATURATE: tl.constexpr,
+    SATURATE: tl.constexpr, GDC: tl.constexpr,
 ):
+    gdc_enter(GDC)
     t = tl.program_id(0)
     slot = tl.load(slots_ptr + t).to(tl.int64)
     h = tl.arange(0, BLOCK_H)[:, None]
@@ -63,12 +65,15 @@ def store_kv(
     k: torch.Tensor,
     v: torch.Tensor,
     slots: torch.Tensor,
+    *,
+    pdl: bool = False,
 ) -> None:
     """``k_cache[slots] = k``; ``v_cache[slots] = v`` (cast to the cache dtype; an fp8 e4m3
     cache stores values saturated to +-448, scale 1.0).
 
     k ``[T, H, Dk]``, v ``[T, H, Dv]`` (last dim contiguous; any token/head strides);
-    caches ``[S, H, D]`` with a contiguous last dim; slots int ``[T]``.
+    caches ``[S, H, D]`` with a contiguous last dim; slots int ``[T]``. ``pdl``:
+    programmatic dependent launch (:mod:`.pdl`).
     """
     t, h, dk = k.shape
     dv = v.shape[-1]
@@ -84,5 +89,5 @@ def store_kv(
         BLOCK_H=triton.next_power_of_2(h),
         BLOCK_DK=triton.next_power_of_2(dk),
         BLOCK_DV=triton.next_power_of_2(dv),
-        SATURATE=k_cache.dtype == torch.float8_e4m3fn,
+        SATURATE=k_cache.dtype == torch.float8_e4m3fn, GDC=pdl, **launch_options(pdl),
     )
