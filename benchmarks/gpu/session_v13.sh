@@ -5,11 +5,12 @@
 #   ... b   # PDL in the engine: the GPU kernel tests with PDL (same bits eager and in a graph);
 #           # W5 batch 1 and W1 bf16 with triton_pdl off / on, alternated
 #   ... c   # W2 bf16 with triton_pdl on (the default) and off
+#   ... c2  # the same, in the other order (a second pair on another machine)
 #   ... d   # W2 fp8 weights + KV, W3, W4 (16 groups), W6 at the head: issue 21's closing table
 #   ... e   # W5 offline 1000 x 1024/1024 through the CLI, transformers' generate_batch slice
 # A call returns at most 8 files: each part keeps its results to a few JSON files.
 set -u
-PART="${1:?a|b|c|d|e}"
+PART="${1:?a|b|c|c2|d|e}"
 source benchmarks/gpu/session_setup.sh
 W5="anyware bench --model qwen3-30b-a3b --load-format dummy --dtype bfloat16 --num-prompts 1 --input-len 128
   --output-len 256 --context-len 4096 --no-progress"
@@ -43,6 +44,10 @@ b)
 c)
   run pdl-on W2
   run pdl-off W2 --platform-opt triton_pdl=false
+  ;;
+c2)
+  run pdl-off-2 W2 --platform-opt triton_pdl=false
+  run pdl-on-2 W2
   ;;
 d)
   run fp8wkv W2 $FP8 $KV8
