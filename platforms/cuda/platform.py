@@ -71,8 +71,9 @@ class CudaPlatform(TorchDevicePlatform):
 
     def _configure(self, config: PlatformConfig) -> PlatformConfig:
         """Refuse ``--quantization fp8`` where a visible GPU lacks fp8 tensor cores (before Ada /
-        Hopper, compute capability 8.9); then the torch-device checks. Every visible GPU is
-        asked, not the current one: this runs before ``init_device`` picks a rank's GPU."""
+        Hopper, compute capability 8.9); settle ``triton_pdl`` (:meth:`_with_pdl`); then the
+        torch-device checks. Every visible GPU is asked, not the current one: this runs before
+        ``init_device`` picks a rank's GPU (reading a capability creates no context)."""
         if config.quantization == "fp8":
             devices = range(self.visible_device_count()) or [None]  # None: the current one
             caps = {d: tuple(torch.cuda.get_device_capability(d)) for d in devices}
