@@ -16,7 +16,6 @@ portable Triton kernels launch with programmatic dependent launch
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import torch
 from anyware.plugin import (
@@ -74,44 +73,49 @@ class CudaPlatform(TorchDevicePlatform):
         Hopper, compute capability 8.9); settle ``triton_pdl`` (:meth:`_with_pdl`); then the
         torch-device checks. Every visible GPU is asked, not the current one: this runs before
         ``init_device`` picks a rank's GPU (reading a capability creates no context)."""
+        caps = self._visible_capabilities()
         if config.quantization == "fp8":
-            devices = range(self.visible_device_count()) or [None]  # None: the current one
-            caps = {d: tuple(torch.cuda.get_device_capability(d)) for d in devices}
-            device, (major, minor) = min(caps.items(), key=lambda item: item[1])
+            # no visible device counted: ask the current one (None)
+            caps_or_current = caps or {None: tuple(torch.cuda.get_device_capability(None))}
+            device, (major, minor) = min(caps_or_current.items(), key=lambda item: item[1])
             if (major, minor) < FP8_MIN_CAPABILITY:
                 which = f" (device {device} of {len(caps)})" if len(caps) > 1 else ""
                 raise CapabilityError(
                     f"fp8 linear layers need compute capability 8.9+ (Ada, Hopper); this GPU is "
                     f"{major}.{minor}{which}; leave --quantization unset, or hide the older "
                     f"GPUs with CUDA_VISIBLE_DEVICES")
-        return super()._configure(self._with_pdl(config))
+        return super()._configure(self._with_pdl(config, caps))
 
-    def _with_pdl(self, config: PlatformConfig) -> PlatformConfig:
+    def _visible_capabilities(self) -> dict[int, tuple[int, int]]:
+        """Compute capability of every visible GPU, by index (no device context is created)."""
+        return {d: tuple(torch.cuda.get_device_capability(d))
+                for d in range(self.visible_device_count())}
+
+    @staticmethod
+    def _with_pdl(config: PlatformConfig, caps: dict[int, tuple[int, int]]) -> PlatformConfig:
         """``triton_pdl`` settled: its default from the oldest visible GPU (9.0+ and a Triton
         with the intrinsics, not the interpreter), an explicit true checked against the same."""
         from anyware.kernels.triton.options import coerce_option
-        from anyware.kernels.triton.pdl import supports_pdl
+        from anyware.kernels.triton.pdl import OPTION, supports_pdl
 
-        devices = range(self.visible_device_count())
-        caps = [tuple(torch.cuda.get_device_capability(d)) for d in devices]
-        interpreted = os.environ.get("TRITON_INTERPRET", "0").strip() not in ("", "0")
-        usable, why = supports_pdl(min(caps) if caps else None, interpreted)
-        if "triton_pdl" in config.extra:
-            if coerce_option("triton_pdl", config.extra["triton_pdl"], False) and not usable:
-                raise CapabilityError(f"--platform-option triton_pdl=true: {why}; leave the "
+        usable, why = supports_pdl(min(caps.values()) if caps else None)
+        if OPTION in config.extra:
+            if coerce_option(OPTION, config.extra[OPTION], False) and not usable:
+                raise CapabilityError(f"--platform-option {OPTION}=true: {why}; leave the "
                                       f"option unset (it is on wherever it can work)")
             return config
-        return dataclasses.replace(config, extra={**config.extra, "triton_pdl": usable})
+        return dataclasses.replace(config, extra={**config.extra, OPTION: usable})
 
     # ---------------------------------------------------------------- ops
     def _create_ops(self):
         from anyware.kernels.triton.ops import TritonOps
         from anyware.kernels.triton.options import coerce_option
+        from anyware.kernels.triton.pdl import OPTION as PDL_OPTION
 
         extra = self.config.extra if self.config is not None else {}
         rows_key, fused_key = f"{self.name}_fp8_gemv_max_rows", f"{self.name}_fp8_fused_activations"
         ops = TritonOps(fp8_gemv_max_rows=coerce_option(rows_key, extra.get(rows_key, 0), 0),
-                        pdl=coerce_option("triton_pdl", extra.get("triton_pdl", False), False))
+                        pdl=coerce_option(PDL_OPTION, extra.get(PDL_OPTION, False), False))
         if not coerce_option(fused_key, extra.get(fused_key, True), True):
             ops.fp8_activations = False
         return ops

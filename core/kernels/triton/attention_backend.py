@@ -57,7 +57,7 @@ from anyware.kernels.triton.decode_attention import (
     decode_workspace,
 )
 from anyware.kernels.triton.extend_attention import extend_attention
-from anyware.kernels.triton.options import apply_platform_options
+from anyware.kernels.triton.options import OPTION_PREFIX, apply_platform_options
 from anyware.kernels.triton.store import store_kv
 from anyware.plugin import (
     AttentionBackend,
@@ -111,7 +111,6 @@ class _MixedPlan:
     decode: _DecodePlan
 
 
-OPTION_PREFIX = "triton_"  # platform options read at construction: triton_decode_block_n, ...
 TUNABLE = ("decode_block_n", "decode_num_warps", "decode_num_stages", "decode_heads_first",
            "decode_target_programs", "decode_fp16_compute", "decode_fused_reduce",
            "decode_even_dims", "decode_k_rows", "pdl")

@@ -27,7 +27,7 @@ from anyware.kernels.triton.moe import expert_gemms, fused_moe
 from anyware.kernels.triton.moe_config import get_config, get_small_config
 from anyware.kernels.triton.moe_route import route
 from anyware.kernels.triton.moe_small import fused_moe_small, use_small_path
-from anyware.kernels.triton.options import apply_platform_options
+from anyware.kernels.triton.options import OPTION_PREFIX, apply_platform_options
 from anyware.plugin import Dispatched, MoEBackend, MoEWeightLayout
 
 
@@ -42,7 +42,7 @@ class TritonMoEBackend(MoEBackend):
         # the decode-sized path's two kernels launched with programmatic dependent launch
         # (pdl.py; platform option ``triton_pdl``, whose default the platform sets)
         self.pdl = False
-        apply_platform_options(self, platform, "triton_", ("pdl",))
+        apply_platform_options(self, platform, OPTION_PREFIX, ("pdl",))
 
     def weight_layout(self) -> MoEWeightLayout:
         return MoEWeightLayout()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+OPTION_PREFIX = "triton_"  # the Triton kernel owners' platform options: triton_decode_block_n, ...
+
 
 def apply_platform_options(target, platform, prefix: str, keys: Iterable[str]) -> None:
     """Set ``target.<key>`` from ``platform.config.extra[prefix + key]`` for each key present

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 PDL_MIN_CAPABILITY = (9, 0)
+OPTION = "triton_pdl"  # the platform option the kernels' owners read (``OPTION_PREFIX`` + "pdl")
 
 
 @triton.jit
@@ -49,8 +50,12 @@ def triton_has_pdl() -> bool:
     return all(hasattr(cuda, f) for f in ("gdc_wait", "gdc_launch_dependents"))
 
 
-def supports_pdl(capability: tuple[int, int] | None, interpreted: bool) -> tuple[bool, str]:
-    """``(usable, why not)`` for a GPU of compute ``capability`` (``None``: no such GPU)."""
+def supports_pdl(capability: tuple[int, int] | None, interpreted: bool | None = None
+                 ) -> tuple[bool, str]:
+    """``(usable, why not)`` for a GPU of compute ``capability`` (``None``: no such GPU);
+    ``interpreted`` defaults to whether Triton runs kernels in its interpreter."""
+    if interpreted is None:
+        interpreted = bool(triton.knobs.runtime.interpret)
     if interpreted:
         return False, "the Triton interpreter (TRITON_INTERPRET=1) has no dependent launch"
     if capability is None:
